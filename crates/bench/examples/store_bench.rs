@@ -1,0 +1,74 @@
+//! Run the store benchmark from the command line:
+//!
+//! ```text
+//! cargo run --release -p slotmail-bench --example store_bench -- \
+//!     --corpus corpus-2000.mbox --dir /var/tmp/bench [--json report.json]
+//! ```
+//!
+//! `--dir` is a parent directory on the disk to measure; a fresh slot is made
+//! inside it and removed at the end.
+
+use clap::Parser;
+use slotmail_bench::{SelectFill, StoreBenchOptions, run_store_bench};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The store benchmark: append, fetch, flag and select on one slot, no network.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The corpus: an mbox file (mboxrd), e.g. from the corpus generator.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Parent directory of the fresh slot (on the disk to measure).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Use only the first N corpus messages.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Messages in the mailbox whose open/select is timed (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    select_messages: u32,
+    /// How that mailbox is filled: "append" (one commit per message) or
+    /// "copy" (2,000 appended, the rest copies of them: faster to build).
+    #[arg(long, default_value = "append")]
+    select_fill: SelectFill,
+    /// Repetitions of the warm select measurements.
+    #[arg(long, default_value_t = 5)]
+    warm_repeats: u32,
+    /// Write the full report as JSON to this file ("-" for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the slot directory afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let opts = StoreBenchOptions {
+        limit: args.limit,
+        select_messages: args.select_messages,
+        select_fill: args.select_fill,
+        warm_repeats: args.warm_repeats,
+        keep: args.keep,
+        ..StoreBenchOptions::new(&args.corpus, &args.dir)
+    };
+    let report = match run_store_bench(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("store bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.to_table());
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report).expect("report serializes");
+        if path.as_os_str() == "-" {
+            println!("{json}");
+        } else if let Err(e) = std::fs::write(&path, json + "\n") {
+            eprintln!("store bench: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

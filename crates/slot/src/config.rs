@@ -1,0 +1,276 @@
+//! A slot's configuration file (TOML), parsed strictly and validated into the
+//! values the rest of the slot takes by value.
+//!
+//! ```toml
+//! version = 1
+//! name = "a1"                       # slot id, used in logs
+//! data = "data/a1"                  # relative paths are relative to this file
+//! hostname = "a1.example.net"       # in greetings and Received: headers
+//!
+//! [imap]
+//! listen = "127.0.0.1:1143"         # plaintext, STARTTLS offered when [tls] is set
+//! tls_listen = "127.0.0.1:1993"     # implicit TLS (optional)
+//! allow_plaintext_auth = false      # LOGIN/AUTHENTICATE before TLS (loopback tests only)
+//!
+//! [lmtp]
+//! listen = "127.0.0.1:2424"
+//!
+//! [tls]
+//! cert = "tls/cert.pem"
+//! key = "tls/key.pem"
+//! ```
+//! Unknown keys are refused, so a typo is an error and not a silent default.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The only config version this binary reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: u32,
+    name: String,
+    data: PathBuf,
+    hostname: Option<String>,
+    imap: Option<RawImap>,
+    lmtp: Option<RawLmtp>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    listen: Option<SocketAddr>,
+    tls_listen: Option<SocketAddr>,
+    #[serde(default)]
+    allow_plaintext_auth: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLmtp {
+    listen: SocketAddr,
+    #[serde(default = "default_detail_separator")]
+    detail_separator: String,
+    #[serde(default)]
+    over_quota_permanent: bool,
+}
+
+fn default_detail_separator() -> String {
+    "+".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    message_size_max: Option<u64>,
+    connections_max: Option<u32>,
+    connections_per_user_max: Option<u32>,
+}
+
+/// A validated slot configuration.
+#[derive(Debug, Clone)]
+pub struct SlotConfig {
+    pub name: String,
+    pub data: PathBuf,
+    pub hostname: String,
+    pub imap: Option<ImapConfig>,
+    pub lmtp: Option<LmtpConfig>,
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+}
+
+/// IMAP listeners.
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+    pub allow_plaintext_auth: bool,
+}
+
+/// LMTP listener.
+#[derive(Debug, Clone)]
+pub struct LmtpConfig {
+    pub listen: SocketAddr,
+    pub detail_separator: Option<char>,
+    /// Over-quota recipients get 552 5.2.2 (permanent) instead of 452 4.2.2.
+    pub over_quota_permanent: bool,
+}
+
+/// Certificate chain and key, PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Service limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub message_size_max: u64,
+    pub connections_max: u32,
+    pub connections_per_user_max: u32,
+}
+
+/// Default most concurrent IMAP connections per slot.
+pub const CONNECTIONS_MAX_DEFAULT: u32 = 20_000;
+/// Default most concurrent IMAP connections per user.
+pub const CONNECTIONS_PER_USER_MAX_DEFAULT: u32 = 50;
+
+impl SlotConfig {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<SlotConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse config text; `path` names the file in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<SlotConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |what: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            what,
+        };
+        if raw.version != CONFIG_VERSION {
+            return Err(invalid(format!(
+                "version = {} is not supported (this binary reads version {CONFIG_VERSION})",
+                raw.version
+            )));
+        }
+        if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(invalid(format!("name {:?}: letters, digits, '-', '_' and '.' only", raw.name)));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let imap = match raw.imap {
+            Some(i) => {
+                if i.listen.is_none() && i.tls_listen.is_none() {
+                    return Err(invalid("[imap] needs listen or tls_listen".into()));
+                }
+                if i.tls_listen.is_some() && raw.tls.is_none() {
+                    return Err(invalid("[imap] tls_listen needs a [tls] section".into()));
+                }
+                Some(ImapConfig {
+                    listen: i.listen,
+                    tls_listen: i.tls_listen,
+                    allow_plaintext_auth: i.allow_plaintext_auth,
+                })
+            }
+            None => None,
+        };
+        let lmtp = match raw.lmtp {
+            Some(l) => {
+                let mut chars = l.detail_separator.chars();
+                let detail_separator = match (chars.next(), chars.next()) {
+                    (None, _) => None,
+                    (Some(c), None) if !c.is_alphanumeric() && c != '@' => Some(c),
+                    _ => return Err(invalid("[lmtp] detail_separator is one punctuation character or empty".into())),
+                };
+                Some(LmtpConfig {
+                    listen: l.listen,
+                    detail_separator,
+                    over_quota_permanent: l.over_quota_permanent,
+                })
+            }
+            None => None,
+        };
+        let limits = Limits {
+            message_size_max: raw.limits.message_size_max.unwrap_or(slotmail_store::MESSAGE_SIZE_MAX_DEFAULT),
+            connections_max: raw.limits.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT),
+            connections_per_user_max: raw
+                .limits
+                .connections_per_user_max
+                .unwrap_or(CONNECTIONS_PER_USER_MAX_DEFAULT),
+        };
+        if limits.message_size_max == 0 || limits.message_size_max > slotmail_store::MESSAGE_SIZE_MAX_DEFAULT {
+            return Err(invalid(format!(
+                "[limits] message_size_max must be 1 to {} bytes",
+                slotmail_store::MESSAGE_SIZE_MAX_DEFAULT
+            )));
+        }
+        Ok(SlotConfig {
+            hostname: raw.hostname.unwrap_or_else(|| raw.name.clone()),
+            name: raw.name,
+            data: resolve(&raw.data),
+            imap,
+            lmtp,
+            tls: raw.tls.map(|t| TlsFiles {
+                cert: resolve(&t.cert),
+                key: resolve(&t.key),
+            }),
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_resolves_relative_paths() {
+        let c = SlotConfig::parse(
+            "version = 1\nname = \"a1\"\ndata = \"d\"\n[imap]\nlisten = \"127.0.0.1:1143\"\n[lmtp]\nlisten = \"127.0.0.1:2424\"\n",
+            Path::new("/etc/slotmail/a1.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.data, Path::new("/etc/slotmail/d"));
+        assert_eq!(c.lmtp.unwrap().detail_separator, Some('+'));
+        assert!(!c.imap.unwrap().allow_plaintext_auth);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_versions_and_bad_values() {
+        let p = Path::new("x.toml");
+        for (text, needle) in [
+            ("version = 2\nname = \"a\"\ndata = \"d\"\n", "version = 2"),
+            ("version = 1\nname = \"a\"\ndata = \"d\"\ntypo = 1\n", "unknown field"),
+            ("version = 1\nname = \"a b\"\ndata = \"d\"\n", "name"),
+            ("version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\n", "listen"),
+            ("version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\ntls_listen = \"127.0.0.1:1\"\n", "[tls]"),
+            ("version = 1\nname = \"a\"\ndata = \"d\"\n[limits]\nmessage_size_max = 0\n", "message_size_max"),
+        ] {
+            let err = SlotConfig::parse(text, p).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+}

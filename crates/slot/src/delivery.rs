@@ -1,0 +1,129 @@
+//! LMTP delivery into the slot's store: the `slotmail_lmtp::Backend` of a slot.
+//!
+//! A recipient is a login name of this slot (exact, then lower-cased), with an
+//! optional `+folder` detail naming an existing mailbox (falling back to
+//! INBOX). A 250 is returned only after `User::append` has returned, i.e.
+//! after the message file, its directory and the index commit are fsynced
+//! (docs/storage.md, "Append").
+
+use slotmail_lmtp::{AcceptedRcpt, Backend, EnhancedCode, Envelope, RcptVerdict, Recipient, Reply};
+use slotmail_store::{Flags, Slot, StoreError};
+use std::sync::Arc;
+
+/// Where one accepted recipient's copy goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub user: String,
+    /// The mailbox named by the detail, if it exists; INBOX otherwise.
+    pub mailbox: String,
+}
+
+/// Delivers into one slot.
+#[derive(Clone)]
+pub struct SlotDelivery {
+    slot: Arc<Slot>,
+    over_quota_permanent: bool,
+}
+
+impl SlotDelivery {
+    pub fn new(slot: Arc<Slot>, over_quota_permanent: bool) -> Self {
+        SlotDelivery {
+            slot,
+            over_quota_permanent,
+        }
+    }
+
+    fn over_quota(&self) -> Reply {
+        if self.over_quota_permanent {
+            Reply::new(552, EnhancedCode::new(5, 2, 2), "Mailbox full")
+        } else {
+            Reply::new(452, EnhancedCode::new(4, 2, 2), "Mailbox full, try again later")
+        }
+    }
+
+    /// Resolve a recipient to a user and mailbox (blocking: store lookups).
+    fn resolve(&self, rcpt: &Recipient) -> Result<Target, Reply> {
+        let temporary = |e: StoreError| {
+            tracing::error!(cause = %e, "recipient lookup failed");
+            Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure, try again later")
+        };
+        let mut user = None;
+        for candidate in [rcpt.user.clone(), rcpt.user.to_lowercase()] {
+            if self.slot.account(&candidate).map_err(temporary)?.is_some() {
+                user = Some(candidate);
+                break;
+            }
+        }
+        let Some(user) = user else {
+            return Err(Reply::new(550, EnhancedCode::new(5, 1, 1), "No such user here"));
+        };
+        let store = self.slot.user(&user).map_err(temporary)?;
+        let quota = store.quota().map_err(temporary)?;
+        let full = quota.limit_bytes.is_some_and(|l| quota.used_bytes >= l)
+            || quota.limit_messages.is_some_and(|l| quota.used_messages >= l);
+        if full {
+            return Err(self.over_quota());
+        }
+        let mailbox = rcpt
+            .detail
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .and_then(|d| store.mailbox(d).ok())
+            .map(|m| m.name)
+            .unwrap_or_else(|| "INBOX".to_string());
+        Ok(Target { user, mailbox })
+    }
+
+    /// Append one copy (blocking).
+    fn deliver_one(&self, target: &Target, message: &[u8]) -> Reply {
+        let result = self.slot.user(&target.user).and_then(|user| {
+            let mailbox = match user.mailbox(&target.mailbox) {
+                Ok(m) => m,
+                // The folder went away since RCPT: INBOX, as for an unknown folder.
+                Err(StoreError::NoSuchMailbox(_)) => user.mailbox("INBOX")?,
+                Err(e) => return Err(e),
+            };
+            user.append(mailbox.id, message, &Flags::empty(), None)
+        });
+        match result {
+            Ok(out) => Reply::new(
+                250,
+                EnhancedCode::new(2, 0, 0),
+                format!("Delivered to {} uid {}", target.mailbox, out.uid),
+            ),
+            Err(StoreError::OverQuota(_)) => self.over_quota(),
+            Err(StoreError::TooBig { .. }) => {
+                Reply::new(552, EnhancedCode::new(5, 3, 4), "Message too big for this mailbox")
+            }
+            Err(StoreError::NoSuchUser(_)) => Reply::new(550, EnhancedCode::new(5, 1, 1), "No such user here"),
+            Err(e) => {
+                tracing::error!(user = %target.user, cause = %e, "delivery failed");
+                Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure, try again later")
+            }
+        }
+    }
+}
+
+impl Backend for SlotDelivery {
+    type Token = Target;
+
+    async fn check_recipient(&self, rcpt: &Recipient) -> RcptVerdict<Target> {
+        let this = self.clone();
+        let rcpt = rcpt.clone();
+        match tokio::task::spawn_blocking(move || this.resolve(&rcpt)).await {
+            Ok(Ok(target)) => RcptVerdict::Accept(target),
+            Ok(Err(reply)) => RcptVerdict::Reject(reply),
+            Err(_) => RcptVerdict::Reject(Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure")),
+        }
+    }
+
+    async fn deliver(&self, _envelope: &Envelope, message: &[u8], rcpts: &[AcceptedRcpt<Target>]) -> Vec<Reply> {
+        let this = self.clone();
+        let message = message.to_vec();
+        let targets: Vec<Target> = rcpts.iter().map(|r| r.token.clone()).collect();
+        let n = targets.len();
+        tokio::task::spawn_blocking(move || targets.iter().map(|t| this.deliver_one(t, &message)).collect())
+            .await
+            .unwrap_or_else(|_| vec![Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure"); n])
+    }
+}

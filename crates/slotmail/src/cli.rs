@@ -1,0 +1,230 @@
+//! Command-line interface: clap definitions and the dispatch to libraries.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use slotmail_slot::SlotConfig;
+use slotmail_store::{Options, Slot};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code: the command ran and found a problem.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the operation failed.
+pub const EXIT_FAILED: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "slotmail", version, about = "A replicated IMAP mail store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One slot: run it, scrub it, manage its accounts offline.
+    #[command(subcommand)]
+    Slot(SlotCommand),
+}
+
+#[derive(Subcommand)]
+enum SlotCommand {
+    /// Run one slot (IMAP and LMTP listeners) until SIGTERM or SIGINT.
+    Run {
+        /// The slot's configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Verify every message and record of a slot; exit 0 only when clean.
+    Scrub {
+        #[command(flatten)]
+        data: DataArg,
+        /// Remove unreferenced files left by interrupted writes.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the accounts of a stopped slot directly in its data directory.
+    #[command(subcommand)]
+    User(SlotUserCommand),
+}
+
+#[derive(Args)]
+struct DataArg {
+    /// The slot's data directory.
+    #[arg(long)]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum SlotUserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        name: String,
+        /// Read the password from standard input (required: passwords never go on a command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The user may authorize as any other user (replication check, operators).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the users of the slot.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("slotmail: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Slot(cmd) => slot(cmd),
+    }
+}
+
+fn slot(cmd: SlotCommand) -> Result<ExitCode> {
+    match cmd {
+        SlotCommand::Run { config } => {
+            let config = match SlotConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("slotmail: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(slotmail_slot::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        SlotCommand::Scrub { data, repair, json } => {
+            let slot = Slot::open(
+                &data.data,
+                Options {
+                    create: false,
+                    lock: false,
+                    ..Options::default()
+                },
+            )
+            .with_context(|| format!("opening slot {}", data.data.display()))?;
+            let report = slot.scrub(repair);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for f in &report.findings {
+                    println!("{f}");
+                }
+                println!(
+                    "scrubbed {} users, {} messages, {} bytes verified: {}{}",
+                    report.users,
+                    report.messages,
+                    report.bytes_verified,
+                    if report.is_clean() { "clean" } else { "DAMAGE FOUND" },
+                    if report.removed > 0 {
+                        format!(", {} unreferenced files removed", report.removed)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FINDINGS)
+            })
+        }
+        SlotCommand::User(SlotUserCommand::Add {
+            data,
+            name,
+            password_stdin: _,
+            admin,
+        }) => {
+            let password = read_password_stdin()?;
+            let slot = open_offline(&data)?;
+            let account = slot.create_user(&name, &password, admin)?;
+            println!("created user {} ({})", account.name, account.user_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        SlotCommand::User(SlotUserCommand::List { data, json }) => {
+            let slot = open_offline(&data)?;
+            let accounts = slot.accounts()?;
+            if json {
+                let list: Vec<_> = accounts
+                    .iter()
+                    .map(|a| serde_json::json!({"name": a.name, "user_id": a.user_id, "admin": a.is_admin}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for a in accounts {
+                    println!("{}\t{}{}", a.name, a.user_id, if a.is_admin { "\tadmin" } else { "" });
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_offline(data: &DataArg) -> Result<Slot> {
+    Slot::open(
+        &data.data,
+        Options {
+            create: true,
+            ..Options::default()
+        },
+    )
+    .with_context(|| format!("opening slot {} (is the slot running? stop it first)", data.data.display()))
+}
+
+/// The first line of standard input, without its line end.
+fn read_password_stdin() -> Result<String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
+    let password = input.lines().next().unwrap_or("").to_string();
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(password)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
