@@ -204,7 +204,7 @@ pub enum CommandBody {
     /// `ID (params) / ID NIL` — RFC 2971 §3.1.
     Id {
         /// Field/value pairs, or `None` for `NIL`.
-        params: Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+        params: Option<IdParams>,
     },
     /// `GETQUOTA root` — RFC 9208 §4.2.
     GetQuota {
@@ -269,6 +269,9 @@ impl CommandBody {
         }
     }
 }
+
+/// ID field/value pairs (RFC 2971): field names and `nstring` values.
+pub type IdParams = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// SELECT/EXAMINE parameters (RFC 4466 §2.4, RFC 7162 §3.1.8, §3.2.5).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -29,7 +29,14 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(frame: &'a Frame, max_depth: usize, encoding: MailboxEncoding) -> Self {
-        Cursor { frame, line: 0, pos: 0, depth: 0, max_depth, encoding }
+        Cursor {
+            frame,
+            line: 0,
+            pos: 0,
+            depth: 0,
+            max_depth,
+            encoding,
+        }
     }
 
     fn cur(&self) -> &'a [u8] {
@@ -47,7 +54,9 @@ impl<'a> Cursor<'a> {
     /// Whether the rest of the current line starts with `s` (ASCII
     /// case-insensitive).
     pub(crate) fn looking_at_ci(&self, s: &[u8]) -> bool {
-        self.cur().get(self.pos..self.pos + s.len()).is_some_and(|r| r.eq_ignore_ascii_case(s))
+        self.cur()
+            .get(self.pos..self.pos + s.len())
+            .is_some_and(|r| r.eq_ignore_ascii_case(s))
     }
 
     pub(crate) fn at_end(&self) -> bool {
@@ -70,7 +79,11 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn expect(&mut self, b: u8, what: &'static str) -> PResult<()> {
-        if self.eat(b) { Ok(()) } else { Err(ParseErrorKind::Expected(what)) }
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(ParseErrorKind::Expected(what))
+        }
     }
 
     pub(crate) fn sp(&mut self) -> PResult<()> {
@@ -78,7 +91,11 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn expect_end(&self) -> PResult<()> {
-        if self.at_end() { Ok(()) } else { Err(ParseErrorKind::TrailingData) }
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err(ParseErrorKind::TrailingData)
+        }
     }
 
     /// Enters a parenthesised level, enforcing the nesting limit.
@@ -113,7 +130,11 @@ impl<'a> Cursor<'a> {
     /// `1*ATOM-CHAR`.
     pub(crate) fn atom(&mut self) -> PResult<&'a [u8]> {
         let a = self.take_while(is_atom_char);
-        if a.is_empty() { Err(ParseErrorKind::Expected("atom")) } else { Ok(a) }
+        if a.is_empty() {
+            Err(ParseErrorKind::Expected("atom"))
+        } else {
+            Ok(a)
+        }
     }
 
     /// An atom as an upper-case string (for keywords).
@@ -128,7 +149,11 @@ impl<'a> Cursor<'a> {
 
     fn digits(&mut self) -> PResult<&'a [u8]> {
         let d = self.take_while(|b| b.is_ascii_digit());
-        if d.is_empty() { Err(ParseErrorKind::Expected("number")) } else { Ok(d) }
+        if d.is_empty() {
+            Err(ParseErrorKind::Expected("number"))
+        } else {
+            Ok(d)
+        }
     }
 
     /// `number` (32-bit).
@@ -186,7 +211,11 @@ impl<'a> Cursor<'a> {
                         out.push(c);
                         i += 2;
                     }
-                    _ => return Err(ParseErrorKind::InvalidString("invalid escape in quoted string")),
+                    _ => {
+                        return Err(ParseErrorKind::InvalidString(
+                            "invalid escape in quoted string",
+                        ));
+                    }
                 },
                 Some(0) => return Err(ParseErrorKind::InvalidString("NUL in quoted string")),
                 Some(b'\r') => return Err(ParseErrorKind::InvalidString("CR in quoted string")),
@@ -349,7 +378,9 @@ impl<'a> Cursor<'a> {
             });
         }
         if raw.contains(&b'$') {
-            return Err(ParseErrorKind::Unsupported("'$' (SEARCHRES) is not supported".into()));
+            return Err(ParseErrorKind::Unsupported(
+                "'$' (SEARCHRES) is not supported".into(),
+            ));
         }
         if let Some(c) = self.peek().filter(|&c| c != b' ' && c != b')') {
             return Err(ParseErrorKind::InvalidSequenceSet(format!(
@@ -369,7 +400,10 @@ impl<'a> Cursor<'a> {
         Flag::from_wire(raw).ok_or_else(|| {
             let mut shown = String::from_utf8_lossy(raw).into_owned();
             if a.is_empty() {
-                shown = self.peek().map(|c| char::from(c).to_string()).unwrap_or_default();
+                shown = self
+                    .peek()
+                    .map(|c| char::from(c).to_string())
+                    .unwrap_or_default();
             }
             ParseErrorKind::InvalidFlag(shown)
         })
@@ -396,7 +430,8 @@ impl<'a> Cursor<'a> {
         let text = if self.peek() == Some(b'"') {
             self.quoted()?
         } else {
-            self.take_while(|b| b.is_ascii_alphanumeric() || b == b'-').to_vec()
+            self.take_while(|b| b.is_ascii_alphanumeric() || b == b'-')
+                .to_vec()
         };
         Date::parse_text(&text).ok_or(ParseErrorKind::InvalidDate)
     }

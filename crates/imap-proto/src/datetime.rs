@@ -7,8 +7,9 @@
 
 use std::fmt;
 
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// A calendar date (no time, no zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -19,7 +20,7 @@ pub struct Date {
 }
 
 fn is_leap(year: u16) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn days_in_month(year: u16, month: u8) -> u8 {
@@ -82,7 +83,11 @@ impl Date {
         let d = doy - (153 * mp + 2) / 5 + 1;
         let m = if mp < 10 { mp + 3 } else { mp - 9 };
         let y = yoe + era * 400 + i64::from(m <= 2);
-        Date::new(u16::try_from(y).ok()?, u8::try_from(m).ok()?, u8::try_from(d).ok()?)
+        Date::new(
+            u16::try_from(y).ok()?,
+            u8::try_from(m).ok()?,
+            u8::try_from(d).ok()?,
+        )
     }
 
     /// Parses `1*2DIGIT "-" Mon "-" 4DIGIT` (the day may have a leading
@@ -98,8 +103,15 @@ impl Date {
         }
         let day = parse_digits(day)?;
         let year = parse_digits(year)?;
-        let month = MONTHS.iter().position(|m| m.as_bytes().eq_ignore_ascii_case(mon))? + 1;
-        Date::new(u16::try_from(year).ok()?, month as u8, u8::try_from(day).ok()?)
+        let month = MONTHS
+            .iter()
+            .position(|m| m.as_bytes().eq_ignore_ascii_case(mon))?
+            + 1;
+        Date::new(
+            u16::try_from(year).ok()?,
+            month as u8,
+            u8::try_from(day).ok()?,
+        )
     }
 }
 
@@ -114,7 +126,10 @@ fn parse_digits(s: &[u8]) -> Option<u32> {
     if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(s.iter().fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0')))
+    Some(
+        s.iter()
+            .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0')),
+    )
 }
 
 /// A date, a time of day and a zone offset (IMAP `date-time`).
@@ -140,7 +155,13 @@ impl DateTime {
         if hour > 23 || minute > 59 || second > 60 || offset_minutes.unsigned_abs() > 99 * 60 + 59 {
             return None;
         }
-        Some(DateTime { date, hour, minute, second, offset_minutes })
+        Some(DateTime {
+            date,
+            hour,
+            minute,
+            second,
+            offset_minutes,
+        })
     }
     /// The calendar date (in the zone of the offset).
     pub fn date(&self) -> Date {

@@ -266,7 +266,11 @@ impl Command {
     /// Encodes with explicit options; see [`EncodedCommand`] for how to send
     /// the chunks.
     pub fn encode_with(&self, opts: &EncodeOptions) -> EncodedCommand {
-        let mut s = CmdSink { chunks: Vec::new(), cur: Vec::new(), mode: opts.literal_mode };
+        let mut s = CmdSink {
+            chunks: Vec::new(),
+            cur: Vec::new(),
+            mode: opts.literal_mode,
+        };
         s.raw(self.tag.as_str().as_bytes());
         s.raw(b" ");
         encode_body(&mut s, &self.body, opts.encoding);
@@ -292,7 +296,10 @@ fn encode_body(s: &mut CmdSink, body: &CommandBody, enc: MailboxEncoding) {
         | B::Close
         | B::Unselect
         | B::Expunge => {}
-        B::Authenticate { mechanism, initial_response } => {
+        B::Authenticate {
+            mechanism,
+            initial_response,
+        } => {
             s.raw(b" ");
             s.raw(mechanism.as_bytes());
             if let Some(ir) = initial_response {
@@ -317,7 +324,10 @@ fn encode_body(s: &mut CmdSink, body: &CommandBody, enc: MailboxEncoding) {
             mailbox_astring(s, mailbox.as_str(), enc);
             select_params(s, params);
         }
-        B::Create { mailbox, special_use } => {
+        B::Create {
+            mailbox,
+            special_use,
+        } => {
             s.raw(b" ");
             mailbox_astring(s, mailbox.as_str(), enc);
             if !special_use.is_empty() {
@@ -373,7 +383,12 @@ fn encode_body(s: &mut CmdSink, body: &CommandBody, enc: MailboxEncoding) {
             s.raw(b" ");
             s.raw(uids.to_string().as_bytes());
         }
-        B::Search { charset, criteria, return_opts, .. } => {
+        B::Search {
+            charset,
+            criteria,
+            return_opts,
+            ..
+        } => {
             if let Some(opts) = return_opts {
                 let names: Vec<&str> = opts
                     .iter()
@@ -395,7 +410,12 @@ fn encode_body(s: &mut CmdSink, body: &CommandBody, enc: MailboxEncoding) {
                 search_key(s, k);
             }
         }
-        B::Fetch { set, attrs, modifiers, .. } => {
+        B::Fetch {
+            set,
+            attrs,
+            modifiers,
+            ..
+        } => {
             s.raw(b" ");
             s.raw(set.to_string().as_bytes());
             s.raw(b" ");
@@ -425,7 +445,14 @@ fn encode_body(s: &mut CmdSink, body: &CommandBody, enc: MailboxEncoding) {
                 s.raw(format!(" ({})", mods.join(" ")).as_bytes());
             }
         }
-        B::Store { set, unchanged_since, mode, silent, flags, .. } => {
+        B::Store {
+            set,
+            unchanged_since,
+            mode,
+            silent,
+            flags,
+            ..
+        } => {
             s.raw(b" ");
             s.raw(set.to_string().as_bytes());
             if let Some(u) = unchanged_since {
@@ -646,12 +673,20 @@ fn fetch_attr(s: &mut CmdSink, a: &FetchAttr) {
         FetchAttr::BodyStructure => s.raw(b"BODYSTRUCTURE"),
         FetchAttr::Uid => s.raw(b"UID"),
         FetchAttr::ModSeq => s.raw(b"MODSEQ"),
-        FetchAttr::BodySection { peek, section: sec, partial: p } => {
+        FetchAttr::BodySection {
+            peek,
+            section: sec,
+            partial: p,
+        } => {
             s.raw(if *peek { b"BODY.PEEK" } else { b"BODY" });
             section(s, sec);
             partial(s, p);
         }
-        FetchAttr::Binary { peek, part, partial: p } => {
+        FetchAttr::Binary {
+            peek,
+            part,
+            partial: p,
+        } => {
             s.raw(if *peek { b"BINARY.PEEK" } else { b"BINARY" });
             binary_section(s, part);
             partial(s, p);

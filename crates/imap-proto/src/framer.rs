@@ -163,7 +163,10 @@ impl fmt::Display for FramingErrorKind {
                 write!(f, "Too many literals in command (limit {limit})")
             }
             FramingErrorKind::DiscardLimitExceeded { limit } => {
-                write!(f, "Too much data after a rejected command (limit {limit} bytes)")
+                write!(
+                    f,
+                    "Too much data after a rejected command (limit {limit} bytes)"
+                )
             }
         }
     }
@@ -266,7 +269,12 @@ pub(crate) fn literal_marker(line: &[u8]) -> Option<Marker> {
     if binary {
         end -= 1;
     }
-    Some(Marker { size, sync, binary, start: end })
+    Some(Marker {
+        size,
+        sync,
+        binary,
+        start: end,
+    })
 }
 
 /// The tag at the start of `line` (up to the first SP), if valid and at
@@ -289,7 +297,11 @@ enum State {
     /// A synchronizing literal was announced; waiting for the server.
     AwaitDecision { size: u64, binary: bool },
     /// Reading literal bytes.
-    Literal { remaining: u64, sync: bool, binary: bool },
+    Literal {
+        remaining: u64,
+        sync: bool,
+        binary: bool,
+    },
     /// Skipping a line of a rejected command.
     DiscardLine { tail: Vec<u8>, raw: bool },
     /// Skipping a literal of a rejected command.
@@ -362,7 +374,9 @@ impl Framer {
 
     /// How many more bytes [`Framer::feed`] accepts now.
     pub fn input_room(&self) -> usize {
-        self.limits.max_pending_input_bytes.saturating_sub(self.input.len() - self.pos)
+        self.limits
+            .max_pending_input_bytes
+            .saturating_sub(self.input.len() - self.pos)
     }
 
     /// Unprocessed input bytes.
@@ -382,6 +396,20 @@ impl Framer {
             self.state = State::Line;
         }
         n
+    }
+
+    /// Removes and returns the unprocessed input, resetting any partial
+    /// command. After `COMPRESS DEFLATE ... OK` these bytes were already
+    /// compressed by the client: inflate them and feed the result back.
+    pub fn take_pending_input(&mut self) -> Vec<u8> {
+        let rest = self.input.split_off(self.pos);
+        self.input.clear();
+        self.pos = 0;
+        self.reset_command();
+        if self.state != State::Closed {
+            self.state = State::Line;
+        }
+        rest
     }
 
     /// Whether a synchronizing literal awaits the server's decision.
@@ -440,7 +468,10 @@ impl Framer {
                 self.reset_command();
                 self.discard_error = None;
                 self.discarded = 0;
-                self.state = State::DiscardLine { tail: Vec::new(), raw: false };
+                self.state = State::DiscardLine {
+                    tail: Vec::new(),
+                    raw: false,
+                };
                 true
             }
             _ => false,
@@ -486,7 +517,10 @@ impl Framer {
                     self.pos += n;
                     let remaining = remaining - n as u64;
                     self.state = if remaining == 0 {
-                        State::DiscardLine { tail: Vec::new(), raw: false }
+                        State::DiscardLine {
+                            tail: Vec::new(),
+                            raw: false,
+                        }
                     } else {
                         State::DiscardLiteral { remaining }
                     };
@@ -516,21 +550,37 @@ impl Framer {
 
     fn begin_literal(&mut self, size: u64, sync: bool, binary: bool) {
         if size == 0 {
-            self.literals.push(Literal { data: Vec::new(), sync, binary });
+            self.literals.push(Literal {
+                data: Vec::new(),
+                sync,
+                binary,
+            });
             self.state = State::Line;
         } else {
-            let cap = usize::try_from(size).unwrap_or(usize::MAX).min(LITERAL_INITIAL_CAPACITY_BYTES);
+            let cap = usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .min(LITERAL_INITIAL_CAPACITY_BYTES);
             self.cur_literal = Vec::with_capacity(cap);
-            self.state = State::Literal { remaining: size, sync, binary };
+            self.state = State::Literal {
+                remaining: size,
+                sync,
+                binary,
+            };
         }
     }
 
     fn step_literal(&mut self) {
-        let State::Literal { remaining, sync, binary } = self.state else {
+        let State::Literal {
+            remaining,
+            sync,
+            binary,
+        } = self.state
+        else {
             return;
         };
         let n = self.take_count(remaining);
-        self.cur_literal.extend_from_slice(&self.input[self.pos..self.pos + n]);
+        self.cur_literal
+            .extend_from_slice(&self.input[self.pos..self.pos + n]);
         self.pos += n;
         let remaining = remaining - n as u64;
         if remaining == 0 {
@@ -538,7 +588,11 @@ impl Framer {
             self.literals.push(Literal { data, sync, binary });
             self.state = State::Line;
         } else {
-            self.state = State::Literal { remaining, sync, binary };
+            self.state = State::Literal {
+                remaining,
+                sync,
+                binary,
+            };
         }
     }
 
@@ -571,7 +625,10 @@ impl Framer {
         }
         self.discarded += size;
         self.state = if size == 0 {
-            State::DiscardLine { tail: Vec::new(), raw: false }
+            State::DiscardLine {
+                tail: Vec::new(),
+                raw: false,
+            }
         } else {
             State::DiscardLiteral { remaining: size }
         };
@@ -583,12 +640,11 @@ impl Framer {
         if tail.last() == Some(&b'\r') {
             tail.pop();
         }
-        if !raw {
-            if let Some(m) = literal_marker(&tail) {
-                if !m.sync {
-                    return self.discard_literal(m.size);
-                }
-            }
+        if !raw
+            && let Some(m) = literal_marker(&tail)
+            && !m.sync
+        {
+            return self.discard_literal(m.size);
         }
         self.state = State::Line;
         self.discarded = 0;
@@ -621,7 +677,11 @@ impl Framer {
         if self.discarded > self.limits.max_discard_bytes {
             return Some(self.close_pending(None));
         }
-        if lf { self.discard_line_end(tail, raw) } else { None }
+        if lf {
+            self.discard_line_end(tail, raw)
+        } else {
+            None
+        }
     }
 
     /// Starts discarding the rest of the current command because of `kind`.
@@ -633,7 +693,11 @@ impl Framer {
         line_done: Option<Vec<u8>>,
     ) -> Option<FramerEvent> {
         let tag = if raw { None } else { self.current_tag() };
-        let err = FramingError { tag, kind, recovery: Recovery::CommandDiscarded };
+        let err = FramingError {
+            tag,
+            kind,
+            recovery: Recovery::CommandDiscarded,
+        };
         let partial = std::mem::take(&mut self.cur_line);
         self.reset_command();
         self.discard_error = Some(err);
@@ -666,7 +730,10 @@ impl Framer {
         let cmd_cap = if raw {
             usize::MAX
         } else {
-            self.limits.max_command_bytes.saturating_add(1).saturating_sub(self.command_bytes)
+            self.limits
+                .max_command_bytes
+                .saturating_add(1)
+                .saturating_sub(self.command_bytes)
         };
         let new_len = self.cur_line.len().saturating_add(n);
         let cap = line_cap.min(cmd_cap);
@@ -676,9 +743,13 @@ impl Framer {
             self.cur_line.extend_from_slice(&avail[..room]);
             self.pos += room;
             let kind = if new_len > line_cap {
-                FramingErrorKind::LineTooLong { limit: self.limits.max_line_bytes }
+                FramingErrorKind::LineTooLong {
+                    limit: self.limits.max_line_bytes,
+                }
             } else {
-                FramingErrorKind::CommandTooLong { limit: self.limits.max_command_bytes }
+                FramingErrorKind::CommandTooLong {
+                    limit: self.limits.max_command_bytes,
+                }
             };
             return self.fail_command(kind, raw, None);
         }
@@ -693,7 +764,9 @@ impl Framer {
             line.pop();
         }
         if line.len() > self.limits.max_line_bytes {
-            let kind = FramingErrorKind::LineTooLong { limit: self.limits.max_line_bytes };
+            let kind = FramingErrorKind::LineTooLong {
+                limit: self.limits.max_line_bytes,
+            };
             return self.fail_command(kind, raw, Some(line));
         }
         if raw {
@@ -701,7 +774,9 @@ impl Framer {
             return Some(FramerEvent::RawLine(line));
         }
         if self.command_bytes + line.len() > self.limits.max_command_bytes {
-            let kind = FramingErrorKind::CommandTooLong { limit: self.limits.max_command_bytes };
+            let kind = FramingErrorKind::CommandTooLong {
+                limit: self.limits.max_command_bytes,
+            };
             return self.fail_command(kind, raw, Some(line));
         }
         self.command_bytes += line.len();
@@ -729,16 +804,28 @@ impl Framer {
             l.max_literal_bytes.min(l.max_non_sync_literal_bytes)
         };
         let error = if self.literals.len() >= l.max_literals_per_command {
-            Some(FramingErrorKind::TooManyLiterals { limit: l.max_literals_per_command })
+            Some(FramingErrorKind::TooManyLiterals {
+                limit: l.max_literals_per_command,
+            })
         } else if m.size > size_limit {
-            Some(FramingErrorKind::LiteralTooLarge { size: m.size, limit: size_limit, sync: m.sync })
+            Some(FramingErrorKind::LiteralTooLarge {
+                size: m.size,
+                limit: size_limit,
+                sync: m.sync,
+            })
         } else if self.literal_bytes.saturating_add(m.size) > l.max_command_literal_bytes {
-            Some(FramingErrorKind::CommandLiteralsTooLarge { limit: l.max_command_literal_bytes })
+            Some(FramingErrorKind::CommandLiteralsTooLarge {
+                limit: l.max_command_literal_bytes,
+            })
         } else {
             None
         };
         if let Some(kind) = error {
-            let err = FramingError { tag, kind, recovery: Recovery::CommandDiscarded };
+            let err = FramingError {
+                tag,
+                kind,
+                recovery: Recovery::CommandDiscarded,
+            };
             self.reset_command();
             if m.sync {
                 // The client waits for our answer and sends nothing more.
@@ -751,11 +838,19 @@ impl Framer {
         }
         self.literal_bytes += m.size;
         if m.sync {
-            self.state = State::AwaitDecision { size: m.size, binary: m.binary };
+            self.state = State::AwaitDecision {
+                size: m.size,
+                binary: m.binary,
+            };
         } else {
             self.begin_literal(m.size, false, m.binary);
         }
-        Some(FramerEvent::LiteralAnnounced { tag, size: m.size, sync: m.sync, binary: m.binary })
+        Some(FramerEvent::LiteralAnnounced {
+            tag,
+            size: m.size,
+            sync: m.sync,
+            binary: m.binary,
+        })
     }
 }
 
@@ -773,7 +868,10 @@ mod tests {
         assert!(literal_marker(b"a LOGIN {+}").is_none());
         assert!(literal_marker(b"a LOGIN 5}").is_none());
         assert!(literal_marker(b"}").is_none());
-        assert_eq!(literal_marker(b"{99999999999999999999999}").unwrap().size, u64::MAX);
+        assert_eq!(
+            literal_marker(b"{99999999999999999999999}").unwrap().size,
+            u64::MAX
+        );
     }
 
     #[test]

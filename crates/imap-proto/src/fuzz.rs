@@ -35,12 +35,29 @@ fn check_frame(frame: &Frame, limits: &Limits) {
     let lines = frame.lines();
     let literals = frame.literals();
     assert_eq!(lines.len(), literals.len() + 1, "frame shape");
-    assert!(lines.iter().all(|l| l.len() <= limits.max_line_bytes), "line limit");
-    assert!(lines.iter().map(Vec::len).sum::<usize>() <= limits.max_command_bytes, "command limit");
-    assert!(literals.len() <= limits.max_literals_per_command, "literal count limit");
+    assert!(
+        lines.iter().all(|l| l.len() <= limits.max_line_bytes),
+        "line limit"
+    );
+    assert!(
+        lines.iter().map(Vec::len).sum::<usize>() <= limits.max_command_bytes,
+        "command limit"
+    );
+    assert!(
+        literals.len() <= limits.max_literals_per_command,
+        "literal count limit"
+    );
     let total: u64 = literals.iter().map(|l| l.data.len() as u64).sum();
-    assert!(total <= limits.max_command_literal_bytes, "command literal limit");
-    assert!(literals.iter().all(|l| l.data.len() as u64 <= limits.max_literal_bytes), "literal limit");
+    assert!(
+        total <= limits.max_command_literal_bytes,
+        "command literal limit"
+    );
+    assert!(
+        literals
+            .iter()
+            .all(|l| l.data.len() as u64 <= limits.max_literal_bytes),
+        "literal limit"
+    );
 }
 
 /// Feeds `data` to the framer, parser, encoder and response reader and
@@ -54,7 +71,9 @@ pub fn fuzz_command(data: &[u8]) {
     let mut framer = Framer::new(limits.clone());
     let mut sync_literals = 0u32;
     'feed: for piece in rest.chunks(chunk) {
-        framer.feed(piece).expect("a drained framer takes a chunk within its room");
+        framer
+            .feed(piece)
+            .expect("a drained framer takes a chunk within its room");
         while let Some(ev) = framer.next_event() {
             match ev {
                 FramerEvent::LiteralAnnounced { size, sync, .. } => {
@@ -74,10 +93,13 @@ pub fn fuzz_command(data: &[u8]) {
                 FramerEvent::Command(frame) => {
                     check_frame(&frame, &limits);
                     roundtrip_command(&frame);
-                    if let Ok(cmd) = parse_command(&frame) {
-                        if matches!(cmd.body, CommandBody::Idle | CommandBody::Authenticate { .. }) {
-                            assert!(framer.expect_raw_line());
-                        }
+                    if let Ok(cmd) = parse_command(&frame)
+                        && matches!(
+                            cmd.body,
+                            CommandBody::Idle | CommandBody::Authenticate { .. }
+                        )
+                    {
+                        assert!(framer.expect_raw_line());
                     }
                 }
                 FramerEvent::RawLine(line) => assert!(line.len() <= limits.max_line_bytes),
@@ -102,7 +124,10 @@ fn roundtrip_command(frame: &Frame) {
             cmd.encode(&mut out);
             match parse_command_bytes(&out) {
                 Ok(again) => assert_eq!(again, cmd, "re-encoded command differs"),
-                Err(e) => panic!("re-encoded command {:?} fails: {e}", String::from_utf8_lossy(&out)),
+                Err(e) => panic!(
+                    "re-encoded command {:?} fails: {e}",
+                    String::from_utf8_lossy(&out)
+                ),
             }
         }
         Err(e) => assert!(e.response().ends_with(b"\r\n")),

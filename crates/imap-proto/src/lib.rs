@@ -20,6 +20,44 @@
 //!
 //! Nothing in this crate panics on peer input; [`fuzz_command`] exercises
 //! that claim and the encode/parse round trip.
+//!
+//! # Server loop
+//!
+//! ```
+//! use slotmail_imap_proto::*;
+//!
+//! let mut framer = Framer::new(Limits::default());
+//! let mut to_client = Vec::new();
+//! // Bytes as read from the socket (here: one read holding two commands).
+//! framer.feed(b"a1 LOGIN {5}\r\n").unwrap();
+//! loop {
+//!     match framer.next_event() {
+//!         Some(FramerEvent::LiteralAnnounced { sync: true, .. }) => {
+//!             framer.accept_literal();
+//!             response::write_continuation(&mut to_client, "Ready");
+//!             // ...the client now sends the literal:
+//!             framer.feed(b"alice hunter2\r\na2 SELECT inbox\r\n").unwrap();
+//!         }
+//!         Some(FramerEvent::LiteralAnnounced { .. }) => {} // LITERAL+: informational
+//!         Some(FramerEvent::Command(frame)) => match parse_command(&frame) {
+//!             Ok(cmd) => {
+//!                 // Dispatch on cmd.body; answer with the tag.
+//!                 response::write_status(&mut to_client, Some(&cmd.tag), StatusKind::Ok, None, "done");
+//!             }
+//!             Err(e) => to_client.extend_from_slice(&e.response()),
+//!         },
+//!         Some(FramerEvent::RawLine(_)) => {} // AUTHENTICATE data / IDLE DONE
+//!         Some(FramerEvent::Error(e)) => {
+//!             to_client.extend_from_slice(&e.response());
+//!             if e.is_fatal() {
+//!                 break; // close the connection
+//!             }
+//!         }
+//!         None => break, // read more from the socket
+//!     }
+//! }
+//! assert_eq!(to_client, b"+ Ready\r\na1 OK done\r\na2 OK done\r\n");
+//! ```
 
 mod command;
 mod cursor;
@@ -37,9 +75,9 @@ mod syntax;
 mod types;
 
 pub use command::{
-    AppendMessage, Command, CommandBody, FetchAttr, FetchAttrs, FetchModifiers, ListCommand,
-    ListReturnOption, ListSelectOption, ModSeqEntry, ModSeqEntryType, Partial, QResyncParams,
-    SearchKey, SearchReturnOpt, Section, SectionText, SelectParams, StoreMode,
+    AppendMessage, Command, CommandBody, FetchAttr, FetchAttrs, FetchModifiers, IdParams,
+    ListCommand, ListReturnOption, ListSelectOption, ModSeqEntry, ModSeqEntryType, Partial,
+    QResyncParams, SearchKey, SearchReturnOpt, Section, SectionText, SelectParams, StoreMode,
 };
 pub use datetime::{Date, DateTime};
 pub use encode::{EncodeOptions, EncodedCommand, LiteralMode};

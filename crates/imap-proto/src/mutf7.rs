@@ -54,7 +54,9 @@ impl fmt::Display for Mutf7ErrorKind {
             Mutf7ErrorKind::Unterminated => f.write_str("'&' shift is not closed by '-'"),
             Mutf7ErrorKind::BadPadding => f.write_str("BASE64 run has bad length or padding"),
             Mutf7ErrorKind::InvalidUtf16 => f.write_str("unpaired UTF-16 surrogate"),
-            Mutf7ErrorKind::EncodedAscii => f.write_str("printable ASCII must not be BASE64-encoded"),
+            Mutf7ErrorKind::EncodedAscii => {
+                f.write_str("printable ASCII must not be BASE64-encoded")
+            }
             Mutf7ErrorKind::AdjacentShifts => f.write_str("adjacent BASE64 runs must be merged"),
         }
     }

@@ -114,7 +114,13 @@ impl ParseError {
             ParseErrorKind::Unsupported(_) => Some(ResponseCode::Cannot),
             _ => None,
         };
-        write_status(&mut out, self.tag.as_ref(), StatusKind::Bad, code.as_ref(), &self.kind.to_string());
+        write_status(
+            &mut out,
+            self.tag.as_ref(),
+            StatusKind::Bad,
+            code.as_ref(),
+            &self.kind.to_string(),
+        );
         out
     }
 }
@@ -130,7 +136,10 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { encoding: MailboxEncoding::ModifiedUtf7, max_nesting_depth: DEFAULT_MAX_NESTING_DEPTH }
+        ParseOptions {
+            encoding: MailboxEncoding::ModifiedUtf7,
+            max_nesting_depth: DEFAULT_MAX_NESTING_DEPTH,
+        }
     }
 }
 
@@ -143,13 +152,22 @@ pub fn parse_command(frame: &Frame) -> Result<Command, ParseError> {
 pub fn parse_command_with(frame: &Frame, opts: &ParseOptions) -> Result<Command, ParseError> {
     let mut c = Cursor::new(frame, opts.max_nesting_depth, opts.encoding);
     if c.at_end() {
-        return Err(ParseError { tag: None, kind: ParseErrorKind::EmptyCommand });
+        return Err(ParseError {
+            tag: None,
+            kind: ParseErrorKind::EmptyCommand,
+        });
     }
     let tag_bytes = c.take_while(is_tag_char);
     let Some(tag) = Tag::from_bytes(tag_bytes) else {
-        return Err(ParseError { tag: None, kind: ParseErrorKind::InvalidTag });
+        return Err(ParseError {
+            tag: None,
+            kind: ParseErrorKind::InvalidTag,
+        });
     };
-    let fail = |kind| ParseError { tag: Some(tag.clone()), kind };
+    let fail = |kind| ParseError {
+        tag: Some(tag.clone()),
+        kind,
+    };
     if c.at_end() {
         return Err(fail(ParseErrorKind::MissingCommand));
     }
@@ -179,7 +197,10 @@ pub fn parse_command_bytes_with(bytes: &[u8], opts: &ParseOptions) -> Result<Com
         max_literals_per_command: bytes.len().max(1),
         ..Limits::default()
     };
-    let framing = |m: String| ParseError { tag: None, kind: ParseErrorKind::Framing(m) };
+    let framing = |m: String| ParseError {
+        tag: None,
+        kind: ParseErrorKind::Framing(m),
+    };
     let mut framer = Framer::new(limits);
     framer.feed(bytes).map_err(|e| framing(e.to_string()))?;
     let mut frame = None;
@@ -192,7 +213,10 @@ pub fn parse_command_bytes_with(bytes: &[u8], opts: &ParseOptions) -> Result<Com
             FramerEvent::Command(_) => return Err(framing("more than one command".into())),
             FramerEvent::RawLine(_) => return Err(framing("unexpected raw line".into())),
             FramerEvent::Error(e) => {
-                return Err(ParseError { tag: e.tag.clone(), kind: ParseErrorKind::Framing(e.to_string()) });
+                return Err(ParseError {
+                    tag: e.tag.clone(),
+                    kind: ParseErrorKind::Framing(e.to_string()),
+                });
             }
         }
     }
@@ -248,7 +272,9 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "CREATE" => create(c)?,
         "DELETE" => {
             c.sp()?;
-            CommandBody::Delete { mailbox: c.mailbox()? }
+            CommandBody::Delete {
+                mailbox: c.mailbox()?,
+            }
         }
         "RENAME" => {
             c.sp()?;
@@ -259,11 +285,15 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         }
         "SUBSCRIBE" => {
             c.sp()?;
-            CommandBody::Subscribe { mailbox: c.mailbox()? }
+            CommandBody::Subscribe {
+                mailbox: c.mailbox()?,
+            }
         }
         "UNSUBSCRIBE" => {
             c.sp()?;
-            CommandBody::Unsubscribe { mailbox: c.mailbox()? }
+            CommandBody::Unsubscribe {
+                mailbox: c.mailbox()?,
+            }
         }
         "LIST" => CommandBody::List(list(c)?),
         "LSUB" => {
@@ -287,7 +317,9 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "COPY" | "MOVE" => copy_move(c, false, name == "MOVE")?,
         "UID" => {
             c.sp()?;
-            let sub = c.atom().map_err(|_| ParseErrorKind::UnknownCommand("UID".into()))?;
+            let sub = c
+                .atom()
+                .map_err(|_| ParseErrorKind::UnknownCommand("UID".into()))?;
             let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
             match sub.as_str() {
                 "SEARCH" => search(c, true)?,
@@ -304,15 +336,21 @@ fn command_body(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "ID" => id(c)?,
         "GETQUOTA" => {
             c.sp()?;
-            CommandBody::GetQuota { root: c.astring_utf8("quota root is not UTF-8")? }
+            CommandBody::GetQuota {
+                root: c.astring_utf8("quota root is not UTF-8")?,
+            }
         }
         "GETQUOTAROOT" => {
             c.sp()?;
-            CommandBody::GetQuotaRoot { mailbox: c.mailbox()? }
+            CommandBody::GetQuotaRoot {
+                mailbox: c.mailbox()?,
+            }
         }
         "COMPRESS" => {
             c.sp()?;
-            CommandBody::Compress { mechanism: c.atom_upper()? }
+            CommandBody::Compress {
+                mechanism: c.atom_upper()?,
+            }
         }
         _ => return Err(ParseErrorKind::UnknownCommand(name)),
     })
@@ -339,7 +377,10 @@ fn authenticate(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     } else {
         None
     };
-    Ok(CommandBody::Authenticate { mechanism, initial_response })
+    Ok(CommandBody::Authenticate {
+        mechanism,
+        initial_response,
+    })
 }
 
 fn select_params(c: &mut Cursor<'_>) -> PResult<SelectParams> {
@@ -374,7 +415,12 @@ fn select_params(c: &mut Cursor<'_>) -> PResult<SelectParams> {
                     }
                 }
                 c.expect(b')', "')' after QRESYNC parameters")?;
-                params.qresync = Some(QResyncParams { uid_validity, mod_seq, known_uids, seq_match });
+                params.qresync = Some(QResyncParams {
+                    uid_validity,
+                    mod_seq,
+                    known_uids,
+                    seq_match,
+                });
             }
             other => return Err(ParseErrorKind::UnknownOption(other.to_owned())),
         }
@@ -424,14 +470,21 @@ fn create(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             c.sp()?;
         }
     }
-    Ok(CommandBody::Create { mailbox, special_use })
+    Ok(CommandBody::Create {
+        mailbox,
+        special_use,
+    })
 }
 
 fn reference(c: &mut Cursor<'_>) -> PResult<String> {
-    let raw = c.astring().map_err(|_| ParseErrorKind::Expected("reference name"))?;
+    let raw = c
+        .astring()
+        .map_err(|_| ParseErrorKind::Expected("reference name"))?;
     let s = c.decode_name(&raw)?;
     if s.chars().any(char::is_control) {
-        return Err(ParseErrorKind::InvalidMailboxName("control character not allowed".into()));
+        return Err(ParseErrorKind::InvalidMailboxName(
+            "control character not allowed".into(),
+        ));
     }
     Ok(s)
 }
@@ -457,9 +510,12 @@ fn list(c: &mut Cursor<'_>) -> PResult<ListCommand> {
             }
         }
         c.sp()?;
-        let has_base = selection
-            .iter()
-            .any(|o| matches!(o, ListSelectOption::Subscribed | ListSelectOption::SpecialUse));
+        let has_base = selection.iter().any(|o| {
+            matches!(
+                o,
+                ListSelectOption::Subscribed | ListSelectOption::SpecialUse
+            )
+        });
         if selection.contains(&ListSelectOption::RecursiveMatch) && !has_base {
             return Err(ParseErrorKind::Invalid(
                 "RECURSIVEMATCH requires another selection option".into(),
@@ -508,18 +564,24 @@ fn list(c: &mut Cursor<'_>) -> PResult<ListCommand> {
             }
         }
     }
-    Ok(ListCommand { selection, reference, patterns, return_opts })
+    Ok(ListCommand {
+        selection,
+        reference,
+        patterns,
+        return_opts,
+    })
 }
 
 fn status_items(c: &mut Cursor<'_>) -> PResult<Vec<StatusItem>> {
     c.expect(b'(', "'(' before status items")?;
     let mut items = Vec::new();
     loop {
-        let a = c.atom().map_err(|_| ParseErrorKind::Expected("status item"))?;
-        items.push(
-            StatusItem::from_name(a)
-                .ok_or_else(|| ParseErrorKind::UnknownStatusItem(String::from_utf8_lossy(a).into_owned()))?,
-        );
+        let a = c
+            .atom()
+            .map_err(|_| ParseErrorKind::Expected("status item"))?;
+        items.push(StatusItem::from_name(a).ok_or_else(|| {
+            ParseErrorKind::UnknownStatusItem(String::from_utf8_lossy(a).into_owned())
+        })?);
         if c.eat(b')') {
             return Ok(items);
         }
@@ -554,7 +616,12 @@ fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             _ => return Err(ParseErrorKind::Expected("message literal")),
         }
         let (data, binary) = c.literal(true)?;
-        messages.push(AppendMessage { flags, date, data: data.to_vec(), binary });
+        messages.push(AppendMessage {
+            flags,
+            date,
+            data: data.to_vec(),
+            binary,
+        });
         if c.at_end() {
             break;
         }
@@ -579,7 +646,9 @@ fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
                     "ALL" => SearchReturnOpt::All,
                     "COUNT" => SearchReturnOpt::Count,
                     "SAVE" => {
-                        return Err(ParseErrorKind::Unsupported("RETURN (SAVE) (SEARCHRES)".into()));
+                        return Err(ParseErrorKind::Unsupported(
+                            "RETURN (SAVE) (SEARCHRES)".into(),
+                        ));
                     }
                     _ => return Err(ParseErrorKind::UnknownOption(o)),
                 });
@@ -603,7 +672,12 @@ fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     while c.eat(b' ') {
         criteria.push(search_key(c)?);
     }
-    Ok(CommandBody::Search { uid, charset, criteria, return_opts })
+    Ok(CommandBody::Search {
+        uid,
+        charset,
+        criteria,
+        return_opts,
+    })
 }
 
 fn search_key(c: &mut Cursor<'_>) -> PResult<SearchKey> {
@@ -623,7 +697,9 @@ fn search_key(c: &mut Cursor<'_>) -> PResult<SearchKey> {
         None => return Err(ParseErrorKind::Expected("search key")),
         _ => {}
     }
-    let name = c.atom().map_err(|_| ParseErrorKind::Expected("search key"))?;
+    let name = c
+        .atom()
+        .map_err(|_| ParseErrorKind::Expected("search key"))?;
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
     let arg = |c: &mut Cursor<'_>| -> PResult<Vec<u8>> {
         c.sp()?;
@@ -637,7 +713,9 @@ fn search_key(c: &mut Cursor<'_>) -> PResult<SearchKey> {
         c.sp()?;
         match c.flag()? {
             Flag::Keyword(k) => Ok(k),
-            other => Err(ParseErrorKind::InvalidFlag(format!("{other} is not a keyword"))),
+            other => Err(ParseErrorKind::InvalidFlag(format!(
+                "{other} is not a keyword"
+            ))),
         }
     };
     Ok(match name.as_str() {
@@ -727,12 +805,19 @@ fn search_key(c: &mut Cursor<'_>) -> PResult<SearchKey> {
                     "PRIV" => ModSeqEntryType::Private,
                     "SHARED" => ModSeqEntryType::Shared,
                     "ALL" => ModSeqEntryType::All,
-                    _ => return Err(ParseErrorKind::Invalid(format!("Invalid MODSEQ entry type {t}"))),
+                    _ => {
+                        return Err(ParseErrorKind::Invalid(format!(
+                            "Invalid MODSEQ entry type {t}"
+                        )));
+                    }
                 };
                 c.sp()?;
                 entry = Some(ModSeqEntry { flag, entry_type });
             }
-            SearchKey::ModSeq { entry, mod_seq: c.number64()? }
+            SearchKey::ModSeq {
+                entry,
+                mod_seq: c.number64()?,
+            }
         }
         _ => return Err(ParseErrorKind::UnknownSearchKey(name)),
     })
@@ -819,14 +904,24 @@ fn fetch_attr(c: &mut Cursor<'_>) -> PResult<FetchAttr> {
         ("BODY" | "BODY.PEEK", true) => {
             let section = section(c)?;
             let partial = partial(c)?;
-            FetchAttr::BodySection { peek: name == "BODY.PEEK", section, partial }
+            FetchAttr::BodySection {
+                peek: name == "BODY.PEEK",
+                section,
+                partial,
+            }
         }
         ("BINARY" | "BINARY.PEEK", true) => {
             let part = binary_section(c)?;
             let partial = partial(c)?;
-            FetchAttr::Binary { peek: name == "BINARY.PEEK", part, partial }
+            FetchAttr::Binary {
+                peek: name == "BINARY.PEEK",
+                part,
+                partial,
+            }
         }
-        ("BINARY.SIZE", true) => FetchAttr::BinarySize { part: binary_section(c)? },
+        ("BINARY.SIZE", true) => FetchAttr::BinarySize {
+            part: binary_section(c)?,
+        },
         ("", _) => return Err(ParseErrorKind::Expected("fetch attribute")),
         _ => return Err(ParseErrorKind::UnknownFetchAttribute(name)),
     })
@@ -879,7 +974,12 @@ fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
             ));
         }
     }
-    Ok(CommandBody::Fetch { uid, set, attrs, modifiers })
+    Ok(CommandBody::Fetch {
+        uid,
+        set,
+        attrs,
+        modifiers,
+    })
 }
 
 fn store(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
@@ -930,7 +1030,14 @@ fn store(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
         }
         v
     };
-    Ok(CommandBody::Store { uid, set, unchanged_since, mode, silent, flags })
+    Ok(CommandBody::Store {
+        uid,
+        set,
+        unchanged_since,
+        mode,
+        silent,
+        flags,
+    })
 }
 
 fn copy_move(c: &mut Cursor<'_>, uid: bool, is_move: bool) -> PResult<CommandBody> {
@@ -964,5 +1071,7 @@ fn id(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             c.sp()?;
         }
     }
-    Ok(CommandBody::Id { params: Some(params) })
+    Ok(CommandBody::Id {
+        params: Some(params),
+    })
 }

@@ -15,8 +15,8 @@ use crate::framer::{Frame, Literal, literal_marker};
 use crate::limits::{InputOverflow, ResponseLimits};
 use crate::parse::{ParseErrorKind, binary_section, section};
 use crate::response::{
-    Data, FetchItem, ListData, NamespaceDescr, QuotaResource, Response, ResponseCode,
-    SIMPLE_CODES, StatusKind, Value,
+    Data, FetchItem, ListData, NamespaceDescr, QuotaResource, Response, ResponseCode, SIMPLE_CODES,
+    StatusKind, Value,
 };
 use crate::syntax::is_tag_char;
 use crate::types::{MailboxAttr, MailboxEncoding, MailboxName, StatusItem, Tag};
@@ -106,7 +106,9 @@ impl ResponseReader {
 
     /// How many more bytes [`ResponseReader::feed`] accepts now.
     pub fn input_room(&self) -> usize {
-        self.limits.max_pending_input_bytes.saturating_sub(self.input.len() - self.pos)
+        self.limits
+            .max_pending_input_bytes
+            .saturating_sub(self.input.len() - self.pos)
     }
 
     /// Whether a fatal error closed the reader.
@@ -127,6 +129,8 @@ impl ResponseReader {
         self.literals.clear();
         self.cur_line.clear();
         self.cur_literal = Vec::new();
+        self.in_literal = None;
+        self.line_total = 0;
         Some(Err(ResponseError::Framing(msg)))
     }
 
@@ -143,13 +147,18 @@ impl ResponseReader {
                         return None;
                     }
                     let n = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
-                    self.cur_literal.extend_from_slice(&self.input[self.pos..self.pos + n]);
+                    self.cur_literal
+                        .extend_from_slice(&self.input[self.pos..self.pos + n]);
                     self.pos += n;
                     self.in_literal = Some((remaining - n as u64, binary));
                     continue;
                 }
                 let data = std::mem::take(&mut self.cur_literal);
-                self.literals.push(Literal { data, sync: true, binary });
+                self.literals.push(Literal {
+                    data,
+                    sync: true,
+                    binary,
+                });
                 self.in_literal = None;
             }
             let avail = &self.input[self.pos..];
@@ -165,7 +174,9 @@ impl ResponseReader {
                 let limit = self.limits.max_line_bytes;
                 return self.fatal(format!("line too long (limit {limit} bytes)"));
             }
-            if self.line_total.saturating_add(new_len) > self.limits.max_total_bytes.saturating_add(1) {
+            if self.line_total.saturating_add(new_len)
+                > self.limits.max_total_bytes.saturating_add(1)
+            {
                 let limit = self.limits.max_total_bytes;
                 return self.fatal(format!("response too long (limit {limit} bytes)"));
             }
@@ -201,10 +212,14 @@ impl ResponseReader {
                 }
                 if m.size > self.limits.max_literal_bytes {
                     let limit = self.limits.max_literal_bytes;
-                    return self.fatal(format!("literal of {} bytes too large (limit {limit} bytes)", m.size));
+                    return self.fatal(format!(
+                        "literal of {} bytes too large (limit {limit} bytes)",
+                        m.size
+                    ));
                 }
                 self.in_literal = Some((m.size, m.binary));
-                self.cur_literal = Vec::with_capacity(usize::try_from(m.size.min(64 * 1024)).unwrap_or(0));
+                self.cur_literal =
+                    Vec::with_capacity(usize::try_from(m.size.min(64 * 1024)).unwrap_or(0));
                 continue;
             }
             let frame = Frame::new_unchecked(
@@ -218,12 +233,12 @@ impl ResponseReader {
 
     fn parse(&self, frame: &Frame) -> Result<Response, ResponseError> {
         let mut c = Cursor::new(frame, self.limits.max_nesting_depth, self.encoding);
-        parse_response(&mut c).and_then(|r| c.expect_end().map(|_| r)).map_err(|e| {
-            ResponseError::Parse {
+        parse_response(&mut c)
+            .and_then(|r| c.expect_end().map(|_| r))
+            .map_err(|e| ResponseError::Parse {
                 message: e.to_string(),
                 line: frame.lines().first().cloned().unwrap_or_default(),
-            }
-        })
+            })
     }
 }
 
@@ -235,7 +250,9 @@ fn is_text_line(line: &[u8]) -> bool {
     let mut words = line.splitn(3, |&b| b == b' ');
     let _tag = words.next();
     words.next().is_some_and(|w| {
-        [&b"OK"[..], b"NO", b"BAD", b"BYE", b"PREAUTH"].iter().any(|k| k.eq_ignore_ascii_case(w))
+        [&b"OK"[..], b"NO", b"BAD", b"BYE", b"PREAUTH"]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(w))
     })
 }
 
@@ -258,7 +275,10 @@ pub(crate) fn parse_response(c: &mut Cursor<'_>) -> PResult<Response> {
                 "EXPUNGE" => Data::Expunge(n),
                 "FETCH" => {
                     c.sp()?;
-                    Data::Fetch { seq: n, items: fetch_items(c)? }
+                    Data::Fetch {
+                        seq: n,
+                        items: fetch_items(c)?,
+                    }
                 }
                 _ => return Err(ParseErrorKind::Invalid(format!("Unknown response {n} {w}"))),
             }));
@@ -273,15 +293,22 @@ pub(crate) fn parse_response(c: &mut Cursor<'_>) -> PResult<Response> {
     c.sp()?;
     let w = c.atom_upper()?;
     match status_kind(&w) {
-        Some(kind @ (StatusKind::Ok | StatusKind::No | StatusKind::Bad)) => status(c, Some(tag), kind),
-        _ => Err(ParseErrorKind::Invalid(format!("Unknown tagged response {w}"))),
+        Some(kind @ (StatusKind::Ok | StatusKind::No | StatusKind::Bad)) => {
+            status(c, Some(tag), kind)
+        }
+        _ => Err(ParseErrorKind::Invalid(format!(
+            "Unknown tagged response {w}"
+        ))),
     }
 }
 
 /// Human-readable text, with CR and NUL shown as spaces (as written by
 /// [`crate::response::write_status`]).
 fn line_text(raw: &[u8]) -> String {
-    let clean: Vec<u8> = raw.iter().map(|&b| if b == b'\r' || b == 0 { b' ' } else { b }).collect();
+    let clean: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'\r' || b == 0 { b' ' } else { b })
+        .collect();
     String::from_utf8_lossy(&clean).into_owned()
 }
 
@@ -306,7 +333,12 @@ fn status(c: &mut Cursor<'_>, tag: Option<Tag>, kind: StatusKind) -> PResult<Res
         }
         text = line_text(c.rest_of_line());
     }
-    Ok(Response::Status { tag, kind, code, text })
+    Ok(Response::Status {
+        tag,
+        kind,
+        code,
+        text,
+    })
 }
 
 fn resp_code(c: &mut Cursor<'_>) -> PResult<ResponseCode> {
@@ -340,7 +372,10 @@ fn resp_code(c: &mut Cursor<'_>) -> PResult<ResponseCode> {
                         c.sp()?;
                     }
                 }
-                ResponseCode::PermanentFlags { flags, allow_new_keywords }
+                ResponseCode::PermanentFlags {
+                    flags,
+                    allow_new_keywords,
+                }
             }
             "UIDNEXT" => {
                 c.sp()?;
@@ -358,7 +393,10 @@ fn resp_code(c: &mut Cursor<'_>) -> PResult<ResponseCode> {
                 c.sp()?;
                 let uid_validity = c.nz_number()?;
                 c.sp()?;
-                ResponseCode::AppendUid { uid_validity, uids: set_until_bracket(c)? }
+                ResponseCode::AppendUid {
+                    uid_validity,
+                    uids: set_until_bracket(c)?,
+                }
             }
             "COPYUID" => {
                 c.sp()?;
@@ -366,7 +404,11 @@ fn resp_code(c: &mut Cursor<'_>) -> PResult<ResponseCode> {
                 c.sp()?;
                 let source = c.seq_set()?;
                 c.sp()?;
-                ResponseCode::CopyUid { uid_validity, source, dest: set_until_bracket(c)? }
+                ResponseCode::CopyUid {
+                    uid_validity,
+                    source,
+                    dest: set_until_bracket(c)?,
+                }
             }
             "HIGHESTMODSEQ" => {
                 c.sp()?;
@@ -403,7 +445,10 @@ fn resp_code(c: &mut Cursor<'_>) -> PResult<ResponseCode> {
                 } else {
                     None
                 };
-                ResponseCode::Other { name: String::from_utf8_lossy(raw_name).into_owned(), args }
+                ResponseCode::Other {
+                    name: String::from_utf8_lossy(raw_name).into_owned(),
+                    args,
+                }
             }
         }
     };
@@ -482,8 +527,17 @@ fn untagged(c: &mut Cursor<'_>, w: &str) -> PResult<Data> {
                     }
                 }
             }
-            let l = ListData { attributes, delimiter, mailbox, extended };
-            if w == "LIST" { Data::List(l) } else { Data::Lsub(l) }
+            let l = ListData {
+                attributes,
+                delimiter,
+                mailbox,
+                extended,
+            };
+            if w == "LIST" {
+                Data::List(l)
+            } else {
+                Data::Lsub(l)
+            }
         }
         "STATUS" => {
             c.sp()?;
@@ -563,7 +617,15 @@ fn untagged(c: &mut Cursor<'_>, w: &str) -> PResult<Data> {
                     _ => return Err(ParseErrorKind::UnknownOption(k)),
                 }
             }
-            Data::ESearch { tag, uid, min, max, all, count, mod_seq }
+            Data::ESearch {
+                tag,
+                uid,
+                min,
+                max,
+                all,
+                count,
+                mod_seq,
+            }
         }
         "FLAGS" => {
             c.sp()?;
@@ -580,7 +642,10 @@ fn untagged(c: &mut Cursor<'_>, w: &str) -> PResult<Data> {
                 c.sp()?;
                 earlier = true;
             }
-            Data::Vanished { earlier, uids: c.seq_set()? }
+            Data::Vanished {
+                earlier,
+                uids: c.seq_set()?,
+            }
         }
         "NAMESPACE" => {
             let mut ns: [Vec<NamespaceDescr>; 3] = Default::default();
@@ -608,7 +673,11 @@ fn untagged(c: &mut Cursor<'_>, w: &str) -> PResult<Data> {
                 }
             }
             let [personal, other, shared] = ns;
-            Data::Namespace { personal, other, shared }
+            Data::Namespace {
+                personal,
+                other,
+                shared,
+            }
         }
         "QUOTA" => {
             c.sp()?;
@@ -721,18 +790,29 @@ fn fetch_item(c: &mut Cursor<'_>) -> PResult<FetchItem> {
             let section: Section = section(c)?;
             let origin = origin(c)?;
             c.sp()?;
-            FetchItem::BodySection { section, origin, data: c.nstring_binary()? }
+            FetchItem::BodySection {
+                section,
+                origin,
+                data: c.nstring_binary()?,
+            }
         }
         ("BINARY", true) => {
             let part = binary_section(c)?;
             let origin = origin(c)?;
             c.sp()?;
-            FetchItem::Binary { part, origin, data: c.nstring_binary()? }
+            FetchItem::Binary {
+                part,
+                origin,
+                data: c.nstring_binary()?,
+            }
         }
         ("BINARY.SIZE", true) => {
             let part = binary_section(c)?;
             c.sp()?;
-            FetchItem::BinarySize { part, size: c.number64()? }
+            FetchItem::BinarySize {
+                part,
+                size: c.number64()?,
+            }
         }
         ("RFC822", false) => {
             c.sp()?;
@@ -798,10 +878,10 @@ fn value(c: &mut Cursor<'_>) -> PResult<Value> {
             if tok.eq_ignore_ascii_case(b"NIL") {
                 return Ok(Value::Nil);
             }
-            if tok.iter().all(u8::is_ascii_digit) {
-                if let Some(n) = std::str::from_utf8(tok).ok().and_then(|s| s.parse().ok()) {
-                    return Ok(Value::Number(n));
-                }
+            if tok.iter().all(u8::is_ascii_digit)
+                && let Some(n) = std::str::from_utf8(tok).ok().and_then(|s| s.parse().ok())
+            {
+                return Ok(Value::Number(n));
             }
             Ok(Value::Atom(String::from_utf8_lossy(tok).into_owned()))
         }
@@ -815,6 +895,7 @@ pub fn parse_response_bytes(bytes: &[u8]) -> Result<Option<Response>, ResponseEr
         max_pending_input_bytes: bytes.len().max(1),
         ..ResponseLimits::default()
     });
-    r.feed(bytes).map_err(|e| ResponseError::Framing(e.to_string()))?;
+    r.feed(bytes)
+        .map_err(|e| ResponseError::Framing(e.to_string()))?;
     r.next_response().transpose()
 }

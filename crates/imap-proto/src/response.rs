@@ -7,7 +7,7 @@
 //! friends. Literals in responses are always `{n}` (or `~{n}` for BINARY
 //! data holding NUL bytes).
 
-use crate::command::Section;
+use crate::command::{IdParams, Section};
 use crate::datetime::DateTime;
 use crate::encode::{self, Sink};
 use crate::seqset::SequenceSet;
@@ -191,7 +191,10 @@ impl ResponseCode {
             return;
         }
         match self {
-            ResponseCode::PermanentFlags { flags, allow_new_keywords } => {
+            ResponseCode::PermanentFlags {
+                flags,
+                allow_new_keywords,
+            } => {
                 out.extend_from_slice(b"PERMANENTFLAGS (");
                 for (i, f) in flags.iter().enumerate() {
                     if i > 0 {
@@ -215,13 +218,19 @@ impl ResponseCode {
             ResponseCode::AppendUid { uid_validity, uids } => {
                 out.extend_from_slice(format!("APPENDUID {uid_validity} {uids}").as_bytes());
             }
-            ResponseCode::CopyUid { uid_validity, source, dest } => {
+            ResponseCode::CopyUid {
+                uid_validity,
+                source,
+                dest,
+            } => {
                 out.extend_from_slice(format!("COPYUID {uid_validity} {source} {dest}").as_bytes());
             }
             ResponseCode::HighestModSeq(n) => {
                 out.extend_from_slice(format!("HIGHESTMODSEQ {n}").as_bytes());
             }
-            ResponseCode::Modified(set) => out.extend_from_slice(format!("MODIFIED {set}").as_bytes()),
+            ResponseCode::Modified(set) => {
+                out.extend_from_slice(format!("MODIFIED {set}").as_bytes())
+            }
             ResponseCode::Capability(caps) => {
                 out.extend_from_slice(b"CAPABILITY");
                 for c in caps {
@@ -247,7 +256,11 @@ impl ResponseCode {
                 if let Some(a) = args {
                     out.push(b' ');
                     for &b in a.as_bytes() {
-                        out.push(if matches!(b, b']' | b'\r' | b'\n' | 0) { b' ' } else { b });
+                        out.push(if matches!(b, b']' | b'\r' | b'\n' | 0) {
+                            b' '
+                        } else {
+                            b
+                        });
                     }
                 }
             }
@@ -474,7 +487,7 @@ pub enum Data {
         roots: Vec<String>,
     },
     /// `* ID (...)` / `* ID NIL` (RFC 2971)
-    Id(Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>),
+    Id(Option<IdParams>),
 }
 
 /// A server response.
@@ -509,7 +522,12 @@ impl Response {
     /// Appends the wire form with the given mailbox encoding.
     pub fn encode_with(&self, out: &mut Vec<u8>, enc: MailboxEncoding) {
         match self {
-            Response::Status { tag, kind, code, text } => {
+            Response::Status {
+                tag,
+                kind,
+                code,
+                text,
+            } => {
                 write_status(out, tag.as_ref(), *kind, code.as_ref(), text);
             }
             Response::Continuation { text } => write_continuation(out, text),
@@ -549,7 +567,11 @@ fn write_data(out: &mut Vec<u8>, d: &Data, enc: MailboxEncoding) {
             }
         }
         Data::List(l) | Data::Lsub(l) => {
-            out.extend_from_slice(if matches!(d, Data::List(_)) { b"LIST (" } else { b"LSUB (" });
+            out.extend_from_slice(if matches!(d, Data::List(_)) {
+                b"LIST ("
+            } else {
+                b"LSUB ("
+            });
             let attrs: Vec<String> = l.attributes.iter().map(MailboxAttr::as_wire).collect();
             out.extend_from_slice(attrs.join(" ").as_bytes());
             out.extend_from_slice(b") ");
@@ -591,7 +613,15 @@ fn write_data(out: &mut Vec<u8>, d: &Data, enc: MailboxEncoding) {
                 out.extend_from_slice(format!(" (MODSEQ {m})").as_bytes());
             }
         }
-        Data::ESearch { tag, uid, min, max, all, count, mod_seq } => {
+        Data::ESearch {
+            tag,
+            uid,
+            min,
+            max,
+            all,
+            count,
+            mod_seq,
+        } => {
             out.extend_from_slice(b"ESEARCH");
             if let Some(t) = tag {
                 out.extend_from_slice(b" (TAG ");
@@ -641,7 +671,11 @@ fn write_data(out: &mut Vec<u8>, d: &Data, enc: MailboxEncoding) {
             }
             uids.write(out);
         }
-        Data::Namespace { personal, other, shared } => {
+        Data::Namespace {
+            personal,
+            other,
+            shared,
+        } => {
             out.extend_from_slice(b"NAMESPACE");
             for ns in [personal, other, shared] {
                 out.push(b' ');
@@ -721,7 +755,11 @@ pub fn write_fetch_item(out: &mut Vec<u8>, item: &FetchItem) {
         }
         FetchItem::Rfc822Size(n) => out.extend_from_slice(format!("RFC822.SIZE {n}").as_bytes()),
         FetchItem::ModSeq(n) => out.extend_from_slice(format!("MODSEQ ({n})").as_bytes()),
-        FetchItem::BodySection { section, origin, data } => {
+        FetchItem::BodySection {
+            section,
+            origin,
+            data,
+        } => {
             out.extend_from_slice(b"BODY");
             encode::section(out, section);
             write_origin(out, *origin);

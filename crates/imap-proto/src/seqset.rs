@@ -84,12 +84,18 @@ impl SequenceSet {
     }
     /// The set `a:b` (`None` if either is 0).
     pub fn range(a: u32, b: u32) -> Option<SequenceSet> {
-        SequenceSet::new(vec![SeqRange { start: SeqNum::Value(a), end: SeqNum::Value(b) }])
+        SequenceSet::new(vec![SeqRange {
+            start: SeqNum::Value(a),
+            end: SeqNum::Value(b),
+        }])
     }
     /// `1:*`, every message.
     pub fn all() -> SequenceSet {
         SequenceSet {
-            ranges: vec![SeqRange { start: SeqNum::Value(1), end: SeqNum::Star }],
+            ranges: vec![SeqRange {
+                start: SeqNum::Value(1),
+                end: SeqNum::Star,
+            }],
         }
     }
     /// Compresses numbers into ranges, in the given order: each run of
@@ -103,14 +109,20 @@ impl SequenceSet {
             run = match run {
                 Some((s, e)) if e.checked_add(1) == Some(id) => Some((s, id)),
                 Some((s, e)) => {
-                    ranges.push(SeqRange { start: SeqNum::Value(s), end: SeqNum::Value(e) });
+                    ranges.push(SeqRange {
+                        start: SeqNum::Value(s),
+                        end: SeqNum::Value(e),
+                    });
                     Some((id, id))
                 }
                 None => Some((id, id)),
             };
         }
         if let Some((s, e)) = run {
-            ranges.push(SeqRange { start: SeqNum::Value(s), end: SeqNum::Value(e) });
+            ranges.push(SeqRange {
+                start: SeqNum::Value(s),
+                end: SeqNum::Value(e),
+            });
         }
         SequenceSet::new(ranges)
     }
@@ -120,7 +132,9 @@ impl SequenceSet {
     }
     /// Whether any end is `*`.
     pub fn has_star(&self) -> bool {
-        self.ranges.iter().any(|r| r.start == SeqNum::Star || r.end == SeqNum::Star)
+        self.ranges
+            .iter()
+            .any(|r| r.start == SeqNum::Star || r.end == SeqNum::Star)
     }
     /// Resolves against a mailbox whose largest number (message count or
     /// highest UID) is `largest`: sorted, merged, non-overlapping ranges.
@@ -232,7 +246,12 @@ mod tests {
         assert!("0".parse::<SequenceSet>().is_err());
         assert!("1:".parse::<SequenceSet>().is_err());
         assert!("1,,2".parse::<SequenceSet>().is_err());
-        assert!("$".parse::<SequenceSet>().unwrap_err().0.contains("SEARCHRES"));
+        assert!(
+            "$".parse::<SequenceSet>()
+                .unwrap_err()
+                .0
+                .contains("SEARCHRES")
+        );
         assert!("4294967296".parse::<SequenceSet>().is_err());
     }
 
@@ -252,7 +271,10 @@ mod tests {
     fn compress() {
         let s = SequenceSet::from_ids(&[1, 2, 3, 5, 7, 8, 0, 9]).unwrap();
         assert_eq!(s.to_string(), "1:3,5,7:9");
-        assert_eq!(SequenceSet::from_ids(&[u32::MAX, 1]).unwrap().to_string(), "4294967295,1");
+        assert_eq!(
+            SequenceSet::from_ids(&[u32::MAX, 1]).unwrap().to_string(),
+            "4294967295,1"
+        );
         assert!(SequenceSet::from_ids(&[]).is_none());
     }
 }

@@ -30,7 +30,8 @@ pub(crate) fn is_atom(s: &[u8]) -> bool {
 /// Bytes that can go in a quoted string without a literal: 7-bit
 /// `TEXT-CHAR` (no NUL, CR, LF).
 pub(crate) fn is_quotable(s: &[u8]) -> bool {
-    s.iter().all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80)
+    s.iter()
+        .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80)
 }
 
 /// Like [`is_quotable`] but also allowing UTF-8 (RFC 9051 `QUOTED-CHAR`).
@@ -59,6 +60,10 @@ pub(crate) fn push_num(out: &mut Vec<u8>, n: u64) {
 /// Replaces CR, LF and NUL so `text` fits in one `TEXT-CHAR` line.
 pub(crate) fn push_text(out: &mut Vec<u8>, text: &str) {
     for &b in text.as_bytes() {
-        out.push(if b == b'\r' || b == b'\n' || b == 0 { b' ' } else { b });
+        out.push(if b == b'\r' || b == b'\n' || b == 0 {
+            b' '
+        } else {
+            b
+        });
     }
 }

@@ -124,7 +124,10 @@ impl MailboxName {
     /// A mailbox name; `Err` with a reason if it holds a control character.
     pub fn new(name: &str) -> Result<MailboxName, String> {
         if let Some(c) = name.chars().find(|c| c.is_control()) {
-            return Err(format!("control character U+{:04X} not allowed", u32::from(c)));
+            return Err(format!(
+                "control character U+{:04X} not allowed",
+                u32::from(c)
+            ));
         }
         if name.eq_ignore_ascii_case("INBOX") {
             return Ok(MailboxName::inbox());
@@ -391,7 +394,9 @@ impl StatusItem {
     }
     /// Looks an item up by name, case-insensitively.
     pub fn from_name(name: &[u8]) -> Option<StatusItem> {
-        StatusItem::ALL.into_iter().find(|i| i.as_str().as_bytes().eq_ignore_ascii_case(name))
+        StatusItem::ALL
+            .into_iter()
+            .find(|i| i.as_str().as_bytes().eq_ignore_ascii_case(name))
     }
 }
 

@@ -12,14 +12,17 @@ fn roundtrip(cmd: &Command) {
         .unwrap_or_else(|e| panic!("re-encoded {:?}: {e}", String::from_utf8_lossy(&out)));
     assert_eq!(&again, cmd);
     for mode in [LiteralMode::Sync, LiteralMode::LiteralMinus] {
-        let enc = cmd.encode_with(&EncodeOptions { literal_mode: mode, ..Default::default() });
+        let enc = cmd.encode_with(&EncodeOptions {
+            literal_mode: mode,
+            ..Default::default()
+        });
         assert_eq!(parse_command_bytes(&enc.concat()).unwrap(), *cmd);
     }
 }
 
 fn parse(wire: &str) -> Command {
-    let cmd = parse_command_bytes(wire.as_bytes())
-        .unwrap_or_else(|e| panic!("{wire:?} failed: {e}"));
+    let cmd =
+        parse_command_bytes(wire.as_bytes()).unwrap_or_else(|e| panic!("{wire:?} failed: {e}"));
     roundtrip(&cmd);
     cmd
 }
@@ -44,10 +47,19 @@ fn date(y: u16, m: u8, d: u8) -> Date {
 fn rfc3501_section8_session() {
     let c = parse("a001 login mrc secret\r\n");
     assert_eq!(c.tag.as_str(), "a001");
-    assert_eq!(c.body, CommandBody::Login { username: b"mrc".to_vec(), password: b"secret".to_vec() });
+    assert_eq!(
+        c.body,
+        CommandBody::Login {
+            username: b"mrc".to_vec(),
+            password: b"secret".to_vec()
+        }
+    );
     assert_eq!(
         body("a002 select inbox\r\n"),
-        CommandBody::Select { mailbox: MailboxName::inbox(), params: SelectParams::default() }
+        CommandBody::Select {
+            mailbox: MailboxName::inbox(),
+            params: SelectParams::default()
+        }
     );
     assert_eq!(
         body("a003 fetch 12 full\r\n"),
@@ -65,7 +77,10 @@ fn rfc3501_section8_session() {
             set: set("12"),
             attrs: FetchAttrs::List(vec![FetchAttr::BodySection {
                 peek: false,
-                section: Section { part: vec![], text: Some(SectionText::Header) },
+                section: Section {
+                    part: vec![],
+                    text: Some(SectionText::Header)
+                },
                 partial: None
             }]),
             modifiers: FetchModifiers::default()
@@ -106,24 +121,42 @@ fn simple_commands() {
 fn mailbox_management() {
     assert_eq!(
         body("A932 EXAMINE blurdybloop\r\n"),
-        CommandBody::Examine { mailbox: mb("blurdybloop"), params: SelectParams::default() }
+        CommandBody::Examine {
+            mailbox: mb("blurdybloop"),
+            params: SelectParams::default()
+        }
     );
     assert_eq!(
         body("A003 CREATE owatagusiam/\r\n"),
-        CommandBody::Create { mailbox: mb("owatagusiam/"), special_use: vec![] }
+        CommandBody::Create {
+            mailbox: mb("owatagusiam/"),
+            special_use: vec![]
+        }
     );
-    assert_eq!(body("A683 DELETE blurdybloop\r\n"), CommandBody::Delete { mailbox: mb("blurdybloop") });
+    assert_eq!(
+        body("A683 DELETE blurdybloop\r\n"),
+        CommandBody::Delete {
+            mailbox: mb("blurdybloop")
+        }
+    );
     assert_eq!(
         body("A683 RENAME blurdybloop sarasota\r\n"),
-        CommandBody::Rename { from: mb("blurdybloop"), to: mb("sarasota") }
+        CommandBody::Rename {
+            from: mb("blurdybloop"),
+            to: mb("sarasota")
+        }
     );
     assert_eq!(
         body("A002 SUBSCRIBE #news.comp.mail.mime\r\n"),
-        CommandBody::Subscribe { mailbox: mb("#news.comp.mail.mime") }
+        CommandBody::Subscribe {
+            mailbox: mb("#news.comp.mail.mime")
+        }
     );
     assert_eq!(
         body("A002 UNSUBSCRIBE #news.comp.mail.mime\r\n"),
-        CommandBody::Unsubscribe { mailbox: mb("#news.comp.mail.mime") }
+        CommandBody::Unsubscribe {
+            mailbox: mb("#news.comp.mail.mime")
+        }
     );
     assert_eq!(
         body("A042 STATUS blurdybloop (UIDNEXT MESSAGES)\r\n"),
@@ -133,8 +166,13 @@ fn mailbox_management() {
         }
     );
     assert_eq!(
-        body("a STATUS INBOX (messages recent uidnext uidvalidity unseen deleted size highestmodseq appendlimit)\r\n"),
-        CommandBody::Status { mailbox: MailboxName::inbox(), items: StatusItem::ALL.to_vec() }
+        body(
+            "a STATUS INBOX (messages recent uidnext uidvalidity unseen deleted size highestmodseq appendlimit)\r\n"
+        ),
+        CommandBody::Status {
+            mailbox: MailboxName::inbox(),
+            items: StatusItem::ALL.to_vec()
+        }
     );
 }
 
@@ -142,40 +180,64 @@ fn mailbox_management() {
 fn inbox_is_case_insensitive_and_names_are_mutf7() {
     assert_eq!(
         body("a SELECT iNbOx\r\n"),
-        CommandBody::Select { mailbox: MailboxName::inbox(), params: SelectParams::default() }
+        CommandBody::Select {
+            mailbox: MailboxName::inbox(),
+            params: SelectParams::default()
+        }
     );
     // RFC 3501 §5.1.3 example.
-    let CommandBody::Create { mailbox, .. } = body("a CREATE \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"\r\n")
+    let CommandBody::Create { mailbox, .. } =
+        body("a CREATE \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"\r\n")
     else {
         panic!("not CREATE")
     };
-    assert_eq!(mailbox.as_str(), "~peter/mail/\u{53f0}\u{5317}/\u{65e5}\u{672c}\u{8a9e}");
+    assert_eq!(
+        mailbox.as_str(),
+        "~peter/mail/\u{53f0}\u{5317}/\u{65e5}\u{672c}\u{8a9e}"
+    );
     let CommandBody::Select { mailbox, .. } = body("a SELECT Tom&-Jerry\r\n") else {
         panic!("not SELECT")
     };
     assert_eq!(mailbox.as_str(), "Tom&Jerry");
     // A sub-mailbox of INBOX keeps its spelling.
-    let CommandBody::Select { mailbox, .. } = body("a SELECT inbox/Foo\r\n") else { panic!() };
+    let CommandBody::Select { mailbox, .. } = body("a SELECT inbox/Foo\r\n") else {
+        panic!()
+    };
     assert_eq!(mailbox.as_str(), "inbox/Foo");
 }
 
 #[test]
 fn utf8_mailbox_names_when_enabled() {
-    let opts = ParseOptions { encoding: MailboxEncoding::Utf8, ..Default::default() };
+    let opts = ParseOptions {
+        encoding: MailboxEncoding::Utf8,
+        ..Default::default()
+    };
     let c = parse_command_bytes_with("a SELECT \"Entw\u{fc}rfe\"\r\n".as_bytes(), &opts).unwrap();
     assert_eq!(
         c.body,
-        CommandBody::Select { mailbox: mb("Entw\u{fc}rfe"), params: SelectParams::default() }
+        CommandBody::Select {
+            mailbox: mb("Entw\u{fc}rfe"),
+            params: SelectParams::default()
+        }
     );
     let mut out = Vec::new();
     out.extend_from_slice(
-        &c.encode_with(&EncodeOptions { encoding: MailboxEncoding::Utf8, ..Default::default() })
-            .concat(),
+        &c.encode_with(&EncodeOptions {
+            encoding: MailboxEncoding::Utf8,
+            ..Default::default()
+        })
+        .concat(),
     );
     assert_eq!(out, "a SELECT \"Entw\u{fc}rfe\"\r\n".as_bytes());
     // In UTF-8 mode '&' is an ordinary character.
     let c = parse_command_bytes_with(b"a SELECT A&B\r\n", &opts).unwrap();
-    assert_eq!(c.body, CommandBody::Select { mailbox: mb("A&B"), params: SelectParams::default() });
+    assert_eq!(
+        c.body,
+        CommandBody::Select {
+            mailbox: mb("A&B"),
+            params: SelectParams::default()
+        }
+    );
 }
 
 #[test]
@@ -185,15 +247,24 @@ fn list_basic_and_lsub() {
         other => panic!("{other:?}"),
     };
     let l = list("A101 LIST \"\" \"\"\r\n");
-    assert_eq!((l.reference.as_str(), l.patterns.clone()), ("", vec![String::new()]));
+    assert_eq!(
+        (l.reference.as_str(), l.patterns.clone()),
+        ("", vec![String::new()])
+    );
     let l = list("A102 LIST #news.comp.mail.misc \"\"\r\n");
     assert_eq!(l.reference, "#news.comp.mail.misc");
     let l = list("A202 LIST ~/Mail/ %\r\n");
-    assert_eq!((l.reference.as_str(), l.patterns[0].as_str()), ("~/Mail/", "%"));
+    assert_eq!(
+        (l.reference.as_str(), l.patterns[0].as_str()),
+        ("~/Mail/", "%")
+    );
     assert!(l.selection.is_empty() && l.return_opts.is_empty());
     assert_eq!(
         body("A002 LSUB \"#news.\" \"comp.mail.*\"\r\n"),
-        CommandBody::Lsub { reference: "#news.".into(), pattern: "comp.mail.*".into() }
+        CommandBody::Lsub {
+            reference: "#news.".into(),
+            pattern: "comp.mail.*".into()
+        }
     );
 }
 
@@ -206,17 +277,33 @@ fn list_extended_rfc5258_5819_6154() {
     let l = list("A01 LIST \"\" (% music/rock)\r\n");
     assert_eq!(l.patterns, vec!["%".to_owned(), "music/rock".to_owned()]);
     let l = list("C04 LIST (REMOTE SUBSCRIBED) \"\" \"*\"\r\n");
-    assert_eq!(l.selection, vec![ListSelectOption::Remote, ListSelectOption::Subscribed]);
+    assert_eq!(
+        l.selection,
+        vec![ListSelectOption::Remote, ListSelectOption::Subscribed]
+    );
     let l = list("A03 LIST () \"\" \"%\" RETURN (CHILDREN)\r\n");
     assert!(l.selection.is_empty());
     assert_eq!(l.return_opts, vec![ListReturnOption::Children]);
-    let l = list("A04 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (SUBSCRIBED CHILDREN)\r\n");
-    assert_eq!(l.selection, vec![ListSelectOption::Subscribed, ListSelectOption::RecursiveMatch]);
-    assert_eq!(l.return_opts, vec![ListReturnOption::Subscribed, ListReturnOption::Children]);
+    let l =
+        list("A04 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (SUBSCRIBED CHILDREN)\r\n");
+    assert_eq!(
+        l.selection,
+        vec![
+            ListSelectOption::Subscribed,
+            ListSelectOption::RecursiveMatch
+        ]
+    );
+    assert_eq!(
+        l.return_opts,
+        vec![ListReturnOption::Subscribed, ListReturnOption::Children]
+    );
     let l = list("A01 LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))\r\n");
     assert_eq!(
         l.return_opts,
-        vec![ListReturnOption::Status(vec![StatusItem::Messages, StatusItem::Unseen])]
+        vec![ListReturnOption::Status(vec![
+            StatusItem::Messages,
+            StatusItem::Unseen
+        ])]
     );
     let l = list("t1 LIST (SPECIAL-USE) \"\" \"*\"\r\n");
     assert_eq!(l.selection, vec![ListSelectOption::SpecialUse]);
@@ -231,7 +318,10 @@ fn list_extended_rfc5258_5819_6154() {
     );
     assert_eq!(
         body("t3 CREATE X (USE (\\Foo))\r\n"),
-        CommandBody::Create { mailbox: mb("X"), special_use: vec![SpecialUse::Extension("Foo".into())] }
+        CommandBody::Create {
+            mailbox: mb("X"),
+            special_use: vec![SpecialUse::Extension("Foo".into())]
+        }
     );
 }
 
@@ -241,7 +331,10 @@ fn select_condstore_qresync_rfc7162() {
         body("a SELECT INBOX (CONDSTORE)\r\n"),
         CommandBody::Select {
             mailbox: MailboxName::inbox(),
-            params: SelectParams { condstore: true, qresync: None }
+            params: SelectParams {
+                condstore: true,
+                qresync: None
+            }
         }
     );
     assert_eq!(
@@ -262,14 +355,17 @@ fn select_condstore_qresync_rfc7162() {
     let b = body(
         "B04 SELECT INBOX (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9000,9990:9999 15000,22500,27000,29970,29973,29976,29979,29982,29985,29988,29991,29994,29997)))\r\n",
     );
-    let CommandBody::Select { params, .. } = b else { panic!() };
+    let CommandBody::Select { params, .. } = b else {
+        panic!()
+    };
     let q = params.qresync.unwrap();
     assert_eq!(q.known_uids, Some(set("1:29997")));
     let (seqs, uids) = q.seq_match.unwrap();
     assert_eq!(seqs, set("5000,7500,9000,9990:9999"));
     assert_eq!(uids.ranges().len(), 13);
     // Sequence match data without known UIDs.
-    let CommandBody::Examine { params, .. } = body("a EXAMINE x (QRESYNC (1 2 (1:2 3:4)))\r\n") else {
+    let CommandBody::Examine { params, .. } = body("a EXAMINE x (QRESYNC (1 2 (1:2 3:4)))\r\n")
+    else {
         panic!()
     };
     let q = params.qresync.unwrap();
@@ -279,7 +375,12 @@ fn select_condstore_qresync_rfc7162() {
 #[test]
 fn fetch_variants() {
     let fetch = |wire: &str| match body(wire) {
-        CommandBody::Fetch { uid, set, attrs, modifiers } => (uid, set, attrs, modifiers),
+        CommandBody::Fetch {
+            uid,
+            set,
+            attrs,
+            modifiers,
+        } => (uid, set, attrs, modifiers),
         other => panic!("{other:?}"),
     };
     // mbsync.
@@ -317,7 +418,10 @@ fn fetch_variants() {
         FetchAttr::BodySection {
             peek: true,
             section: Section::default(),
-            partial: Some(Partial { offset: 0, length: 16384 })
+            partial: Some(Partial {
+                offset: 0,
+                length: 16384
+            })
         }
     );
     let (_, _, attrs, _) = fetch("A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])\r\n");
@@ -336,7 +440,10 @@ fn fetch_variants() {
         v[0],
         FetchAttr::BodySection {
             peek: false,
-            section: Section { part: vec![1, 2], text: Some(SectionText::Mime) },
+            section: Section {
+                part: vec![1, 2],
+                text: Some(SectionText::Mime)
+            },
             partial: None
         }
     );
@@ -344,26 +451,58 @@ fn fetch_variants() {
         v[1],
         FetchAttr::BodySection {
             peek: false,
-            section: Section { part: vec![3], text: Some(SectionText::Text) },
-            partial: Some(Partial { offset: 100, length: 200 })
+            section: Section {
+                part: vec![3],
+                text: Some(SectionText::Text)
+            },
+            partial: Some(Partial {
+                offset: 100,
+                length: 200
+            })
         }
     );
     assert_eq!(
         v[2],
         FetchAttr::BodySection {
             peek: false,
-            section: Section { part: vec![2], text: Some(SectionText::HeaderFieldsNot(vec!["X-A".into()])) },
+            section: Section {
+                part: vec![2],
+                text: Some(SectionText::HeaderFieldsNot(vec!["X-A".into()]))
+            },
             partial: None
         }
     );
-    assert_eq!(v[3], FetchAttr::Binary { peek: true, part: vec![1], partial: Some(Partial { offset: 0, length: 100 }) });
+    assert_eq!(
+        v[3],
+        FetchAttr::Binary {
+            peek: true,
+            part: vec![1],
+            partial: Some(Partial {
+                offset: 0,
+                length: 100
+            })
+        }
+    );
     assert_eq!(v[4], FetchAttr::BinarySize { part: vec![2] });
-    assert_eq!(v[5], FetchAttr::Binary { peek: false, part: vec![], partial: None });
+    assert_eq!(
+        v[5],
+        FetchAttr::Binary {
+            peek: false,
+            part: vec![],
+            partial: None
+        }
+    );
     assert_eq!(v.len(), 13);
     // RFC 7162 §3.2.6 / §3.1.4.1.
     let (uid, _, _, m) = fetch("s100 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\n");
     assert!(uid);
-    assert_eq!(m, FetchModifiers { changed_since: Some(12345), vanished: true });
+    assert_eq!(
+        m,
+        FetchModifiers {
+            changed_since: Some(12345),
+            vanished: true
+        }
+    );
     let (_, _, _, m) = fetch("a FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)\r\n");
     assert_eq!(m.changed_since, Some(12345));
     // Ranges in either order and '*' alone stay symbolic.
@@ -424,25 +563,43 @@ fn store_copy_move_expunge() {
     );
     assert_eq!(
         body("A003 COPY 2:4 MEETING\r\n"),
-        CommandBody::Copy { uid: false, set: set("2:4"), mailbox: mb("MEETING") }
+        CommandBody::Copy {
+            uid: false,
+            set: set("2:4"),
+            mailbox: mb("MEETING")
+        }
     );
     assert_eq!(
         body("16 UID MOVE 42 Trash\r\n"),
-        CommandBody::Move { uid: true, set: set("42"), mailbox: mb("Trash") }
+        CommandBody::Move {
+            uid: true,
+            set: set("42"),
+            mailbox: mb("Trash")
+        }
     );
     assert_eq!(
         body("a MOVE 1:* \"Deleted Items\"\r\n"),
-        CommandBody::Move { uid: false, set: SequenceSet::all(), mailbox: mb("Deleted Items") }
+        CommandBody::Move {
+            uid: false,
+            set: SequenceSet::all(),
+            mailbox: mb("Deleted Items")
+        }
     );
-    assert_eq!(body("15 UID EXPUNGE 1:3\r\n"), CommandBody::UidExpunge { uids: set("1:3") });
+    assert_eq!(
+        body("15 UID EXPUNGE 1:3\r\n"),
+        CommandBody::UidExpunge { uids: set("1:3") }
+    );
 }
 
 #[test]
 fn search_rfc3501_and_nested() {
     let search = |wire: &str| match body(wire) {
-        CommandBody::Search { uid, charset, criteria, return_opts } => {
-            (uid, charset, criteria, return_opts)
-        }
+        CommandBody::Search {
+            uid,
+            charset,
+            criteria,
+            return_opts,
+        } => (uid, charset, criteria, return_opts),
         other => panic!("{other:?}"),
     };
     let (_, cs, keys, ret) = search("A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n");
@@ -456,7 +613,10 @@ fn search_rfc3501_and_nested() {
         ]
     );
     let (_, _, keys, _) = search("A283 SEARCH TEXT \"string not in mailbox\"\r\n");
-    assert_eq!(keys, vec![SearchKey::Text(b"string not in mailbox".to_vec())]);
+    assert_eq!(
+        keys,
+        vec![SearchKey::Text(b"string not in mailbox".to_vec())]
+    );
     let (_, cs, keys, _) = search("A284 SEARCH CHARSET UTF-8 TEXT {6+}\r\nXXXXXX\r\n");
     assert_eq!(cs.as_deref(), Some("UTF-8"));
     assert_eq!(keys, vec![SearchKey::Text(b"XXXXXX".to_vec())]);
@@ -479,7 +639,10 @@ fn search_rfc3501_and_nested() {
     );
     assert_eq!(keys[1], SearchKey::Uid(set("1:*,5")));
     assert_eq!(keys[2], SearchKey::Larger(1000));
-    assert_eq!(keys[3], SearchKey::Header(b"X-Spam".to_vec(), b"yes".to_vec()));
+    assert_eq!(
+        keys[3],
+        SearchKey::Header(b"X-Spam".to_vec(), b"yes".to_vec())
+    );
     assert_eq!(keys[4], SearchKey::Keyword("$Junk".into()));
     assert_eq!(keys[5], SearchKey::SequenceSet(set("1:4")));
     assert_eq!(keys[6], SearchKey::SentBefore(date(2020, 3, 3)));
@@ -491,28 +654,43 @@ fn search_rfc3501_and_nested() {
 #[test]
 fn search_esearch_and_modseq() {
     let search = |wire: &str| match body(wire) {
-        CommandBody::Search { uid, criteria, return_opts, .. } => (uid, criteria, return_opts),
+        CommandBody::Search {
+            uid,
+            criteria,
+            return_opts,
+            ..
+        } => (uid, criteria, return_opts),
         other => panic!("{other:?}"),
     };
     // RFC 4731 §3.1 examples.
     let (_, keys, ret) =
         search("A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n");
-    assert_eq!(ret, Some(vec![SearchReturnOpt::Min, SearchReturnOpt::Count]));
+    assert_eq!(
+        ret,
+        Some(vec![SearchReturnOpt::Min, SearchReturnOpt::Count])
+    );
     assert_eq!(keys.len(), 3);
-    let (_, _, ret) = search("A283 SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n");
+    let (_, _, ret) =
+        search("A283 SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n");
     assert_eq!(ret, Some(vec![]));
     let (uid, keys, ret) = search("A285 UID SEARCH RETURN (MIN MAX) 1:5000\r\n");
     assert!(uid);
     assert_eq!(ret, Some(vec![SearchReturnOpt::Min, SearchReturnOpt::Max]));
     assert_eq!(keys, vec![SearchKey::SequenceSet(set("1:5000"))]);
     let (_, _, ret) = search("A286 SEARCH RETURN (ALL COUNT) UNSEEN\r\n");
-    assert_eq!(ret, Some(vec![SearchReturnOpt::All, SearchReturnOpt::Count]));
+    assert_eq!(
+        ret,
+        Some(vec![SearchReturnOpt::All, SearchReturnOpt::Count])
+    );
     // RFC 7162 §3.1.5.
     let (_, keys, _) = search("a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n");
     assert_eq!(
         keys,
         vec![SearchKey::ModSeq {
-            entry: Some(ModSeqEntry { flag: Flag::Draft, entry_type: ModSeqEntryType::All }),
+            entry: Some(ModSeqEntry {
+                flag: Flag::Draft,
+                entry_type: ModSeqEntryType::All
+            }),
             mod_seq: 620162338
         }]
     );
@@ -520,7 +698,10 @@ fn search_esearch_and_modseq() {
     assert_eq!(
         keys,
         vec![SearchKey::Or(
-            Box::new(SearchKey::Not(Box::new(SearchKey::ModSeq { entry: None, mod_seq: 720162338 }))),
+            Box::new(SearchKey::Not(Box::new(SearchKey::ModSeq {
+                entry: None,
+                mod_seq: 720162338
+            }))),
             Box::new(SearchKey::Larger(50000))
         )]
     );
@@ -529,7 +710,10 @@ fn search_esearch_and_modseq() {
 #[test]
 fn append_forms() {
     let msg = "Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\r\nFrom: Fred Foobar <foobar@Blurdybloop.COM>\r\nSubject: afternoon meeting\r\n\r\nHello Joe, do you think we can meet at 3:30 tomorrow?\r\n";
-    let wire = format!("A003 APPEND saved-messages (\\Seen) {{{}}}\r\n{msg}\r\n", msg.len());
+    let wire = format!(
+        "A003 APPEND saved-messages (\\Seen) {{{}}}\r\n{msg}\r\n",
+        msg.len()
+    );
     assert_eq!(
         body(&wire),
         CommandBody::Append {
@@ -542,9 +726,9 @@ fn append_forms() {
             }]
         }
     );
-    let CommandBody::Append { messages, .. } =
-        body("A003 APPEND saved-messages (\\Seen $Label1) \"17-Jul-1996 02:44:25 -0700\" {5+}\r\nhello\r\n")
-    else {
+    let CommandBody::Append { messages, .. } = body(
+        "A003 APPEND saved-messages (\\Seen $Label1) \"17-Jul-1996 02:44:25 -0700\" {5+}\r\nhello\r\n",
+    ) else {
         panic!()
     };
     let d = messages[0].date.unwrap();
@@ -573,7 +757,10 @@ fn append_forms() {
 fn auth_login_enable_id_quota_compress() {
     assert_eq!(
         body("a001 AUTHENTICATE GSSAPI\r\n"),
-        CommandBody::Authenticate { mechanism: "GSSAPI".into(), initial_response: None }
+        CommandBody::Authenticate {
+            mechanism: "GSSAPI".into(),
+            initial_response: None
+        }
     );
     assert_eq!(
         body("18 authenticate plain AHVzZXIAcGFzcw==\r\n"),
@@ -584,16 +771,24 @@ fn auth_login_enable_id_quota_compress() {
     );
     assert_eq!(
         body("19 AUTHENTICATE EXTERNAL =\r\n"),
-        CommandBody::Authenticate { mechanism: "EXTERNAL".into(), initial_response: Some("=".into()) }
+        CommandBody::Authenticate {
+            mechanism: "EXTERNAL".into(),
+            initial_response: Some("=".into())
+        }
     );
     // Quoted and literal credentials.
     assert_eq!(
         body("a LOGIN \"fred \\\"the\\\" user\" {5+}\r\np\"ss\\\r\n"),
-        CommandBody::Login { username: b"fred \"the\" user".to_vec(), password: b"p\"ss\\".to_vec() }
+        CommandBody::Login {
+            username: b"fred \"the\" user".to_vec(),
+            password: b"p\"ss\\".to_vec()
+        }
     );
     assert_eq!(
         body("11 ENABLE CONDSTORE QRESYNC\r\n"),
-        CommandBody::Enable { capabilities: vec!["CONDSTORE".into(), "QRESYNC".into()] }
+        CommandBody::Enable {
+            capabilities: vec!["CONDSTORE".into(), "QRESYNC".into()]
+        }
     );
     assert_eq!(
         body("2 ID (\"name\" \"Thunderbird\" \"version\" \"115.0\" \"os\" NIL)\r\n"),
@@ -606,13 +801,30 @@ fn auth_login_enable_id_quota_compress() {
         }
     );
     assert_eq!(body("a ID NIL\r\n"), CommandBody::Id { params: None });
-    assert_eq!(body("a ID ()\r\n"), CommandBody::Id { params: Some(vec![]) });
-    assert_eq!(body("17 GETQUOTA \"\"\r\n"), CommandBody::GetQuota { root: String::new() });
+    assert_eq!(
+        body("a ID ()\r\n"),
+        CommandBody::Id {
+            params: Some(vec![])
+        }
+    );
+    assert_eq!(
+        body("17 GETQUOTA \"\"\r\n"),
+        CommandBody::GetQuota {
+            root: String::new()
+        }
+    );
     assert_eq!(
         body("4 getquotaroot \"INBOX\"\r\n"),
-        CommandBody::GetQuotaRoot { mailbox: MailboxName::inbox() }
+        CommandBody::GetQuotaRoot {
+            mailbox: MailboxName::inbox()
+        }
     );
-    assert_eq!(body("12 COMPRESS deflate\r\n"), CommandBody::Compress { mechanism: "DEFLATE".into() });
+    assert_eq!(
+        body("12 COMPRESS deflate\r\n"),
+        CommandBody::Compress {
+            mechanism: "DEFLATE".into()
+        }
+    );
 }
 
 #[test]
@@ -623,19 +835,37 @@ fn encoder_output_is_canonical() {
         String::from_utf8(out).unwrap()
     };
     assert_eq!(enc("a1 login mrc secret\r\n"), "a1 LOGIN mrc secret\r\n");
-    assert_eq!(enc("a1 LOGIN \"\" \"a b\"\r\n"), "a1 LOGIN \"\" \"a b\"\r\n");
+    assert_eq!(
+        enc("a1 LOGIN \"\" \"a b\"\r\n"),
+        "a1 LOGIN \"\" \"a b\"\r\n"
+    );
     assert_eq!(enc("a select inbox\r\n"), "a SELECT INBOX\r\n");
     assert_eq!(enc("a fetch 1 uid\r\n"), "a FETCH 1 (UID)\r\n");
-    assert_eq!(enc("a store 1 +flags \\seen \\deleted\r\n"), "a STORE 1 +FLAGS (\\Seen \\Deleted)\r\n");
+    assert_eq!(
+        enc("a store 1 +flags \\seen \\deleted\r\n"),
+        "a STORE 1 +FLAGS (\\Seen \\Deleted)\r\n"
+    );
     assert_eq!(
         enc("a CREATE \"~peter/mail/&U,BTFw-/&ZeVnLIqe-\"\r\n"),
         "a CREATE ~peter/mail/&U,BTFw-/&ZeVnLIqe-\r\n"
     );
     assert_eq!(enc("a LIST \"\" \"*\"\r\n"), "a LIST \"\" *\r\n");
     // 8-bit login data becomes a literal.
-    assert_eq!(enc("a LOGIN {2+}\r\n\u{e9} x\r\n"), "a LOGIN {2+}\r\n\u{e9} x\r\n");
+    assert_eq!(
+        enc("a LOGIN {2+}\r\n\u{e9} x\r\n"),
+        "a LOGIN {2+}\r\n\u{e9} x\r\n"
+    );
     // Synchronizing mode splits at the literal.
     let cmd = parse("a LOGIN {2+}\r\n\u{e9} x\r\n");
-    let chunks = cmd.encode_with(&EncodeOptions { literal_mode: LiteralMode::Sync, ..Default::default() });
-    assert_eq!(chunks.chunks, vec![b"a LOGIN {2}\r\n".to_vec(), "\u{e9} x\r\n".as_bytes().to_vec()]);
+    let chunks = cmd.encode_with(&EncodeOptions {
+        literal_mode: LiteralMode::Sync,
+        ..Default::default()
+    });
+    assert_eq!(
+        chunks.chunks,
+        vec![
+            b"a LOGIN {2}\r\n".to_vec(),
+            "\u{e9} x\r\n".as_bytes().to_vec()
+        ]
+    );
 }

@@ -59,17 +59,24 @@ fn string_no_nul() -> impl Strategy<Value = String> {
     any::<String>().prop_map(|s| s.replace('\0', ""))
 }
 
-fn mailbox() -> impl Strategy<Value = MailboxName> {
-    no_control_string().prop_map(|s| MailboxName::new(&s).unwrap())
+fn mailbox() -> BoxedStrategy<MailboxName> {
+    no_control_string()
+        .prop_map(|s| MailboxName::new(&s).unwrap())
+        .boxed()
 }
 
 fn pattern() -> impl Strategy<Value = String> {
-    prop_oneof![no_control_string(), Just("*".to_owned()), Just("%".to_owned()), "[a-z%*/]{1,6}"]
+    prop_oneof![
+        no_control_string(),
+        Just("*".to_owned()),
+        Just("%".to_owned()),
+        "[a-z%*/]{1,6}"
+    ]
 }
 
 const SYSTEM: [&str; 6] = ["ANSWERED", "FLAGGED", "DELETED", "SEEN", "DRAFT", "RECENT"];
 
-fn flag() -> impl Strategy<Value = Flag> {
+fn flag() -> BoxedStrategy<Flag> {
     prop_oneof![
         Just(Flag::Answered),
         Just(Flag::Flagged),
@@ -79,28 +86,38 @@ fn flag() -> impl Strategy<Value = Flag> {
         Just(Flag::Recent),
         atom().prop_map(Flag::Keyword),
         atom()
-            .prop_filter("system flag", |a| !SYSTEM.contains(&a.to_ascii_uppercase().as_str()))
+            .prop_filter("system flag", |a| !SYSTEM
+                .contains(&a.to_ascii_uppercase().as_str()))
             .prop_map(Flag::Extension),
     ]
+    .boxed()
 }
 
 fn seq_num() -> impl Strategy<Value = SeqNum> {
     prop_oneof![4 => (1u32..=u32::MAX).prop_map(SeqNum::Value), 1 => Just(SeqNum::Star)]
 }
 
-fn seq_set() -> impl Strategy<Value = SequenceSet> {
-    vec((seq_num(), seq_num()), 1..4).prop_map(|v| {
-        SequenceSet::new(v.into_iter().map(|(start, end)| SeqRange { start, end }).collect()).unwrap()
-    })
+fn seq_set() -> BoxedStrategy<SequenceSet> {
+    vec((seq_num(), seq_num()), 1..4)
+        .prop_map(|v| {
+            SequenceSet::new(
+                v.into_iter()
+                    .map(|(start, end)| SeqRange { start, end })
+                    .collect(),
+            )
+            .unwrap()
+        })
+        .boxed()
 }
 
 fn date() -> impl Strategy<Value = Date> {
     (1u16..=9999, 1u8..=12, 1u8..=28).prop_map(|(y, m, d)| Date::new(y, m, d).unwrap())
 }
 
-fn date_time() -> impl Strategy<Value = DateTime> {
+fn date_time() -> BoxedStrategy<DateTime> {
     (date(), 0u8..24, 0u8..60, 0u8..=60, -5999i16..=5999)
         .prop_map(|(d, h, mi, s, z)| DateTime::new(d, h, mi, s, z).unwrap())
+        .boxed()
 }
 
 fn number64() -> impl Strategy<Value = u64> {
@@ -115,27 +132,31 @@ fn status_item() -> impl Strategy<Value = StatusItem> {
     select(StatusItem::ALL.to_vec())
 }
 
-fn section() -> impl Strategy<Value = Section> {
+fn section() -> BoxedStrategy<Section> {
     let names = vec(string_no_nul(), 1..3);
-    (vec(1u32..=u32::MAX, 0..3), 0u8..6, names).prop_map(|(part, t, names)| {
-        let text = match t {
-            0 => None,
-            1 => Some(SectionText::Header),
-            2 => Some(SectionText::Text),
-            3 if !part.is_empty() => Some(SectionText::Mime),
-            3 => None,
-            4 => Some(SectionText::HeaderFields(names)),
-            _ => Some(SectionText::HeaderFieldsNot(names)),
-        };
-        Section { part, text }
-    })
+    (vec(1u32..=u32::MAX, 0..3), 0u8..6, names)
+        .prop_map(|(part, t, names)| {
+            let text = match t {
+                0 => None,
+                1 => Some(SectionText::Header),
+                2 => Some(SectionText::Text),
+                3 if !part.is_empty() => Some(SectionText::Mime),
+                3 => None,
+                4 => Some(SectionText::HeaderFields(names)),
+                _ => Some(SectionText::HeaderFieldsNot(names)),
+            };
+            Section { part, text }
+        })
+        .boxed()
 }
 
 fn partial() -> impl Strategy<Value = Option<Partial>> {
-    proptest::option::of((any::<u32>(), 1u32..=u32::MAX).prop_map(|(offset, length)| Partial { offset, length }))
+    proptest::option::of(
+        (any::<u32>(), 1u32..=u32::MAX).prop_map(|(offset, length)| Partial { offset, length }),
+    )
 }
 
-fn fetch_attr() -> impl Strategy<Value = FetchAttr> {
+fn fetch_attr() -> BoxedStrategy<FetchAttr> {
     prop_oneof![
         select(vec![
             FetchAttr::Envelope,
@@ -150,15 +171,26 @@ fn fetch_attr() -> impl Strategy<Value = FetchAttr> {
             FetchAttr::Uid,
             FetchAttr::ModSeq,
         ]),
-        (any::<bool>(), section(), partial())
-            .prop_map(|(peek, section, partial)| FetchAttr::BodySection { peek, section, partial }),
-        (any::<bool>(), vec(1u32..100, 0..3), partial())
-            .prop_map(|(peek, part, partial)| FetchAttr::Binary { peek, part, partial }),
+        (any::<bool>(), section(), partial()).prop_map(|(peek, section, partial)| {
+            FetchAttr::BodySection {
+                peek,
+                section,
+                partial,
+            }
+        }),
+        (any::<bool>(), vec(1u32..100, 0..3), partial()).prop_map(|(peek, part, partial)| {
+            FetchAttr::Binary {
+                peek,
+                part,
+                partial,
+            }
+        }),
         vec(1u32..100, 0..3).prop_map(|part| FetchAttr::BinarySize { part }),
     ]
+    .boxed()
 }
 
-fn search_leaf() -> impl Strategy<Value = SearchKey> {
+fn search_leaf() -> BoxedStrategy<SearchKey> {
     use SearchKey as K;
     prop_oneof![
         select(vec![
@@ -205,11 +237,14 @@ fn search_leaf() -> impl Strategy<Value = SearchKey> {
             seq_set().prop_map(K::Uid),
             seq_set().prop_map(K::SequenceSet),
             (
-                proptest::option::of((flag(), select(vec![
-                    ModSeqEntryType::Private,
-                    ModSeqEntryType::Shared,
-                    ModSeqEntryType::All
-                ]))),
+                proptest::option::of((
+                    flag(),
+                    select(vec![
+                        ModSeqEntryType::Private,
+                        ModSeqEntryType::Shared,
+                        ModSeqEntryType::All
+                    ])
+                )),
                 number64()
             )
                 .prop_map(|(e, mod_seq)| K::ModSeq {
@@ -218,16 +253,20 @@ fn search_leaf() -> impl Strategy<Value = SearchKey> {
                 }),
         ],
     ]
+    .boxed()
 }
 
-fn search_key() -> impl Strategy<Value = SearchKey> {
-    search_leaf().prop_recursive(4, 24, 3, |inner| {
-        prop_oneof![
-            inner.clone().prop_map(|k| SearchKey::Not(Box::new(k))),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| SearchKey::Or(Box::new(a), Box::new(b))),
-            vec(inner, 1..3).prop_map(SearchKey::And),
-        ]
-    })
+fn search_key() -> BoxedStrategy<SearchKey> {
+    search_leaf()
+        .prop_recursive(4, 24, 3, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|k| SearchKey::Not(Box::new(k))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| SearchKey::Or(Box::new(a), Box::new(b))),
+                vec(inner, 1..3).prop_map(SearchKey::And),
+            ]
+        })
+        .boxed()
 }
 
 fn special_use() -> impl Strategy<Value = SpecialUse> {
@@ -246,24 +285,27 @@ fn special_use() -> impl Strategy<Value = SpecialUse> {
     ]
 }
 
-fn select_params() -> impl Strategy<Value = SelectParams> {
+fn select_params() -> BoxedStrategy<SelectParams> {
     let qresync = (
         1u32..=u32::MAX,
         mod_seq(),
         proptest::option::of(seq_set()),
         proptest::option::of((seq_set(), seq_set())),
     )
-        .prop_map(|(uid_validity, mod_seq, known_uids, seq_match)| QResyncParams {
-            uid_validity,
-            mod_seq,
-            known_uids,
-            seq_match,
-        });
+        .prop_map(
+            |(uid_validity, mod_seq, known_uids, seq_match)| QResyncParams {
+                uid_validity,
+                mod_seq,
+                known_uids,
+                seq_match,
+            },
+        );
     (any::<bool>(), proptest::option::of(qresync))
         .prop_map(|(condstore, qresync)| SelectParams { condstore, qresync })
+        .boxed()
 }
 
-fn list_command() -> impl Strategy<Value = ListCommand> {
+fn list_command() -> BoxedStrategy<ListCommand> {
     let sel = vec(
         select(vec![
             ListSelectOption::Subscribed,
@@ -275,7 +317,12 @@ fn list_command() -> impl Strategy<Value = ListCommand> {
     )
     .prop_map(|mut v| {
         if v.contains(&ListSelectOption::RecursiveMatch)
-            && !v.iter().any(|o| matches!(o, ListSelectOption::Subscribed | ListSelectOption::SpecialUse))
+            && !v.iter().any(|o| {
+                matches!(
+                    o,
+                    ListSelectOption::Subscribed | ListSelectOption::SpecialUse
+                )
+            })
         {
             v.push(ListSelectOption::Subscribed);
         }
@@ -290,19 +337,32 @@ fn list_command() -> impl Strategy<Value = ListCommand> {
         ],
         0..3,
     );
-    (sel, no_control_string(), vec(pattern(), 1..3), ret).prop_map(
-        |(selection, reference, patterns, return_opts)| ListCommand {
-            selection,
-            reference,
-            patterns,
-            return_opts,
-        },
-    )
+    (sel, no_control_string(), vec(pattern(), 1..3), ret)
+        .prop_map(
+            |(selection, reference, patterns, return_opts)| ListCommand {
+                selection,
+                reference,
+                patterns,
+                return_opts,
+            },
+        )
+        .boxed()
 }
 
-fn append_message() -> impl Strategy<Value = AppendMessage> {
-    (vec(flag(), 0..3), proptest::option::of(date_time()), vec(any::<u8>(), 0..40), any::<bool>())
-        .prop_map(|(flags, date, data, binary)| AppendMessage { flags, date, data, binary })
+fn append_message() -> BoxedStrategy<AppendMessage> {
+    (
+        vec(flag(), 0..3),
+        proptest::option::of(date_time()),
+        vec(any::<u8>(), 0..40),
+        any::<bool>(),
+    )
+        .prop_map(|(flags, date, data, binary)| AppendMessage {
+            flags,
+            date,
+            data,
+            binary,
+        })
+        .boxed()
 }
 
 fn base64ish() -> impl Strategy<Value = String> {
@@ -324,30 +384,42 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
         B::Expunge,
     ]);
     let session = prop_oneof![
-        ("[A-Z0-9-]{1,12}", proptest::option::of(base64ish()))
-            .prop_map(|(mechanism, initial_response)| B::Authenticate { mechanism, initial_response }),
-        (text_bytes(), text_bytes()).prop_map(|(username, password)| B::Login { username, password }),
+        ("[A-Z0-9-]{1,12}", proptest::option::of(base64ish())).prop_map(
+            |(mechanism, initial_response)| B::Authenticate {
+                mechanism,
+                initial_response
+            }
+        ),
+        (text_bytes(), text_bytes())
+            .prop_map(|(username, password)| B::Login { username, password }),
         vec(atom(), 1..3).prop_map(|capabilities| B::Enable { capabilities }),
-        proptest::option::of(vec((text_bytes(), proptest::option::of(text_bytes())), 0..3))
-            .prop_map(|params| B::Id { params }),
+        proptest::option::of(vec(
+            (text_bytes(), proptest::option::of(text_bytes())),
+            0..3
+        ))
+        .prop_map(|params| B::Id { params }),
         "[A-Z0-9]{1,8}".prop_map(|mechanism| B::Compress { mechanism }),
         string_no_nul().prop_map(|root| B::GetQuota { root }),
     ];
     let mailboxes = prop_oneof![
         (mailbox(), select_params()).prop_map(|(mailbox, params)| B::Select { mailbox, params }),
         (mailbox(), select_params()).prop_map(|(mailbox, params)| B::Examine { mailbox, params }),
-        (mailbox(), vec(special_use(), 0..3))
-            .prop_map(|(mailbox, special_use)| B::Create { mailbox, special_use }),
+        (mailbox(), vec(special_use(), 0..3)).prop_map(|(mailbox, special_use)| B::Create {
+            mailbox,
+            special_use
+        }),
         mailbox().prop_map(|mailbox| B::Delete { mailbox }),
         (mailbox(), mailbox()).prop_map(|(from, to)| B::Rename { from, to }),
         mailbox().prop_map(|mailbox| B::Subscribe { mailbox }),
         mailbox().prop_map(|mailbox| B::Unsubscribe { mailbox }),
         mailbox().prop_map(|mailbox| B::GetQuotaRoot { mailbox }),
         list_command().prop_map(B::List),
-        (no_control_string(), pattern()).prop_map(|(reference, pattern)| B::Lsub { reference, pattern }),
+        (no_control_string(), pattern())
+            .prop_map(|(reference, pattern)| B::Lsub { reference, pattern }),
     ];
     let messages = prop_oneof![
-        (mailbox(), vec(status_item(), 1..4)).prop_map(|(mailbox, items)| B::Status { mailbox, items }),
+        (mailbox(), vec(status_item(), 1..4))
+            .prop_map(|(mailbox, items)| B::Status { mailbox, items }),
         (mailbox(), vec(append_message(), 1..3))
             .prop_map(|(mailbox, messages)| B::Append { mailbox, messages }),
         seq_set().prop_map(|uids| B::UidExpunge { uids }),
@@ -400,25 +472,37 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
             any::<bool>(),
             vec(flag(), 0..4)
         )
-            .prop_map(|(uid, set, unchanged_since, mode, silent, flags)| B::Store {
-                uid,
-                set,
-                unchanged_since,
-                mode,
-                silent,
-                flags
-            }),
-        (any::<bool>(), seq_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Copy { uid, set, mailbox }),
-        (any::<bool>(), seq_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Move { uid, set, mailbox }),
+            .prop_map(
+                |(uid, set, unchanged_since, mode, silent, flags)| B::Store {
+                    uid,
+                    set,
+                    unchanged_since,
+                    mode,
+                    silent,
+                    flags
+                }
+            ),
+        (any::<bool>(), seq_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Copy {
+            uid,
+            set,
+            mailbox
+        }),
+        (any::<bool>(), seq_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Move {
+            uid,
+            set,
+            mailbox
+        }),
     ];
-    prop_oneof![1 => simple, 2 => session, 3 => mailboxes, 4 => messages]
+    prop_oneof![1 => simple.boxed(), 2 => session.boxed(), 3 => mailboxes.boxed(), 4 => messages.boxed()]
 }
 
-fn command() -> impl Strategy<Value = Command> {
-    (tag(), command_body()).prop_map(|(tag, body)| Command { tag, body })
+fn command() -> BoxedStrategy<Command> {
+    (tag(), command_body())
+        .prop_map(|(tag, body)| Command { tag, body })
+        .boxed()
 }
 
-fn value() -> impl Strategy<Value = Value> {
+fn value() -> BoxedStrategy<Value> {
     let atom_chars = chars_where(|b| !b"()\"{".contains(&b));
     let value_atom = (
         select(chars_where(|b| b.is_ascii_alphabetic() || b == b'\\')),
@@ -433,9 +517,10 @@ fn value() -> impl Strategy<Value = Value> {
         vec(any::<u8>(), 0..20).prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 16, 4, |inner| vec(inner, 0..4).prop_map(Value::List))
+        .boxed()
 }
 
-fn response_code() -> impl Strategy<Value = ResponseCode> {
+fn response_code() -> BoxedStrategy<ResponseCode> {
     use ResponseCode as C;
     prop_oneof![
         select(vec![
@@ -469,14 +554,24 @@ fn response_code() -> impl Strategy<Value = ResponseCode> {
             C::UseAttr,
             C::HasChildren,
         ]),
-        (vec(flag(), 0..3), any::<bool>())
-            .prop_map(|(flags, allow_new_keywords)| C::PermanentFlags { flags, allow_new_keywords }),
+        (vec(flag(), 0..3), any::<bool>()).prop_map(|(flags, allow_new_keywords)| {
+            C::PermanentFlags {
+                flags,
+                allow_new_keywords,
+            }
+        }),
         (1u32..=u32::MAX).prop_map(C::UidNext),
         (1u32..=u32::MAX).prop_map(C::UidValidity),
         (1u32..=u32::MAX).prop_map(C::Unseen),
-        (1u32..=u32::MAX, seq_set()).prop_map(|(uid_validity, uids)| C::AppendUid { uid_validity, uids }),
-        (1u32..=u32::MAX, seq_set(), seq_set())
-            .prop_map(|(uid_validity, source, dest)| C::CopyUid { uid_validity, source, dest }),
+        (1u32..=u32::MAX, seq_set())
+            .prop_map(|(uid_validity, uids)| C::AppendUid { uid_validity, uids }),
+        (1u32..=u32::MAX, seq_set(), seq_set()).prop_map(|(uid_validity, source, dest)| {
+            C::CopyUid {
+                uid_validity,
+                source,
+                dest,
+            }
+        }),
         mod_seq().prop_map(C::HighestModSeq),
         seq_set().prop_map(C::Modified),
         vec(atom(), 0..3).prop_map(C::Capability),
@@ -484,9 +579,10 @@ fn response_code() -> impl Strategy<Value = ResponseCode> {
         ("X-[A-Z]{1,6}", proptest::option::of("[a-zA-Z0-9 ]{0,10}"))
             .prop_map(|(name, args)| C::Other { name, args }),
     ]
+    .boxed()
 }
 
-fn fetch_item() -> impl Strategy<Value = FetchItem> {
+fn fetch_item() -> BoxedStrategy<FetchItem> {
     use FetchItem as F;
     let data = proptest::option::of(vec(any::<u8>(), 0..30));
     prop_oneof![
@@ -495,9 +591,18 @@ fn fetch_item() -> impl Strategy<Value = FetchItem> {
         date_time().prop_map(F::InternalDate),
         number64().prop_map(F::Rfc822Size),
         mod_seq().prop_map(F::ModSeq),
-        (section(), proptest::option::of(any::<u32>()), data.clone())
-            .prop_map(|(section, origin, data)| F::BodySection { section, origin, data }),
-        (vec(1u32..50, 0..3), proptest::option::of(any::<u32>()), data.clone())
+        (section(), proptest::option::of(any::<u32>()), data.clone()).prop_map(
+            |(section, origin, data)| F::BodySection {
+                section,
+                origin,
+                data
+            }
+        ),
+        (
+            vec(1u32..50, 0..3),
+            proptest::option::of(any::<u32>()),
+            data.clone()
+        )
             .prop_map(|(part, origin, data)| F::Binary { part, origin, data }),
         (vec(1u32..50, 0..3), number64()).prop_map(|(part, size)| F::BinarySize { part, size }),
         data.clone().prop_map(F::Rfc822),
@@ -507,6 +612,7 @@ fn fetch_item() -> impl Strategy<Value = FetchItem> {
         value().prop_map(F::BodyStructure),
         value().prop_map(F::Body),
     ]
+    .boxed()
 }
 
 fn mailbox_attr() -> impl Strategy<Value = MailboxAttr> {
@@ -535,19 +641,36 @@ fn mailbox_attr() -> impl Strategy<Value = MailboxAttr> {
 }
 
 fn delimiter() -> impl Strategy<Value = Option<char>> {
-    proptest::option::of(prop_oneof![Just('/'), Just('.'), Just('"'), Just('\\'), any::<char>().prop_filter("ctl", |c| !c.is_control() && *c != '\0')])
+    proptest::option::of(prop_oneof![
+        Just('/'),
+        Just('.'),
+        Just('"'),
+        Just('\\'),
+        any::<char>().prop_filter("ctl", |c| !c.is_control() && *c != '\0')
+    ])
 }
 
-fn list_data() -> impl Strategy<Value = ListData> {
-    (vec(mailbox_attr(), 0..3), delimiter(), mailbox(), vec((string_no_nul(), value()), 0..2)).prop_map(
-        |(attributes, delimiter, mailbox, extended)| ListData { attributes, delimiter, mailbox, extended },
+fn list_data() -> BoxedStrategy<ListData> {
+    (
+        vec(mailbox_attr(), 0..3),
+        delimiter(),
+        mailbox(),
+        vec((string_no_nul(), value()), 0..2),
     )
+        .prop_map(|(attributes, delimiter, mailbox, extended)| ListData {
+            attributes,
+            delimiter,
+            mailbox,
+            extended,
+        })
+        .boxed()
 }
 
-fn data() -> impl Strategy<Value = Data> {
+fn data() -> BoxedStrategy<Data> {
     let ns = || {
         vec(
-            (no_control_string(), delimiter()).prop_map(|(prefix, delimiter)| NamespaceDescr { prefix, delimiter }),
+            (no_control_string(), delimiter())
+                .prop_map(|(prefix, delimiter)| NamespaceDescr { prefix, delimiter }),
             0..2,
         )
     };
@@ -585,9 +708,14 @@ fn data() -> impl Strategy<Value = Data> {
             any::<u32>().prop_map(Data::Exists),
             any::<u32>().prop_map(Data::Recent),
             any::<u32>().prop_map(Data::Expunge),
-            (any::<u32>(), vec(fetch_item(), 0..4)).prop_map(|(seq, items)| Data::Fetch { seq, items }),
+            (any::<u32>(), vec(fetch_item(), 0..4))
+                .prop_map(|(seq, items)| Data::Fetch { seq, items }),
             (any::<bool>(), seq_set()).prop_map(|(earlier, uids)| Data::Vanished { earlier, uids }),
-            (ns(), ns(), ns()).prop_map(|(personal, other, shared)| Data::Namespace { personal, other, shared }),
+            (ns(), ns(), ns()).prop_map(|(personal, other, shared)| Data::Namespace {
+                personal,
+                other,
+                shared
+            }),
             (
                 string_no_nul(),
                 vec(
@@ -597,13 +725,19 @@ fn data() -> impl Strategy<Value = Data> {
                 )
             )
                 .prop_map(|(root, resources)| Data::Quota { root, resources }),
-            (mailbox(), vec(string_no_nul(), 0..3)).prop_map(|(mailbox, roots)| Data::QuotaRoot { mailbox, roots }),
-            proptest::option::of(vec((text_bytes(), proptest::option::of(text_bytes())), 0..3)).prop_map(Data::Id),
+            (mailbox(), vec(string_no_nul(), 0..3))
+                .prop_map(|(mailbox, roots)| Data::QuotaRoot { mailbox, roots }),
+            proptest::option::of(vec(
+                (text_bytes(), proptest::option::of(text_bytes())),
+                0..3
+            ))
+            .prop_map(Data::Id),
         ],
     ]
+    .boxed()
 }
 
-fn response() -> impl Strategy<Value = Response> {
+fn response() -> BoxedStrategy<Response> {
     let text = "[ -~]{0,20}";
     let tagged = (
         tag(),
@@ -613,22 +747,33 @@ fn response() -> impl Strategy<Value = Response> {
     )
         .prop_map(|(t, kind, code, text)| (Some(t), kind, code, text));
     let untagged = (
-        select(vec![StatusKind::Ok, StatusKind::No, StatusKind::Bad, StatusKind::PreAuth, StatusKind::Bye]),
+        select(vec![
+            StatusKind::Ok,
+            StatusKind::No,
+            StatusKind::Bad,
+            StatusKind::PreAuth,
+            StatusKind::Bye,
+        ]),
         proptest::option::of(response_code()),
         text,
     )
         .prop_map(|(kind, code, text)| (None, kind, code, text));
     prop_oneof![
-        prop_oneof![tagged, untagged]
-            .prop_map(|(tag, kind, code, mut text)| {
-                if code.is_none() && text.starts_with('[') {
-                    text.remove(0);
-                }
-                Response::Status { tag, kind, code, text }
-            }),
+        prop_oneof![tagged, untagged].prop_map(|(tag, kind, code, mut text)| {
+            if code.is_none() && text.starts_with('[') {
+                text.remove(0);
+            }
+            Response::Status {
+                tag,
+                kind,
+                code,
+                text,
+            }
+        }),
         text.prop_map(|text| Response::Continuation { text }),
         data().prop_map(Response::Data),
     ]
+    .boxed()
 }
 
 // ------------------------------------------------------------------ helpers
@@ -688,15 +833,29 @@ fn run_framer(pieces: &[Vec<u8>], policy: u8) -> Vec<FramerEvent> {
                     }
                 }
                 FramerEvent::Command(frame) => {
-                    assert!(frame.lines().iter().all(|l| l.len() <= limits.max_line_bytes));
-                    assert!(frame.lines().iter().map(Vec::len).sum::<usize>() <= limits.max_command_bytes);
+                    assert!(
+                        frame
+                            .lines()
+                            .iter()
+                            .all(|l| l.len() <= limits.max_line_bytes)
+                    );
+                    assert!(
+                        frame.lines().iter().map(Vec::len).sum::<usize>()
+                            <= limits.max_command_bytes
+                    );
                     assert!(frame.literals().len() <= limits.max_literals_per_command);
                     assert!(
-                        frame.literals().iter().map(|l| l.data.len() as u64).sum::<u64>()
+                        frame
+                            .literals()
+                            .iter()
+                            .map(|l| l.data.len() as u64)
+                            .sum::<u64>()
                             <= limits.max_command_literal_bytes
                     );
-                    if let Ok(Command { body: CommandBody::Idle | CommandBody::Authenticate { .. }, .. }) =
-                        parse_command(frame)
+                    if let Ok(Command {
+                        body: CommandBody::Idle | CommandBody::Authenticate { .. },
+                        ..
+                    }) = parse_command(frame)
                     {
                         assert!(f.expect_raw_line());
                     }
@@ -719,7 +878,11 @@ fn imap_like_input() -> impl Strategy<Value = Vec<u8>> {
             out
         }),
         command().prop_map(|c| {
-            c.encode_with(&EncodeOptions { literal_mode: LiteralMode::Sync, ..Default::default() }).concat()
+            c.encode_with(&EncodeOptions {
+                literal_mode: LiteralMode::Sync,
+                ..Default::default()
+            })
+            .concat()
         }),
         select(vec![
             b"{5}\r\n".to_vec(),
@@ -793,7 +956,7 @@ proptest! {
 
     #[test]
     fn framer_split_independent(input in imap_like_input(), cuts in vec(any::<usize>(), 0..8), policy in any::<u8>()) {
-        let whole = run_framer(&[input.clone()], policy);
+        let whole = run_framer(std::slice::from_ref(&input), policy);
         let bytewise: Vec<Vec<u8>> = input.iter().map(|b| vec![*b]).collect();
         prop_assert_eq!(&run_framer(&bytewise, policy), &whole);
         prop_assert_eq!(&run_framer(&split_at_points(&input, &cuts), policy), &whole);
@@ -801,7 +964,7 @@ proptest! {
 
     #[test]
     fn framer_never_panics_on_random_bytes(input in vec(any::<u8>(), 0..600), policy in any::<u8>()) {
-        let whole = run_framer(&[input.clone()], policy);
+        let whole = run_framer(std::slice::from_ref(&input), policy);
         let bytewise: Vec<Vec<u8>> = input.iter().map(|b| vec![*b]).collect();
         prop_assert_eq!(run_framer(&bytewise, policy), whole);
     }

@@ -3,8 +3,8 @@
 //! from the RFC examples (fed whole and byte by byte), plus its limits.
 
 use slotmail_imap_proto::response::{
-    write_astring, write_continuation, write_flag_list, write_id_set, write_literal,
-    write_mailbox, write_nstring, write_quoted_or_literal, write_section, write_status,
+    write_astring, write_continuation, write_flag_list, write_id_set, write_literal, write_mailbox,
+    write_nstring, write_quoted_or_literal, write_section, write_status,
 };
 use slotmail_imap_proto::*;
 
@@ -68,28 +68,58 @@ fn writer_helpers() {
         "INBOX \"two words\" \"\" NIL \"NIL\" \"say \\\"hi\\\"\\\\\" {12}\r\nline1\r\nline2 {5}\r\ncaf\u{e9} {1}\r\nx"
     );
     let mut o = Vec::new();
-    write_flag_list(&mut o, &[Flag::Seen, Flag::Keyword("$Junk".into()), Flag::Extension("X".into())]);
+    write_flag_list(
+        &mut o,
+        &[
+            Flag::Seen,
+            Flag::Keyword("$Junk".into()),
+            Flag::Extension("X".into()),
+        ],
+    );
     assert_eq!(o, b"(\\Seen $Junk \\X)");
     let mut o = Vec::new();
     assert!(write_id_set(&mut o, &[1, 2, 3, 5, 8, 9, 10]));
     assert_eq!(o, b"1:3,5,8:10");
     assert!(!write_id_set(&mut o, &[]));
     let mut o = Vec::new();
-    write_mailbox(&mut o, &MailboxName::new("Entw\u{fc}rfe").unwrap(), MailboxEncoding::ModifiedUtf7);
+    write_mailbox(
+        &mut o,
+        &MailboxName::new("Entw\u{fc}rfe").unwrap(),
+        MailboxEncoding::ModifiedUtf7,
+    );
     o.push(b' ');
-    write_mailbox(&mut o, &MailboxName::new("Entw\u{fc}rfe").unwrap(), MailboxEncoding::Utf8);
-    assert_eq!(String::from_utf8(o).unwrap(), "\"Entw&APw-rfe\" \"Entw\u{fc}rfe\"");
+    write_mailbox(
+        &mut o,
+        &MailboxName::new("Entw\u{fc}rfe").unwrap(),
+        MailboxEncoding::Utf8,
+    );
+    assert_eq!(
+        String::from_utf8(o).unwrap(),
+        "\"Entw&APw-rfe\" \"Entw\u{fc}rfe\""
+    );
     let mut o = Vec::new();
     write_section(
         &mut o,
-        &Section { part: vec![1, 2], text: Some(SectionText::HeaderFields(vec!["From".into(), "To".into()])) },
+        &Section {
+            part: vec![1, 2],
+            text: Some(SectionText::HeaderFields(vec!["From".into(), "To".into()])),
+        },
     );
     assert_eq!(o, b"[1.2.HEADER.FIELDS (From To)]");
     let mut o = Vec::new();
-    write_status(&mut o, Tag::new("A1").as_ref(), StatusKind::Ok, Some(&ResponseCode::ReadWrite), "SELECT\r\ndone");
+    write_status(
+        &mut o,
+        Tag::new("A1").as_ref(),
+        StatusKind::Ok,
+        Some(&ResponseCode::ReadWrite),
+        "SELECT\r\ndone",
+    );
     write_status(&mut o, None, StatusKind::Bye, None, "");
     write_continuation(&mut o, "Ready");
-    assert_eq!(o, b"A1 OK [READ-WRITE] SELECT  done\r\n* BYE\r\n+ Ready\r\n");
+    assert_eq!(
+        o,
+        b"A1 OK [READ-WRITE] SELECT  done\r\n* BYE\r\n+ Ready\r\n"
+    );
 }
 
 #[test]
@@ -102,7 +132,12 @@ fn status_lines_with_codes() {
     };
     let cases = [
         (
-            st(Some("A142"), StatusKind::Ok, Some(ResponseCode::ReadWrite), "SELECT completed"),
+            st(
+                Some("A142"),
+                StatusKind::Ok,
+                Some(ResponseCode::ReadWrite),
+                "SELECT completed",
+            ),
             "A142 OK [READ-WRITE] SELECT completed\r\n",
         ),
         (
@@ -118,7 +153,15 @@ fn status_lines_with_codes() {
             "* OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Limited\r\n",
         ),
         (
-            st(Some("A003"), StatusKind::Ok, Some(ResponseCode::AppendUid { uid_validity: 38505, uids: set("3955") }), "APPEND completed"),
+            st(
+                Some("A003"),
+                StatusKind::Ok,
+                Some(ResponseCode::AppendUid {
+                    uid_validity: 38505,
+                    uids: set("3955"),
+                }),
+                "APPEND completed",
+            ),
             "A003 OK [APPENDUID 38505 3955] APPEND completed\r\n",
         ),
         (
@@ -135,30 +178,69 @@ fn status_lines_with_codes() {
             "A004 OK [COPYUID 38505 304,319:320 3956:3958] Done\r\n",
         ),
         (
-            st(None, StatusKind::Ok, Some(ResponseCode::HighestModSeq(715194045007)), "Highest"),
+            st(
+                None,
+                StatusKind::Ok,
+                Some(ResponseCode::HighestModSeq(715194045007)),
+                "Highest",
+            ),
             "* OK [HIGHESTMODSEQ 715194045007] Highest\r\n",
         ),
         (
-            st(Some("d105"), StatusKind::Ok, Some(ResponseCode::Modified(set("7,9"))), "Conditional STORE failed"),
+            st(
+                Some("d105"),
+                StatusKind::Ok,
+                Some(ResponseCode::Modified(set("7,9"))),
+                "Conditional STORE failed",
+            ),
             "d105 OK [MODIFIED 7,9] Conditional STORE failed\r\n",
         ),
         (
-            st(Some("a"), StatusKind::No, Some(ResponseCode::TryCreate), "No such mailbox"),
+            st(
+                Some("a"),
+                StatusKind::No,
+                Some(ResponseCode::TryCreate),
+                "No such mailbox",
+            ),
             "a NO [TRYCREATE] No such mailbox\r\n",
         ),
         (
-            st(None, StatusKind::Ok, Some(ResponseCode::Capability(vec!["IMAP4rev1".into(), "LITERAL+".into()])), "ready"),
+            st(
+                None,
+                StatusKind::Ok,
+                Some(ResponseCode::Capability(vec![
+                    "IMAP4rev1".into(),
+                    "LITERAL+".into(),
+                ])),
+                "ready",
+            ),
             "* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n",
         ),
         (
-            st(Some("a"), StatusKind::No, Some(ResponseCode::BadCharset(vec!["UTF-8".into()])), "x"),
+            st(
+                Some("a"),
+                StatusKind::No,
+                Some(ResponseCode::BadCharset(vec!["UTF-8".into()])),
+                "x",
+            ),
             "a NO [BADCHARSET (UTF-8)] x\r\n",
         ),
         (
-            st(Some("a"), StatusKind::Ok, Some(ResponseCode::Other { name: "X-FOO".into(), args: Some("1 2".into()) }), "ok"),
+            st(
+                Some("a"),
+                StatusKind::Ok,
+                Some(ResponseCode::Other {
+                    name: "X-FOO".into(),
+                    args: Some("1 2".into()),
+                }),
+                "ok",
+            ),
             "a OK [X-FOO 1 2] ok\r\n",
         ),
-        (st(None, StatusKind::PreAuth, None, "welcome"), "* PREAUTH welcome\r\n"),
+        (
+            st(None, StatusKind::PreAuth, None, "welcome"),
+            "* PREAUTH welcome\r\n",
+        ),
         (st(Some("t"), StatusKind::Bad, None, ""), "t BAD\r\n"),
     ];
     for (resp, wire) in cases {
@@ -167,16 +249,48 @@ fn status_lines_with_codes() {
     }
     // Every argument-less code survives a round trip.
     for name in [
-        "ALERT", "PARSE", "READ-ONLY", "READ-WRITE", "TRYCREATE", "UIDNOTSTICKY", "NOMODSEQ", "CLOSED",
-        "UNAVAILABLE", "AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED", "PRIVACYREQUIRED",
-        "CONTACTADMIN", "NOPERM", "INUSE", "EXPUNGEISSUED", "CORRUPTION", "SERVERBUG", "CLIENTBUG",
-        "CANNOT", "LIMIT", "OVERQUOTA", "ALREADYEXISTS", "NONEXISTENT", "TOOBIG", "COMPRESSIONACTIVE",
-        "USEATTR", "HASCHILDREN",
+        "ALERT",
+        "PARSE",
+        "READ-ONLY",
+        "READ-WRITE",
+        "TRYCREATE",
+        "UIDNOTSTICKY",
+        "NOMODSEQ",
+        "CLOSED",
+        "UNAVAILABLE",
+        "AUTHENTICATIONFAILED",
+        "AUTHORIZATIONFAILED",
+        "EXPIRED",
+        "PRIVACYREQUIRED",
+        "CONTACTADMIN",
+        "NOPERM",
+        "INUSE",
+        "EXPUNGEISSUED",
+        "CORRUPTION",
+        "SERVERBUG",
+        "CLIENTBUG",
+        "CANNOT",
+        "LIMIT",
+        "OVERQUOTA",
+        "ALREADYEXISTS",
+        "NONEXISTENT",
+        "TOOBIG",
+        "COMPRESSIONACTIVE",
+        "USEATTR",
+        "HASCHILDREN",
     ] {
         let wire = format!("a NO [{name}] text\r\n");
         let r = ok_all(wire.as_bytes());
-        let Response::Status { code: Some(code), .. } = &r[0] else { panic!("{name}") };
-        assert!(!matches!(code, ResponseCode::Other { .. }), "{name} parsed as Other");
+        let Response::Status {
+            code: Some(code), ..
+        } = &r[0]
+        else {
+            panic!("{name}")
+        };
+        assert!(
+            !matches!(code, ResponseCode::Other { .. }),
+            "{name} parsed as Other"
+        );
         assert_eq!(enc(&r[0]), wire);
     }
 }
@@ -188,7 +302,13 @@ fn data_lines() {
         (Data::Recent(1), "* 1 RECENT\r\n"),
         (Data::Expunge(3), "* 3 EXPUNGE\r\n"),
         (
-            Data::Flags(vec![Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Seen, Flag::Draft]),
+            Data::Flags(vec![
+                Flag::Answered,
+                Flag::Flagged,
+                Flag::Deleted,
+                Flag::Seen,
+                Flag::Draft,
+            ]),
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n",
         ),
         (
@@ -228,9 +348,27 @@ fn data_lines() {
             },
             "* STATUS \"blurdybloop\" (MESSAGES 231 UIDNEXT 44292)\r\n",
         ),
-        (Data::Search { ids: vec![2, 84, 882], mod_seq: None }, "* SEARCH 2 84 882\r\n"),
-        (Data::Search { ids: vec![], mod_seq: None }, "* SEARCH\r\n"),
-        (Data::Search { ids: vec![2, 5, 6], mod_seq: Some(917162500) }, "* SEARCH 2 5 6 (MODSEQ 917162500)\r\n"),
+        (
+            Data::Search {
+                ids: vec![2, 84, 882],
+                mod_seq: None,
+            },
+            "* SEARCH 2 84 882\r\n",
+        ),
+        (
+            Data::Search {
+                ids: vec![],
+                mod_seq: None,
+            },
+            "* SEARCH\r\n",
+        ),
+        (
+            Data::Search {
+                ids: vec![2, 5, 6],
+                mod_seq: Some(917162500),
+            },
+            "* SEARCH 2 5 6 (MODSEQ 917162500)\r\n",
+        ),
         (
             Data::ESearch {
                 tag: Some("A282".into()),
@@ -256,33 +394,64 @@ fn data_lines() {
             "* ESEARCH (TAG \"A301\") UID ALL 17,900,901\r\n",
         ),
         (
-            Data::Vanished { earlier: true, uids: set("41,43:116,118,120:211,214:540") },
+            Data::Vanished {
+                earlier: true,
+                uids: set("41,43:116,118,120:211,214:540"),
+            },
             "* VANISHED (EARLIER) 41,43:116,118,120:211,214:540\r\n",
         ),
-        (Data::Vanished { earlier: false, uids: set("405,407,410,425") }, "* VANISHED 405,407,410,425\r\n"),
-        (Data::Capability(vec!["IMAP4rev1".into(), "IDLE".into()]), "* CAPABILITY IMAP4rev1 IDLE\r\n"),
-        (Data::Enabled(vec!["CONDSTORE".into()]), "* ENABLED CONDSTORE\r\n"),
+        (
+            Data::Vanished {
+                earlier: false,
+                uids: set("405,407,410,425"),
+            },
+            "* VANISHED 405,407,410,425\r\n",
+        ),
+        (
+            Data::Capability(vec!["IMAP4rev1".into(), "IDLE".into()]),
+            "* CAPABILITY IMAP4rev1 IDLE\r\n",
+        ),
+        (
+            Data::Enabled(vec!["CONDSTORE".into()]),
+            "* ENABLED CONDSTORE\r\n",
+        ),
         (
             Data::Namespace {
-                personal: vec![NamespaceDescr { prefix: String::new(), delimiter: Some('/') }],
+                personal: vec![NamespaceDescr {
+                    prefix: String::new(),
+                    delimiter: Some('/'),
+                }],
                 other: vec![],
-                shared: vec![NamespaceDescr { prefix: "Shared/".into(), delimiter: Some('/') }],
+                shared: vec![NamespaceDescr {
+                    prefix: "Shared/".into(),
+                    delimiter: Some('/'),
+                }],
             },
             "* NAMESPACE ((\"\" \"/\")) NIL ((\"Shared/\" \"/\"))\r\n",
         ),
         (
             Data::Quota {
                 root: String::new(),
-                resources: vec![QuotaResource { name: "STORAGE".into(), usage: 10, limit: 512 }],
+                resources: vec![QuotaResource {
+                    name: "STORAGE".into(),
+                    usage: 10,
+                    limit: 512,
+                }],
             },
             "* QUOTA \"\" (STORAGE 10 512)\r\n",
         ),
         (
-            Data::QuotaRoot { mailbox: MailboxName::inbox(), roots: vec![String::new()] },
+            Data::QuotaRoot {
+                mailbox: MailboxName::inbox(),
+                roots: vec![String::new()],
+            },
             "* QUOTAROOT \"INBOX\" \"\"\r\n",
         ),
         (
-            Data::Id(Some(vec![(b"name".to_vec(), Some(b"slotmail".to_vec())), (b"os".to_vec(), None)])),
+            Data::Id(Some(vec![
+                (b"name".to_vec(), Some(b"slotmail".to_vec())),
+                (b"os".to_vec(), None),
+            ])),
             "* ID (\"name\" \"slotmail\" \"os\" NIL)\r\n",
         ),
         (Data::Id(None), "* ID NIL\r\n"),
@@ -296,23 +465,40 @@ fn data_lines() {
 
 #[test]
 fn fetch_responses_with_literals() {
-    let header = b"Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\nSubject: afternoon meeting\r\n\r\n";
+    let header =
+        b"Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\nSubject: afternoon meeting\r\n\r\n";
     let resp = Response::Data(Data::Fetch {
         seq: 12,
         items: vec![
             FetchItem::Flags(vec![Flag::Seen]),
-            FetchItem::InternalDate(DateTime::new(Date::new(1996, 7, 17).unwrap(), 2, 44, 25, -420).unwrap()),
+            FetchItem::InternalDate(
+                DateTime::new(Date::new(1996, 7, 17).unwrap(), 2, 44, 25, -420).unwrap(),
+            ),
             FetchItem::Rfc822Size(4286),
             FetchItem::Uid(4827313),
             FetchItem::ModSeq(65402),
             FetchItem::BodySection {
-                section: Section { part: vec![], text: Some(SectionText::Header) },
+                section: Section {
+                    part: vec![],
+                    text: Some(SectionText::Header),
+                },
                 origin: None,
                 data: Some(header.to_vec()),
             },
-            FetchItem::BodySection { section: Section::default(), origin: Some(0), data: Some(b"abc".to_vec()) },
-            FetchItem::Binary { part: vec![1], origin: None, data: Some(b"\0\x01".to_vec()) },
-            FetchItem::BinarySize { part: vec![1], size: 2 },
+            FetchItem::BodySection {
+                section: Section::default(),
+                origin: Some(0),
+                data: Some(b"abc".to_vec()),
+            },
+            FetchItem::Binary {
+                part: vec![1],
+                origin: None,
+                data: Some(b"\0\x01".to_vec()),
+            },
+            FetchItem::BinarySize {
+                part: vec![1],
+                size: 2,
+            },
         ],
     });
     let wire = enc(&resp);
@@ -332,11 +518,17 @@ fn envelope_and_bodystructure_are_generic_values() {
     // RFC 3501 §7.4.2 example (abridged), with a literal subject.
     let wire = b"* 12 FETCH (ENVELOPE (\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" {16}\r\nIMAP4rev1 WG mtg ((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) NIL NIL NIL \"<B27397-0100000@cac.washington.edu>\") BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 3028 92))\r\n";
     let r = ok_all(wire);
-    let Response::Data(Data::Fetch { seq: 12, items }) = &r[0] else { panic!("{r:?}") };
-    let FetchItem::Envelope(Value::List(env)) = &items[0] else { panic!() };
+    let Response::Data(Data::Fetch { seq: 12, items }) = &r[0] else {
+        panic!("{r:?}")
+    };
+    let FetchItem::Envelope(Value::List(env)) = &items[0] else {
+        panic!()
+    };
     assert_eq!(env[1], Value::String(b"IMAP4rev1 WG mtg".to_vec()));
     assert_eq!(env[3], Value::Nil);
-    let FetchItem::BodyStructure(Value::List(bs)) = &items[1] else { panic!() };
+    let FetchItem::BodyStructure(Value::List(bs)) = &items[1] else {
+        panic!()
+    };
     assert_eq!(bs[0].as_bytes(), Some(&b"TEXT"[..]));
     assert_eq!(bs[6], Value::Number(3028));
     // Re-encoding reads back identically.
@@ -366,14 +558,36 @@ A142 OK [READ-WRITE] SELECT completed\r\n\
         Response::Status {
             tag: None,
             kind: StatusKind::Ok,
-            code: Some(ResponseCode::Capability(vec!["IMAP4rev1".into(), "LITERAL+".into(), "SASL-IR".into()])),
+            code: Some(ResponseCode::Capability(vec![
+                "IMAP4rev1".into(),
+                "LITERAL+".into(),
+                "SASL-IR".into()
+            ])),
             text: "IMAP4rev1 Service Ready".into()
         }
     );
     assert_eq!(r[1], Response::Data(Data::Exists(172)));
-    assert!(matches!(r[3], Response::Status { code: Some(ResponseCode::Unseen(12)), .. }));
-    assert!(matches!(r[4], Response::Status { code: Some(ResponseCode::UidValidity(3857529045)), .. }));
-    assert!(matches!(r[5], Response::Status { code: Some(ResponseCode::UidNext(4392)), .. }));
+    assert!(matches!(
+        r[3],
+        Response::Status {
+            code: Some(ResponseCode::Unseen(12)),
+            ..
+        }
+    ));
+    assert!(matches!(
+        r[4],
+        Response::Status {
+            code: Some(ResponseCode::UidValidity(3857529045)),
+            ..
+        }
+    ));
+    assert!(matches!(
+        r[5],
+        Response::Status {
+            code: Some(ResponseCode::UidNext(4392)),
+            ..
+        }
+    ));
     assert_eq!(
         r[8],
         Response::Status {
@@ -383,9 +597,25 @@ A142 OK [READ-WRITE] SELECT completed\r\n\
             text: "SELECT completed".into()
         }
     );
-    assert_eq!(r[9], Response::Continuation { text: "Ready for additional command text".into() });
-    assert_eq!(r[10], Response::Continuation { text: String::new() });
-    assert!(matches!(r[11], Response::Status { kind: StatusKind::Bye, .. }));
+    assert_eq!(
+        r[9],
+        Response::Continuation {
+            text: "Ready for additional command text".into()
+        }
+    );
+    assert_eq!(
+        r[10],
+        Response::Continuation {
+            text: String::new()
+        }
+    );
+    assert!(matches!(
+        r[11],
+        Response::Status {
+            kind: StatusKind::Bye,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -397,10 +627,14 @@ fn text_lines_never_start_literals() {
 
 #[test]
 fn unknown_responses_are_skipped_not_fatal() {
-    let v = read_all(b"* METADATA INBOX (/private/comment \"x\")\r\n* 3 FROB\r\na WAT now\r\n* 2 EXISTS\r\n");
+    let v = read_all(
+        b"* METADATA INBOX (/private/comment \"x\")\r\n* 3 FROB\r\na WAT now\r\n* 2 EXISTS\r\n",
+    );
     assert_eq!(v.len(), 4);
     for e in &v[..3] {
-        let Err(ResponseError::Parse { line, .. }) = e else { panic!("{e:?}") };
+        let Err(ResponseError::Parse { line, .. }) = e else {
+            panic!("{e:?}")
+        };
         assert!(!line.is_empty());
         assert!(!e.as_ref().unwrap_err().is_fatal());
     }
@@ -448,6 +682,9 @@ fn reader_limits_are_fatal() {
 
 #[test]
 fn parse_response_bytes_helper() {
-    assert_eq!(parse_response_bytes(b"* 3 EXISTS\r\n"), Ok(Some(Response::Data(Data::Exists(3)))));
+    assert_eq!(
+        parse_response_bytes(b"* 3 EXISTS\r\n"),
+        Ok(Some(Response::Data(Data::Exists(3))))
+    );
     assert_eq!(parse_response_bytes(b"* 3 EXI"), Ok(None));
 }

@@ -10,7 +10,7 @@
 //! Other than that, the stored bytes are exactly those received, minus the
 //! leading `.` of every line that starts with one.
 //!
-//! [`DataReader`] applies this while streaming: it enforces the message and
+//! The server-side reader applies this while streaming: it enforces the message and
 //! line size limits without buffering the excess. [`DotStuffer`] is the
 //! inverse used by [`crate::Client`]; [`normalize_line_endings`] describes
 //! what a round trip through both yields for arbitrary input.

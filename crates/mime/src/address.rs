@@ -357,14 +357,14 @@ impl Parser {
                 route = Some(r.joined());
             } else {
                 // `<@domain>` without a local part: treat as the domain.
-                let mut local = Words::default();
-                let mut domain = Words::default();
-                domain.words = r.words.into_iter().skip(1).collect();
+                let domain = Words {
+                    words: r.words.into_iter().skip(1).collect(),
+                    comment: None,
+                };
                 if self.peek_special() == Some(b'>') {
                     self.i += 1;
                 }
-                local.comment = lead.comment.clone();
-                push_mailbox(out, lead.phrase(), None, &local, &domain);
+                push_mailbox(out, lead.phrase(), None, &Words::default(), &domain);
                 return;
             }
         }

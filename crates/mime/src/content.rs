@@ -346,36 +346,47 @@ fn merge_continuations(params: Vec<(String, String)>) -> Vec<(String, String)> {
     if !params.iter().any(|(n, _)| continuation(n).is_some()) {
         return params;
     }
-    // (base lowercased, index in output)
-    let mut groups: Vec<(String, usize, Vec<(u32, bool, String)>)> = Vec::new();
-    let mut out: Vec<Option<(String, String)>> = Vec::new();
+    /// The sections of one continued parameter.
+    struct Group {
+        /// Base name, lower case.
+        key: String,
+        /// Where the merged parameter goes in the output.
+        slot: usize,
+        /// (section number, encoded, value)
+        sections: Vec<(u32, bool, String)>,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in params {
         match continuation(&name) {
             Some((base, n, encoded)) => {
                 let key = base.to_ascii_lowercase();
-                match groups.iter_mut().find(|g| g.0 == key) {
-                    Some(g) => g.2.push((n, encoded, value)),
+                match groups.iter_mut().find(|g| g.key == key) {
+                    Some(g) => g.sections.push((n, encoded, value)),
                     None => {
-                        groups.push((key, out.len(), vec![(n, encoded, value)]));
-                        out.push(Some((base.to_owned(), String::new())));
+                        groups.push(Group {
+                            key,
+                            slot: out.len(),
+                            sections: vec![(n, encoded, value)],
+                        });
+                        out.push((base.to_owned(), String::new()));
                     }
                 }
             }
-            None => out.push(Some((name, value))),
+            None => out.push((name, value)),
         }
     }
-    for (_, slot, mut sections) in groups {
-        sections.sort_by_key(|s| s.0);
-        let encoded = sections.first().is_some_and(|s| s.0 == 0 && s.1);
-        let value: String = sections.iter().map(|s| s.2.as_str()).collect();
-        if let Some(Some((name, v))) = out.get_mut(slot) {
+    for mut g in groups {
+        g.sections.sort_by_key(|s| s.0);
+        let encoded = g.sections.first().is_some_and(|s| s.0 == 0 && s.1);
+        if let Some((name, value)) = out.get_mut(g.slot) {
             if encoded {
                 name.push('*');
             }
-            *v = value;
+            *value = g.sections.iter().map(|s| s.2.as_str()).collect();
         }
     }
-    out.into_iter().flatten().collect()
+    out
 }
 
 #[cfg(test)]

@@ -8,11 +8,28 @@
 //! §7.5.2, which keeps the same definition). `Sender` and `Reply-To` default
 //! to `From` when absent or empty, as RFC 3501 requires. When a field
 //! occurs more than once, the first occurrence is used.
+//!
+//! Folding is not part of a field's value (RFC 5322 §2.2.3), so line ends
+//! are removed everywhere. The subject and display names, which are shown
+//! to people, also get every run of blanks turned into one space, as
+//! UW-IMAP and Dovecot do.
 
 use crate::address::{self, Addr};
 use crate::date;
 use crate::header::{self, Field};
 use crate::imap_string::{header_text, push_nstring, push_string};
+
+/// Text for people: tabs and runs of blanks become one space, ends trimmed.
+fn humanize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split([' ', '\t']).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
 
 /// Appends an address list (`NIL` when it has no members).
 fn push_addresses(out: &mut String, addrs: &[Addr]) {
@@ -30,7 +47,8 @@ fn push_addresses(out: &mut String, addrs: &[Addr]) {
                 host,
             } => {
                 out.push('(');
-                push_nstring(out, name.as_deref().map(header_text).as_deref());
+                let name = name.as_deref().map(|n| humanize(&header_text(n)));
+                push_nstring(out, name.as_deref());
                 out.push(' ');
                 push_nstring(out, adl.as_deref().map(header_text).as_deref());
                 out.push(' ');
@@ -74,7 +92,7 @@ pub(crate) fn build(raw: &[u8], fields: &[Field]) -> String {
     out.push('(');
     push_nstring(&mut out, text("Date").as_deref());
     out.push(' ');
-    push_nstring(&mut out, text("Subject").as_deref());
+    push_nstring(&mut out, text("Subject").map(|s| humanize(&s)).as_deref());
     for list in [
         &from,
         &sender,
@@ -125,6 +143,20 @@ mod tests {
             env("From: a@b\r\nSender:\r\nReply-To: (none)\r\nTo: x@y\r\n\r\n"),
             "(NIL NIL ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) \
 ((NIL NIL \"x\" \"y\")) NIL NIL NIL NIL)"
+        );
+    }
+
+    #[test]
+    fn subject_and_names_are_humanized() {
+        assert_eq!(
+            env("Subject: a\r\n\t b  c\t\r\nFrom: \"x \t y\" <u@h>\r\n\r\n"),
+            "(NIL \"a b c\" ((\"x y\" NIL \"u\" \"h\")) ((\"x y\" NIL \"u\" \"h\")) \
+((\"x y\" NIL \"u\" \"h\")) NIL NIL NIL NIL NIL)"
+        );
+        // Structured fields are only unfolded.
+        assert_eq!(
+            env("Message-ID: <a\r\n  @b>\r\n\r\n"),
+            "(NIL NIL NIL NIL NIL NIL NIL NIL NIL \"<a  @b>\")"
         );
     }
 

@@ -28,6 +28,8 @@
 //! to serve CRLF-only messages (as IMAP expects) canonicalizes first with
 //! [`canonicalize_line_endings`] and stores and analyzes the result.
 
+#![warn(missing_docs)]
+
 mod address;
 mod bodystructure;
 mod content;

@@ -13,7 +13,9 @@ use crate::structure::{Kind, Node};
 /// A byte range `[start, end)` into the raw message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ByteRange {
+    /// First byte.
     pub start: u32,
+    /// One past the last byte.
     pub end: u32,
 }
 
@@ -23,6 +25,7 @@ impl ByteRange {
         self.end.saturating_sub(self.start)
     }
 
+    /// `true` when the range holds no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -64,6 +67,7 @@ pub struct Part {
     pub media_type: String,
     /// Media subtype in lower case.
     pub media_subtype: String,
+    /// Leaf, multipart or embedded message.
     pub kind: PartKind,
 }
 
@@ -77,7 +81,10 @@ pub enum PartKind {
     /// A `message/rfc822` part: the message inside it and that message's
     /// ENVELOPE value.
     Message {
+        /// The ENVELOPE value of the embedded message.
         envelope: String,
+        /// The embedded message (its header and body ranges lie inside
+        /// this part's body).
         message: Box<Part>,
     },
 }

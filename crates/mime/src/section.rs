@@ -29,6 +29,8 @@ use crate::part::{Part, PartKind};
 pub struct Section {
     /// 1-based part numbers, outermost first (`1.2.3` is `[1, 2, 3]`).
     pub part: Vec<u32>,
+    /// `HEADER`, `TEXT`, ... or `None` for the part's body (or, with no
+    /// part numbers, the whole message).
     pub text: Option<SectionText>,
 }
 
@@ -38,7 +40,12 @@ pub enum SectionText {
     /// `HEADER`
     Header,
     /// `HEADER.FIELDS (...)`, or `HEADER.FIELDS.NOT (...)` when `not`.
-    HeaderFields { not: bool, fields: Vec<String> },
+    HeaderFields {
+        /// `HEADER.FIELDS.NOT`: every field except the listed ones.
+        not: bool,
+        /// Field names (compared case-insensitively).
+        fields: Vec<String>,
+    },
     /// `TEXT`
     Text,
     /// `MIME`

@@ -685,3 +685,191 @@ fn text_part_without_charset_and_parameters() {
         "(\"application\" \"octet-stream\" NIL NIL NIL \"BASE64\" 6)"
     );
 }
+
+/// A multipart holding a message/rfc822 part whose message is itself
+/// message/rfc822. (mail-parser 0.11.9's `MessageParser::parse` panics on
+/// this input, "Invalid part ID, could not find multipart" — one reason the
+/// structure parser here is our own.) Offsets are hand-computed.
+#[test]
+fn message_in_message_in_multipart() {
+    let raw = crlf(
+        "Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: message/rfc822
+
+Content-Type: message/rfc822
+
+Content-Type: text/plain
+
+hi
+--b--
+",
+    );
+    assert_eq!(raw.len(), 153);
+    let info = analyze(&raw);
+    let nil_env = "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
+    assert_eq!(
+        info.bodystructure,
+        format!(
+            "((\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" 62 {nil_env} \
+(\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" 30 {nil_env} \
+(\"text\" \"plain\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 2 0 NIL NIL NIL NIL) \
+2 NIL NIL NIL NIL) 4 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"
+        )
+    );
+    assert_eq!(info.root.header, ByteRange { start: 0, end: 45 });
+    assert_eq!(
+        info.root.body,
+        ByteRange {
+            start: 45,
+            end: 153
+        }
+    );
+    let PartKind::Multipart(parts) = &info.root.kind else {
+        panic!("not multipart");
+    };
+    assert_eq!(parts[0].header, ByteRange { start: 50, end: 82 });
+    assert_eq!(
+        parts[0].body,
+        ByteRange {
+            start: 82,
+            end: 144
+        }
+    );
+    let PartKind::Message {
+        message: level2, ..
+    } = &parts[0].kind
+    else {
+        panic!("part 1 is not message/rfc822");
+    };
+    assert_eq!(
+        level2.header,
+        ByteRange {
+            start: 82,
+            end: 114
+        }
+    );
+    assert_eq!(
+        level2.body,
+        ByteRange {
+            start: 114,
+            end: 144
+        }
+    );
+    let PartKind::Message {
+        message: level3, ..
+    } = &level2.kind
+    else {
+        panic!("embedded message is not message/rfc822");
+    };
+    assert_eq!(
+        level3.header,
+        ByteRange {
+            start: 114,
+            end: 142
+        }
+    );
+    assert_eq!(
+        level3.body,
+        ByteRange {
+            start: 142,
+            end: 144
+        }
+    );
+    assert_eq!(level3.body.slice(&raw), b"hi");
+}
+
+/// Offsets in malformed structures, hand-computed. (mail-parser 0.11.9
+/// gives different answers here: it lets the unterminated inner part run
+/// over the outer delimiter, swallowing part 2, and records no part for a
+/// header cut off by a delimiter.)
+#[test]
+fn malformed_offsets_hand_computed() {
+    // Inner multipart without its close delimiter.
+    let raw = crlf(
+        "Content-Type: multipart/mixed; boundary=o
+
+--o
+Content-Type: multipart/alternative; boundary=i
+
+--i
+
+inner
+--o
+
+second
+--o--
+",
+    );
+    assert_eq!(raw.len(), 137);
+    let info = analyze(&raw);
+    let PartKind::Multipart(parts) = &info.root.kind else {
+        panic!("not multipart");
+    };
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        parts[0].header,
+        ByteRange {
+            start: 50,
+            end: 101
+        }
+    );
+    assert_eq!(
+        parts[0].body,
+        ByteRange {
+            start: 101,
+            end: 113
+        }
+    );
+    let PartKind::Multipart(inner) = &parts[0].kind else {
+        panic!("part 1 is not multipart");
+    };
+    assert_eq!(inner.len(), 1);
+    assert_eq!(
+        inner[0].header,
+        ByteRange {
+            start: 106,
+            end: 108
+        }
+    );
+    assert_eq!(
+        inner[0].body,
+        ByteRange {
+            start: 108,
+            end: 113
+        }
+    );
+    assert_eq!(
+        parts[1].header,
+        ByteRange {
+            start: 120,
+            end: 122
+        }
+    );
+    assert_eq!(
+        parts[1].body,
+        ByteRange {
+            start: 122,
+            end: 128
+        }
+    );
+
+    // A part header cut off by the next delimiter: the CRLF before the
+    // delimiter belongs to the delimiter; the part has an empty body.
+    let raw =
+        crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n--b--\n");
+    assert_eq!(raw.len(), 83);
+    let info = analyze(&raw);
+    let PartKind::Multipart(parts) = &info.root.kind else {
+        panic!("not multipart");
+    };
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].header, ByteRange { start: 50, end: 74 });
+    assert_eq!(parts[0].body, ByteRange { start: 74, end: 74 });
+    assert_eq!(info.root.body, ByteRange { start: 45, end: 83 });
+    assert_eq!(
+        info.body,
+        "((\"text\" \"plain\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0) \"mixed\")"
+    );
+}

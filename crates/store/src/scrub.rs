@@ -175,8 +175,9 @@ pub(crate) fn scrub_slot(slot: &Slot, repair: bool) -> Report {
 
 pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crate::Result<()> {
     let name = user.name().to_string();
-    // Phase 1, under the user's lock: records.
-    let contents: BTreeMap<Guid, u64> = user.with_conn(|c, p| {
+    // Phase 1, under the user's lock: records. A content record that fails
+    // its checksum gives no size to hold its file to (`None`).
+    let contents: BTreeMap<Guid, Option<u64>> = user.with_conn(|c, p| {
         quick_check(c, p, &name, report);
         let mut mailbox_names = BTreeMap::new();
         let mut stmt = c
@@ -210,13 +211,16 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
                     guid: Some(guid.to_hex()),
                     ..Finding::new(&name, Kind::RecordChecksum, "content record fails its checksum".into())
                 });
-            } else if let Err(e) = slotmail_mime::MessageInfo::from_bytes(&info) {
+                contents.insert(guid, None);
+                continue;
+            }
+            if let Err(e) = slotmail_mime::MessageInfo::from_bytes(&info) {
                 report.push(Finding {
                     guid: Some(guid.to_hex()),
                     ..Finding::new(&name, Kind::BadRecord, format!("parsed facts do not decode: {e}"))
                 });
             }
-            contents.insert(guid, size);
+            contents.insert(guid, Some(size));
         }
         drop(rows);
         drop(stmt);
@@ -277,7 +281,10 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
     })?;
     // Phase 2, without the lock: files.
     for (guid, size) in &contents {
-        match user.blobs().read(guid, *size)? {
+        // Without a trustworthy size, the file is checked against its GUID
+        // alone: a damaged record must not be reported as a damaged file.
+        let size = size.unwrap_or_else(|| std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len()));
+        match user.blobs().read(guid, size)? {
             Read::Good(b) => report.bytes_verified += b.len() as u64,
             Read::Missing => report.push(Finding {
                 guid: Some(guid.to_hex()),

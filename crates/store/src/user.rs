@@ -528,10 +528,13 @@ impl User {
         let (date, tz) = internaldate.unwrap_or_else(|| (crate::now_secs(), 0));
         // The file is made durable before taking the lock, so other sessions
         // of this user are not held up by our fsyncs.
-        self.blobs.put(&guid, raw)?;
+        if let Err(e) = self.blobs.put(&guid, raw) {
+            self.discard_unreferenced(&guid);
+            return Err(e);
+        }
         let quota = *self.quota_limits.read().unwrap_or_else(|e| e.into_inner());
         let keywords_max = self.limits.keywords_per_mailbox_max;
-        self.write(|w| {
+        let result = self.write(|w| {
             // An expunge may have unlinked this GUID's file between our put
             // and taking the lock; write it again if so (rare).
             if !self.blobs.exists(&guid) {
@@ -566,7 +569,29 @@ impl User {
                 modseq,
                 guid,
             })
-        })
+        });
+        if result.is_err() {
+            // Refused (over quota, no such mailbox, ...) or failed: leave no
+            // file behind, or every refused delivery would fill the disk
+            // outside the quota until the next `scrub --repair`.
+            self.discard_unreferenced(&guid);
+        }
+        result
+    }
+
+    /// Remove a message file no message references (after a failed append).
+    /// Under the lock, like every unlink: an append that found its file
+    /// present under the lock can rely on it until its own commit, and one
+    /// still waiting for the lock writes it again.
+    fn discard_unreferenced(&self, guid: &Guid) {
+        let conn = self.conn();
+        let used = conn
+            .prepare_cached("SELECT 1 FROM messages WHERE guid = ?1 LIMIT 1")
+            .and_then(|mut s| s.exists([&guid.0[..]]));
+        // On a database error keep the file: a leftover costs space, not correctness.
+        if let Ok(false) = used {
+            self.blobs.remove(guid);
+        }
     }
 
     /// The mailbox record and all its messages, by UID, read consistently.
