@@ -121,6 +121,25 @@ impl ResponseReader {
         !self.cur_line.is_empty() || !self.lines.is_empty() || self.in_literal.is_some()
     }
 
+    /// Removes and returns the received bytes not yet consumed, dropping
+    /// any partly read response. A client calls it right after the tagged
+    /// `OK` to `STARTTLS` (anything returned was sent in plaintext after
+    /// that `OK`, i.e. injected, and must be refused) or to `COMPRESS
+    /// DEFLATE` (the bytes are already compressed: inflate them and feed
+    /// the result back).
+    pub fn take_pending_input(&mut self) -> Vec<u8> {
+        let rest = self.input.split_off(self.pos);
+        self.input.clear();
+        self.pos = 0;
+        self.cur_line.clear();
+        self.lines.clear();
+        self.literals.clear();
+        self.cur_literal = Vec::new();
+        self.in_literal = None;
+        self.line_total = 0;
+        rest
+    }
+
     fn fatal(&mut self, msg: String) -> Option<Result<Response, ResponseError>> {
         self.closed = true;
         self.input.clear();
@@ -898,4 +917,33 @@ pub fn parse_response_bytes(bytes: &[u8]) -> Result<Option<Response>, ResponseEr
     r.feed(bytes)
         .map_err(|e| ResponseError::Framing(e.to_string()))?;
     r.next_response().transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_pending_input_returns_bytes_after_the_last_response() {
+        let mut r = ResponseReader::new(ResponseLimits::default());
+        r.feed(b"a1 OK begin TLS now\r\n\x16\x03\x01 injected")
+            .unwrap();
+        assert!(matches!(
+            r.next_response(),
+            Some(Ok(Response::Status {
+                kind: StatusKind::Ok,
+                ..
+            }))
+        ));
+        assert_eq!(r.take_pending_input(), b"\x16\x03\x01 injected");
+        assert!(r.take_pending_input().is_empty());
+        // A partly read response is dropped with the rest.
+        r.feed(b"* 1 FETCH (BODY[] {10}\r\nabc").unwrap();
+        assert!(r.next_response().is_none());
+        assert!(r.in_response());
+        assert!(r.take_pending_input().is_empty());
+        assert!(!r.in_response());
+        r.feed(b"* 2 EXISTS\r\n").unwrap();
+        assert_eq!(r.next_response(), Some(Ok(Response::Data(Data::Exists(2)))));
+    }
 }

@@ -326,9 +326,21 @@ impl Parser {
                 out.push(Addr::GroupEnd);
             }
             Some(b'@') => {
+                let at_spaced = self.toks[self.i].spaced;
                 self.i += 1;
                 let mut domain = Words::default();
                 self.words_until(b"<,;>", &mut domain);
+                if self.peek_special() == Some(b'<') {
+                    // `user@host Name <addr>`: an unquoted display name
+                    // with an `@` in it.
+                    self.i += 1;
+                    let mut name = lead;
+                    name.words.push((Tok::Special(b'@'), at_spaced));
+                    name.words.extend(domain.words);
+                    name.comment = name.comment.or(domain.comment);
+                    self.angle_addr(name, out);
+                    return;
+                }
                 let name = lead.comment.clone().or(domain.comment.clone());
                 push_mailbox(out, name.and_then(|n| trimmed(&n)), None, &lead, &domain);
             }
@@ -486,6 +498,13 @@ mod tests {
         assert_eq!(
             parse("\"john doe\"@example.com"),
             [mb(None, None, "\"john doe\"", "example.com")]
+        );
+        assert_eq!(
+            parse("foo@bar via List <list@x>, b@c"),
+            [
+                mb(Some("foo@bar via List"), None, "list", "x"),
+                mb(None, None, "b", "c")
+            ]
         );
         assert_eq!(
             parse("a@[192.168.0.1]"),

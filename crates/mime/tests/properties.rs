@@ -322,6 +322,20 @@ fn check_all(raw: &[u8]) -> Result<MessageInfo, String> {
         return Err("cache round trip changed the info".into());
     }
 
+    // SEARCH helpers stay within sane bounds (decoding can at most triple
+    // bytes: windows-1252 to UTF-8; parts are joined by one newline each).
+    let text = body_text(raw);
+    if text.len() > 3 * raw.len() + count {
+        return Err(format!("body_text grew to {} bytes", text.len()));
+    }
+    for name in ["subject", "from", "content-type"] {
+        for v in header_values(raw, name) {
+            if v.len() > 3 * raw.len() {
+                return Err(format!("header value grew to {} bytes", v.len()));
+            }
+        }
+    }
+
     // Sections.
     let whole = section_bytes(raw, &info, &Section::default());
     if whole.as_ref() != raw {
@@ -698,6 +712,9 @@ fn chaotic() -> impl Strategy<Value = Vec<u8>> {
             Just(b"\t continuation".to_vec()),
             Just(b"".to_vec()),
             Just(b"\xff\xfe\x00\r".to_vec()),
+            Just(b"<p>x</p><!-- open".to_vec()),
+            Just(b"&amp;&#x1F600;&#99999999;&bogus; <a href=\"".to_vec()),
+            Just(b"=?utf-8?b?w6k=?= =C3=A9 =\r".to_vec()),
             prop::collection::vec(any::<u8>(), 0..20),
         ],
     ];
@@ -709,6 +726,9 @@ fn chaotic() -> impl Strategy<Value = Vec<u8>> {
         Just(b"Content-Type: message/rfc822".to_vec()),
         Just(b"Content-Type: text/plain; charset=\"iso-8859-1".to_vec()),
         Just(b"Content-Transfer-Encoding: base64".to_vec()),
+        Just(b"Content-Transfer-Encoding: quoted-printable".to_vec()),
+        Just(b"Content-Type: text/html; charset=utf-16".to_vec()),
+        Just(b"Content-Type: text/plain; charset=iso-2022-jp".to_vec()),
         Just(b"From: a@b, (c) <d@e>, g: h@i;".to_vec()),
         Just(b"Subject: =?bogus?x?y?= \xe9".to_vec()),
         Just(b"Date: 31 Feb 2020 99:99:99 +9999".to_vec()),
@@ -750,16 +770,11 @@ proptest! {
     #[test]
     fn arbitrary_bytes(raw in prop::collection::vec(any::<u8>(), 0..2048)) {
         check_all(&raw).map_err(TestCaseError::fail)?;
-        let _ = body_text(&raw);
-        prop_assert!(header_values(&raw, "subject").len() <= raw.len());
     }
 
     #[test]
     fn chaotic_mime(raw in chaotic()) {
         check_all(&raw).map_err(TestCaseError::fail)?;
-        let text = body_text(&raw);
-        // Decoded text can never be astronomically larger than the input.
-        prop_assert!(text.len() <= 3 * raw.len() + 64);
     }
 
     #[test]
@@ -859,6 +874,43 @@ fn our_leaves(p: &Part, out: &mut Vec<(u32, u32, u32)>) {
     }
 }
 
+/// Replaces a message/rfc822 part's message by a plain leaf when that
+/// message is itself message/rfc822.
+fn without_message_in_message(g: Gen) -> Gen {
+    match g {
+        Gen::Leaf { .. } => g,
+        Gen::Multi {
+            subtype,
+            headers,
+            preamble,
+            children,
+            epilogue,
+        } => Gen::Multi {
+            subtype,
+            headers,
+            preamble,
+            children: children
+                .into_iter()
+                .map(without_message_in_message)
+                .collect(),
+            epilogue,
+        },
+        Gen::Message { headers, inner } => {
+            let inner = match *inner {
+                Gen::Message { .. } => Gen::Leaf {
+                    headers: vec!["Subject: replaced".to_owned()],
+                    body: vec![b"text".to_vec()],
+                },
+                other => without_message_in_message(other),
+            };
+            Gen::Message {
+                headers,
+                inner: Box::new(inner),
+            }
+        }
+    }
+}
+
 /// Leaf parts as mail-parser reports them, in the same order.
 fn mail_parser_leaves(m: &mail_parser::Message<'_>, out: &mut Vec<(u32, u32, u32)>) {
     for part in &m.parts {
@@ -881,19 +933,16 @@ proptest! {
         g in wellformed(),
         eols in prop::collection::vec(any::<bool>(), 1..6),
     ) {
+        // mail-parser 0.11.9 mishandles a message/rfc822 part whose message
+        // is itself message/rfc822 (it panics, or drops parts); our side of
+        // that case is covered by wellformed_offsets_are_exact and by
+        // known_answers.rs, message_in_message_in_multipart.
+        let g = without_message_in_message(g);
         let (raw, _) = render(&g, eols, true);
         let info = analyze(&raw);
         let mut ours = Vec::new();
         our_leaves(&info.root, &mut ours);
-        // mail-parser 0.11.9 panics on some well-formed nestings (see
-        // known_answers.rs, message_in_message_in_multipart); compare only
-        // where it returns.
-        let parsed = std::panic::catch_unwind(|| {
-            mail_parser::MessageParser::default().parse(&raw[..])
-        });
-        let Ok(parsed) = parsed else {
-            return Ok(());
-        };
+        let parsed = mail_parser::MessageParser::default().parse(&raw[..]);
         let Some(parsed) = parsed else {
             return Err(TestCaseError::fail("mail-parser found no message"));
         };

@@ -176,11 +176,25 @@ impl SlotConfig {
                 raw.version
             )));
         }
-        if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(invalid(format!("name {:?}: letters, digits, '-', '_' and '.' only", raw.name)));
+        if raw.name.is_empty()
+            || !raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(format!(
+                "name {:?}: letters, digits, '-', '_' and '.' only",
+                raw.name
+            )));
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let imap = match raw.imap {
             Some(i) => {
                 if i.listen.is_none() && i.tls_listen.is_none() {
@@ -203,7 +217,11 @@ impl SlotConfig {
                 let detail_separator = match (chars.next(), chars.next()) {
                     (None, _) => None,
                     (Some(c), None) if !c.is_alphanumeric() && c != '@' => Some(c),
-                    _ => return Err(invalid("[lmtp] detail_separator is one punctuation character or empty".into())),
+                    _ => {
+                        return Err(invalid(
+                            "[lmtp] detail_separator is one punctuation character or empty".into(),
+                        ));
+                    }
                 };
                 Some(LmtpConfig {
                     listen: l.listen,
@@ -214,14 +232,22 @@ impl SlotConfig {
             None => None,
         };
         let limits = Limits {
-            message_size_max: raw.limits.message_size_max.unwrap_or(slotmail_store::MESSAGE_SIZE_MAX_DEFAULT),
-            connections_max: raw.limits.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT),
+            message_size_max: raw
+                .limits
+                .message_size_max
+                .unwrap_or(slotmail_store::MESSAGE_SIZE_MAX_DEFAULT),
+            connections_max: raw
+                .limits
+                .connections_max
+                .unwrap_or(CONNECTIONS_MAX_DEFAULT),
             connections_per_user_max: raw
                 .limits
                 .connections_per_user_max
                 .unwrap_or(CONNECTIONS_PER_USER_MAX_DEFAULT),
         };
-        if limits.message_size_max == 0 || limits.message_size_max > slotmail_store::MESSAGE_SIZE_MAX_DEFAULT {
+        if limits.message_size_max == 0
+            || limits.message_size_max > slotmail_store::MESSAGE_SIZE_MAX_DEFAULT
+        {
             return Err(invalid(format!(
                 "[limits] message_size_max must be 1 to {} bytes",
                 slotmail_store::MESSAGE_SIZE_MAX_DEFAULT
@@ -263,11 +289,23 @@ mod tests {
         let p = Path::new("x.toml");
         for (text, needle) in [
             ("version = 2\nname = \"a\"\ndata = \"d\"\n", "version = 2"),
-            ("version = 1\nname = \"a\"\ndata = \"d\"\ntypo = 1\n", "unknown field"),
+            (
+                "version = 1\nname = \"a\"\ndata = \"d\"\ntypo = 1\n",
+                "unknown field",
+            ),
             ("version = 1\nname = \"a b\"\ndata = \"d\"\n", "name"),
-            ("version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\n", "listen"),
-            ("version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\ntls_listen = \"127.0.0.1:1\"\n", "[tls]"),
-            ("version = 1\nname = \"a\"\ndata = \"d\"\n[limits]\nmessage_size_max = 0\n", "message_size_max"),
+            (
+                "version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\n",
+                "listen",
+            ),
+            (
+                "version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\ntls_listen = \"127.0.0.1:1\"\n",
+                "[tls]",
+            ),
+            (
+                "version = 1\nname = \"a\"\ndata = \"d\"\n[limits]\nmessage_size_max = 0\n",
+                "message_size_max",
+            ),
         ] {
             let err = SlotConfig::parse(text, p).unwrap_err().to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");

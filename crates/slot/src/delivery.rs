@@ -37,7 +37,11 @@ impl SlotDelivery {
         if self.over_quota_permanent {
             Reply::new(552, EnhancedCode::new(5, 2, 2), "Mailbox full")
         } else {
-            Reply::new(452, EnhancedCode::new(4, 2, 2), "Mailbox full, try again later")
+            Reply::new(
+                452,
+                EnhancedCode::new(4, 2, 2),
+                "Mailbox full, try again later",
+            )
         }
     }
 
@@ -45,7 +49,11 @@ impl SlotDelivery {
     fn resolve(&self, rcpt: &Recipient) -> Result<Target, Reply> {
         let temporary = |e: StoreError| {
             tracing::error!(cause = %e, "recipient lookup failed");
-            Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure, try again later")
+            Reply::new(
+                451,
+                EnhancedCode::new(4, 3, 0),
+                "Temporary failure, try again later",
+            )
         };
         let mut user = None;
         for candidate in [rcpt.user.clone(), rcpt.user.to_lowercase()] {
@@ -55,12 +63,18 @@ impl SlotDelivery {
             }
         }
         let Some(user) = user else {
-            return Err(Reply::new(550, EnhancedCode::new(5, 1, 1), "No such user here"));
+            return Err(Reply::new(
+                550,
+                EnhancedCode::new(5, 1, 1),
+                "No such user here",
+            ));
         };
         let store = self.slot.user(&user).map_err(temporary)?;
         let quota = store.quota().map_err(temporary)?;
         let full = quota.limit_bytes.is_some_and(|l| quota.used_bytes >= l)
-            || quota.limit_messages.is_some_and(|l| quota.used_messages >= l);
+            || quota
+                .limit_messages
+                .is_some_and(|l| quota.used_messages >= l);
         if full {
             return Err(self.over_quota());
         }
@@ -92,13 +106,21 @@ impl SlotDelivery {
                 format!("Delivered to {} uid {}", target.mailbox, out.uid),
             ),
             Err(StoreError::OverQuota(_)) => self.over_quota(),
-            Err(StoreError::TooBig { .. }) => {
-                Reply::new(552, EnhancedCode::new(5, 3, 4), "Message too big for this mailbox")
+            Err(StoreError::TooBig { .. }) => Reply::new(
+                552,
+                EnhancedCode::new(5, 3, 4),
+                "Message too big for this mailbox",
+            ),
+            Err(StoreError::NoSuchUser(_)) => {
+                Reply::new(550, EnhancedCode::new(5, 1, 1), "No such user here")
             }
-            Err(StoreError::NoSuchUser(_)) => Reply::new(550, EnhancedCode::new(5, 1, 1), "No such user here"),
             Err(e) => {
                 tracing::error!(user = %target.user, cause = %e, "delivery failed");
-                Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure, try again later")
+                Reply::new(
+                    451,
+                    EnhancedCode::new(4, 3, 0),
+                    "Temporary failure, try again later",
+                )
             }
         }
     }
@@ -113,17 +135,33 @@ impl Backend for SlotDelivery {
         match tokio::task::spawn_blocking(move || this.resolve(&rcpt)).await {
             Ok(Ok(target)) => RcptVerdict::Accept(target),
             Ok(Err(reply)) => RcptVerdict::Reject(reply),
-            Err(_) => RcptVerdict::Reject(Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure")),
+            Err(_) => RcptVerdict::Reject(Reply::new(
+                451,
+                EnhancedCode::new(4, 3, 0),
+                "Temporary failure",
+            )),
         }
     }
 
-    async fn deliver(&self, _envelope: &Envelope, message: &[u8], rcpts: &[AcceptedRcpt<Target>]) -> Vec<Reply> {
+    async fn deliver(
+        &self,
+        _envelope: &Envelope,
+        message: &[u8],
+        rcpts: &[AcceptedRcpt<Target>],
+    ) -> Vec<Reply> {
         let this = self.clone();
         let message = message.to_vec();
         let targets: Vec<Target> = rcpts.iter().map(|r| r.token.clone()).collect();
         let n = targets.len();
-        tokio::task::spawn_blocking(move || targets.iter().map(|t| this.deliver_one(t, &message)).collect())
-            .await
-            .unwrap_or_else(|_| vec![Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure"); n])
+        tokio::task::spawn_blocking(move || {
+            targets
+                .iter()
+                .map(|t| this.deliver_one(t, &message))
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|_| {
+            vec![Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure"); n]
+        })
     }
 }

@@ -54,16 +54,24 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     let slot = open_store(&config)?;
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(lmtp) = &config.lmtp {
-        let listener = TcpListener::bind(lmtp.listen).await.map_err(|source| StartError::Listen {
-            addr: lmtp.listen,
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(lmtp.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: lmtp.listen,
+                    source,
+                })?;
         tracing::info!(slot = %config.name, addr = %lmtp.listen, "LMTP listening");
         let backend = delivery::SlotDelivery::new(slot.clone(), lmtp.over_quota_permanent);
         let mut lmtp_config = slotmail_lmtp::Config::new(config.hostname.clone());
         // The store's limit includes the trace headers LMTP prepends.
-        lmtp_config.limits.max_message_bytes =
-            usize::try_from(config.limits.message_size_max.saturating_sub(TRACE_HEADERS_ALLOWANCE)).unwrap_or(usize::MAX);
+        lmtp_config.limits.max_message_bytes = usize::try_from(
+            config
+                .limits
+                .message_size_max
+                .saturating_sub(TRACE_HEADERS_ALLOWANCE),
+        )
+        .unwrap_or(usize::MAX);
         lmtp_config.detail_separator = lmtp.detail_separator;
         tasks.spawn(serve_lmtp(listener, backend, lmtp_config));
     }
@@ -80,7 +88,11 @@ pub const TRACE_HEADERS_ALLOWANCE: u64 = 4096;
 /// Most concurrent LMTP connections per slot.
 pub const LMTP_CONNECTIONS_MAX: usize = 256;
 
-async fn serve_lmtp(listener: TcpListener, backend: delivery::SlotDelivery, config: slotmail_lmtp::Config) {
+async fn serve_lmtp(
+    listener: TcpListener,
+    backend: delivery::SlotDelivery,
+    config: slotmail_lmtp::Config,
+) {
     let backend = Arc::new(backend);
     let config = Arc::new(config);
     let permits = Arc::new(tokio::sync::Semaphore::new(LMTP_CONNECTIONS_MAX));
@@ -96,14 +108,19 @@ async fn serve_lmtp(listener: TcpListener, backend: delivery::SlotDelivery, conf
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Over the limit: tell the MTA to come back later, without a session.
             let mut stream = stream;
-            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, b"421 4.3.2 Too many connections, try later\r\n").await;
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                b"421 4.3.2 Too many connections, try later\r\n",
+            )
+            .await;
             continue;
         };
         let backend = backend.clone();
         let config = config.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = slotmail_lmtp::serve_connection(stream, peer, &*backend, &config).await {
+            if let Err(e) = slotmail_lmtp::serve_connection(stream, peer, &*backend, &config).await
+            {
                 tracing::debug!(%peer, cause = %e, "LMTP connection ended");
             }
         });

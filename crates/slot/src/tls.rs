@@ -14,7 +14,10 @@ pub enum TlsError {
         source: std::io::Error,
     },
     #[error("{}: no {what} found in PEM file", path.display())]
-    Empty { path: std::path::PathBuf, what: &'static str },
+    Empty {
+        path: std::path::PathBuf,
+        what: &'static str,
+    },
     #[error("TLS configuration refused: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("certificate generation failed: {0}")]
@@ -63,8 +66,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 /// Write a self-signed certificate for `names` to `cert` and `key` (PEM),
 /// the key readable by the owner only.
 pub fn write_self_signed(names: &[String], cert: &Path, key: &Path) -> Result<(), TlsError> {
-    let generated =
-        rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generated = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
     let write = |p: &Path, data: &str| {
         std::fs::write(p, data).map_err(|source| TlsError::Read {
             path: p.to_path_buf(),

@@ -149,7 +149,11 @@ fn slot(cmd: SlotCommand) -> Result<ExitCode> {
                     report.users,
                     report.messages,
                     report.bytes_verified,
-                    if report.is_clean() { "clean" } else { "DAMAGE FOUND" },
+                    if report.is_clean() {
+                        "clean"
+                    } else {
+                        "DAMAGE FOUND"
+                    },
                     if report.removed > 0 {
                         format!(", {} unreferenced files removed", report.removed)
                     } else {
@@ -186,7 +190,12 @@ fn slot(cmd: SlotCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for a in accounts {
-                    println!("{}\t{}{}", a.name, a.user_id, if a.is_admin { "\tadmin" } else { "" });
+                    println!(
+                        "{}\t{}{}",
+                        a.name,
+                        a.user_id,
+                        if a.is_admin { "\tadmin" } else { "" }
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -202,7 +211,12 @@ fn open_offline(data: &DataArg) -> Result<Slot> {
             ..Options::default()
         },
     )
-    .with_context(|| format!("opening slot {} (is the slot running? stop it first)", data.data.display()))
+    .with_context(|| {
+        format!(
+            "opening slot {} (is the slot running? stop it first)",
+            data.data.display()
+        )
+    })
 }
 
 /// The first line of standard input, without its line end.

@@ -47,16 +47,29 @@ print(json.dumps(out))
 #[test]
 fn smtplib_lmtp_delivers_per_recipient_and_imap_reads_it_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut slot = TestSlot::create(dir.path(), &[("alice", "pw-alice", false), ("bob", "pw-bob", false)]);
+    let mut slot = TestSlot::create(
+        dir.path(),
+        &[("alice", "pw-alice", false), ("bob", "pw-bob", false)],
+    );
     slot.start();
-    let out = python(DELIVER_AND_READ, &[&slot.lmtp.port().to_string(), &slot.imap.port().to_string()]);
+    let out = python(
+        DELIVER_AND_READ,
+        &[&slot.lmtp.port().to_string(), &slot.imap.port().to_string()],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}\n{}", slot.log()));
+    let v: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}\n{}", slot.log()));
     // Only the unknown recipient is refused, with 550 5.1.1.
     let refused = v["refused"].as_object().unwrap();
     assert_eq!(refused.len(), 1, "{v}");
     assert_eq!(refused["nobody@example.com"][0], 550);
-    assert!(refused["nobody@example.com"][1].as_str().unwrap().starts_with("5.1.1"), "{v}");
+    assert!(
+        refused["nobody@example.com"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("5.1.1"),
+        "{v}"
+    );
     // One 250 per accepted recipient after the data, in RCPT order.
     let data = v["data"].as_array().unwrap();
     assert_eq!(data.len(), 3, "{v}");
@@ -64,7 +77,10 @@ fn smtplib_lmtp_delivers_per_recipient_and_imap_reads_it_back() {
     for copy in ["alice/INBOX", "bob/INBOX", "alice/Archive"] {
         let copies = v["copies"][copy].as_array().unwrap();
         assert_eq!(copies.len(), 1, "{copy}: {v}");
-        assert_eq!(copies[0]["ends_with_body"], true, "{copy}: body not byte-identical: {v}");
+        assert_eq!(
+            copies[0]["ends_with_body"], true,
+            "{copy}: body not byte-identical: {v}"
+        );
         assert_eq!(copies[0]["return_path"], true, "{copy}: {v}");
         assert_eq!(copies[0]["received"], true, "{copy}: {v}");
     }
@@ -103,8 +119,13 @@ fn kill9_during_lmtp_stream_loses_no_acknowledged_message() {
             for (i, size) in sizes.into_iter().enumerate() {
                 let n = start_seq + i as u64;
                 let body = message(n, size);
-                match client.deliver("sender@example.org", &["carol@example.com"], &body).await {
-                    Ok(report) if report.recipients.len() == 1 && report.recipients[0].delivered() => {
+                match client
+                    .deliver("sender@example.org", &["carol@example.com"], &body)
+                    .await
+                {
+                    Ok(report)
+                        if report.recipients.len() == 1 && report.recipients[0].delivered() =>
+                    {
                         let _ = tx.send((n, body));
                     }
                     _ => return,
@@ -121,11 +142,18 @@ fn kill9_during_lmtp_stream_loses_no_acknowledged_message() {
         acked.extend(got);
         verify(&slot.data, &acked, round);
     }
-    assert!(acked.len() >= ROUNDS, "too few deliveries acknowledged to mean anything: {}", acked.len());
+    assert!(
+        acked.len() >= ROUNDS,
+        "too few deliveries acknowledged to mean anything: {}",
+        acked.len()
+    );
 }
 
 fn message(n: u64, size: usize) -> Vec<u8> {
-    let mut m = format!("From: a@example.org\r\nTo: carol@example.com\r\nSubject: crash {n}\r\nX-Seq: {n}\r\n\r\n").into_bytes();
+    let mut m = format!(
+        "From: a@example.org\r\nTo: carol@example.com\r\nSubject: crash {n}\r\nX-Seq: {n}\r\n\r\n"
+    )
+    .into_bytes();
     while m.len() < size {
         m.extend_from_slice(format!("line {n} {}\r\n", m.len()).as_bytes());
     }
@@ -148,11 +176,22 @@ fn verify(data: &std::path::Path, acked: &[(u64, Vec<u8>)], round: usize) {
             .and_then(|r| r.split("\r\n").next())
             .and_then(|s| s.parse().ok())
             .expect("stored message carries its X-Seq");
-        assert!(stored.insert(seq, bytes).is_none(), "round {round}: message {seq} stored twice");
+        assert!(
+            stored.insert(seq, bytes).is_none(),
+            "round {round}: message {seq} stored twice"
+        );
     }
     for (n, body) in acked {
-        let got = stored.get(n).unwrap_or_else(|| panic!("round {round}: acknowledged message {n} is missing"));
-        assert!(got.ends_with(body), "round {round}: message {n} is not byte-identical");
+        let got = stored
+            .get(n)
+            .unwrap_or_else(|| panic!("round {round}: acknowledged message {n} is missing"));
+        assert!(
+            got.ends_with(body),
+            "round {round}: message {n} is not byte-identical"
+        );
     }
-    assert!(slot.scrub(false).is_clean(), "round {round}: scrub found damage");
+    assert!(
+        slot.scrub(false).is_clean(),
+        "round {round}: scrub found damage"
+    );
 }

@@ -1294,10 +1294,14 @@ impl<'c> Tx<'c> {
         let modseq = self.modseq();
         let mut pairs = Vec::new();
         let mut bytes = 0u64;
+        // The messages as they are before this copy: copying into the same
+        // mailbox must not copy a UID that this very copy created.
+        let mut sources = Vec::with_capacity(uids.len());
         for &uid in uids {
-            let Some(mut m) = self.message(from, uid)? else {
-                continue;
-            };
+            sources.extend(self.message(from, uid)?);
+        }
+        for mut m in sources {
+            let uid = m.uid;
             if dest.uidnext == u32::MAX {
                 return Err(StoreError::Limit(format!("mailbox {} has used every UID", dest.name)));
             }

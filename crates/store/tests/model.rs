@@ -473,3 +473,27 @@ proptest! {
         run(&ops);
     }
 }
+
+/// Found by the model test: COPY into the same mailbox read its source UIDs
+/// while inserting, so a UID that did not exist when the COPY began but was
+/// created by it was copied as well (and past the quota check, which had
+/// counted only the messages that existed).
+#[test]
+fn copy_into_the_same_mailbox_copies_only_messages_that_existed_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let slot = Slot::open(dir.path().join("slot"), Options::default()).unwrap();
+    slot.create_user("m", "pw", false).unwrap();
+    slot.set_quota("m", None, Some(6)).unwrap();
+    let user = slot.user("m").unwrap();
+    let inbox = user.mailbox("INBOX").unwrap().id;
+    for n in 0..3 {
+        user.append(inbox, &content(n), &Flags::empty(), Some(DATE)).unwrap();
+    }
+    let out = user.copy(inbox, &[1, 2, 3, 4, 5, 6], inbox).unwrap();
+    assert_eq!(out.pairs, [(1, 4), (2, 5), (3, 6)]);
+    let (info, msgs) = user.snapshot(inbox).unwrap();
+    assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(info.uidnext, 7);
+    assert_eq!(user.quota().unwrap().used_messages, 6);
+    assert!(slot.scrub(false).findings.is_empty());
+}

@@ -15,14 +15,21 @@ pub fn slotmail() -> Command {
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough on loopback).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Wait until something accepts connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
     let start = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(start.elapsed() < timeout, "nothing listens on {addr} after {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "nothing listens on {addr} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -36,7 +43,12 @@ pub fn run(cmd: &mut Command, stdin: &str, expect_ok: bool) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     if expect_ok {
         assert!(
@@ -73,7 +85,10 @@ impl TestSlot {
         let data = dir.join("data");
         for (name, password, admin) in users {
             let mut cmd = slotmail();
-            cmd.args(["slot", "user", "add", "--data"]).arg(&data).arg(name).arg("--password-stdin");
+            cmd.args(["slot", "user", "add", "--data"])
+                .arg(&data)
+                .arg(name)
+                .arg("--password-stdin");
             if *admin {
                 cmd.arg("--admin");
             }
@@ -153,5 +168,29 @@ impl TestSlot {
 impl Drop for TestSlot {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+impl TestSlot {
+    /// Like `start`, but waits for the LMTP listener only (for tests that
+    /// check `serves_imap` and otherwise read the store).
+    pub fn start_lmtp_only(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.join("slot.log")).unwrap();
+        let child = slotmail()
+            .args(["slot", "run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn slotmail slot run");
+        self.child = Some(child);
+        wait_for_port(self.lmtp, Duration::from_secs(20));
+    }
+
+    /// Whether something accepts connections on the IMAP address now.
+    pub fn serves_imap(&self) -> bool {
+        TcpStream::connect_timeout(&self.imap, Duration::from_millis(500)).is_ok()
     }
 }

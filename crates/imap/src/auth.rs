@@ -1,0 +1,318 @@
+//! Connection-level commands: STARTTLS, LOGIN, AUTHENTICATE PLAIN (with
+//! SASL-IR, continuation data and an authorization identity), ENABLE, ID
+//! and COMPRESS.
+//!
+//! Credentials are checked with `Slot::verify_password` (argon2, on the
+//! session's blocking thread). A failure never tells an unknown user from a
+//! wrong password, and is answered after a delay that grows with every
+//! failure on the connection; after `failed_logins_max` the connection is
+//! closed.
+
+use crate::session::{Action, Login, Out, Outcome, Reply, Res, Session, State, lossy};
+use slotmail_imap_proto::response::write_continuation;
+use slotmail_imap_proto::{IdParams, ResponseCode, Tag};
+
+impl Session {
+    pub(crate) fn starttls(&mut self) -> Res {
+        if self.tls {
+            return Err(Reply::bad("TLS is already active"));
+        }
+        if !self.starttls_offered {
+            return Err(Reply::bad("STARTTLS is not available on this port"));
+        }
+        if self.state != State::NotAuthenticated {
+            return Err(Reply::bad("STARTTLS is only valid before login"));
+        }
+        Ok(Reply::ok("Begin TLS negotiation now")
+            .then(Action::StartTls)
+            .without_sync())
+    }
+
+    pub(crate) fn login(&mut self, username: &[u8], password: &[u8]) -> Res {
+        if self.state != State::NotAuthenticated {
+            return Err(Reply::bad("Already authenticated"));
+        }
+        if !self.plaintext_auth_allowed() {
+            return Err(Reply::no("Plaintext login is not allowed without TLS; use STARTTLS")
+                .code(ResponseCode::PrivacyRequired));
+        }
+        let (Ok(user), Ok(pass)) = (std::str::from_utf8(username), std::str::from_utf8(password)) else {
+            return Ok(self.login_failed());
+        };
+        Ok(self.log_in(None, user, pass))
+    }
+
+    pub(crate) fn authenticate(
+        &mut self,
+        tag: &Tag,
+        mechanism: &str,
+        initial_response: Option<&str>,
+        out: &mut Out,
+    ) -> Res {
+        if self.state != State::NotAuthenticated {
+            return Err(Reply::bad("Already authenticated"));
+        }
+        if !mechanism.eq_ignore_ascii_case("PLAIN") {
+            return Err(Reply::no(format!("Unsupported authentication mechanism {mechanism}"))
+                .code(ResponseCode::Cannot));
+        }
+        if !self.plaintext_auth_allowed() {
+            return Err(Reply::no("Plaintext authentication is not allowed without TLS; use STARTTLS")
+                .code(ResponseCode::PrivacyRequired));
+        }
+        match initial_response {
+            None => {
+                write_continuation(out, "");
+                self.auth_tag = Some(tag.clone());
+                Ok(Reply::continuation(Action::AuthContinue))
+            }
+            Some("=") => Ok(self.sasl_plain(b"")),
+            Some(b64) => match base64_decode(b64.as_bytes()) {
+                Some(data) => Ok(self.sasl_plain(&data)),
+                None => Err(Reply::bad("Invalid BASE64 in initial response")),
+            },
+        }
+    }
+
+    /// The client's line after `+ ` during AUTHENTICATE.
+    pub fn auth_data(&mut self, line: &[u8], out: &mut Out) -> Outcome {
+        let Some(tag) = self.auth_tag.take() else {
+            return Outcome::of(Action::None);
+        };
+        self.reported.clear();
+        let reply = if line == b"*" {
+            Reply::bad("AUTHENTICATE cancelled")
+        } else {
+            match base64_decode(line) {
+                Some(data) => self.sasl_plain(&data),
+                None => Reply::bad("Invalid BASE64 in AUTHENTICATE data"),
+            }
+        };
+        self.finish(&tag, reply, true, out)
+    }
+
+    /// Whether AUTHENTICATE is waiting for client data.
+    pub fn awaiting_auth_data(&self) -> bool {
+        self.auth_tag.is_some()
+    }
+
+    /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
+    fn sasl_plain(&mut self, data: &[u8]) -> Reply {
+        let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+        let [authz, authc, pass] = parts[..] else {
+            return Reply::bad("Malformed PLAIN response (expected authzid NUL authcid NUL password)");
+        };
+        let (Ok(authz), Ok(authc), Ok(pass)) =
+            (std::str::from_utf8(authz), std::str::from_utf8(authc), std::str::from_utf8(pass))
+        else {
+            return self.login_failed();
+        };
+        let authz = (!authz.is_empty() && authz != authc).then_some(authz);
+        self.log_in(authz, authc, pass)
+    }
+
+    /// Check credentials and enter the authenticated state. `authz`: the
+    /// user to act as, if different from the authenticated one (admins only).
+    fn log_in(&mut self, authz: Option<&str>, authc: &str, password: &str) -> Reply {
+        let slot = self.ctx.slot.clone();
+        let account = match slot.verify_password(authc, password) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                // Spend about the time a wrong password costs, so the reply
+                // time does not tell an unknown user from a wrong password.
+                if matches!(slot.account(authc), Ok(None)) {
+                    let _ = slotmail_store::hash_password("not a user of this slot");
+                }
+                return self.login_failed();
+            }
+            Err(e) => {
+                tracing::error!(user = authc, cause = %e, "IMAP: password check failed");
+                return Reply::no("Temporary authentication failure").code(ResponseCode::Unavailable);
+            }
+        };
+        let user = match authz {
+            None => authc,
+            Some(target) => {
+                if !account.is_admin {
+                    tracing::warn!(user = authc, authz = target, "IMAP: authorization refused (not an admin)");
+                    return Reply::no("Not authorized to act as that user").code(ResponseCode::AuthorizationFailed);
+                }
+                match slot.account(target) {
+                    Ok(Some(_)) => target,
+                    Ok(None) => {
+                        return Reply::no("Not authorized to act as that user")
+                            .code(ResponseCode::AuthorizationFailed);
+                    }
+                    Err(e) => return Reply::from(e),
+                }
+            }
+        };
+        let Some(registration) = self.ctx.hub.register(user) else {
+            tracing::warn!(user, "IMAP: too many connections for user");
+            return Reply::no("Too many connections for this user").code(ResponseCode::Limit);
+        };
+        let store = match slot.user(user) {
+            Ok(s) => s,
+            Err(e) => return Reply::from(e),
+        };
+        tracing::info!(user, authenticated_as = authc, tls = self.tls, "IMAP login");
+        self.login = Some(Login { store, registration });
+        self.state = State::Authenticated;
+        self.failed_logins = 0;
+        Reply::ok("Logged in").code(ResponseCode::Capability(self.capabilities()))
+    }
+
+    fn login_failed(&mut self) -> Reply {
+        self.failed_logins += 1;
+        let mut reply = Reply::no("Authentication failed").code(ResponseCode::AuthenticationFailed);
+        reply.delay = Some(self.config().timeouts.login_delay(self.failed_logins));
+        if self.failed_logins >= self.config().limits.failed_logins_max {
+            reply.action = Action::Close;
+            reply.bye = Some("Too many failed logins");
+        }
+        reply
+    }
+
+    pub(crate) fn compress(&mut self, mechanism: &str) -> Res {
+        if self.compressed {
+            return Err(Reply::no("Compression is already active").code(ResponseCode::CompressionActive));
+        }
+        if !mechanism.eq_ignore_ascii_case("DEFLATE") {
+            return Err(Reply::no(format!("Unknown compression mechanism {mechanism}")).code(ResponseCode::Cannot));
+        }
+        self.compressed = true;
+        Ok(Reply::ok("DEFLATE active").then(Action::Compress).without_sync())
+    }
+
+    pub(crate) fn enable(&mut self, capabilities: &[String], out: &mut Out) -> Res {
+        if self.state != State::Authenticated {
+            return Err(Reply::bad("ENABLE is only valid before a mailbox is selected"));
+        }
+        let mut enabled = Vec::new();
+        for cap in capabilities {
+            match cap.to_ascii_uppercase().as_str() {
+                "CONDSTORE" if !self.enabled.condstore => {
+                    self.enabled.condstore = true;
+                    enabled.push("CONDSTORE");
+                }
+                "QRESYNC" if !self.enabled.qresync => {
+                    self.enabled.qresync = true;
+                    self.enabled.condstore = true;
+                    enabled.push("QRESYNC");
+                }
+                "IMAP4REV2" if !self.enabled.rev2 => {
+                    self.enabled.rev2 = true;
+                    enabled.push("IMAP4rev2");
+                }
+                _ => {}
+            }
+        }
+        let mut line = b"* ENABLED".to_vec();
+        for c in enabled {
+            line.push(b' ');
+            line.extend_from_slice(c.as_bytes());
+        }
+        line.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&line);
+        Ok(Reply::ok("ENABLE completed"))
+    }
+
+    pub(crate) fn id(&mut self, params: Option<IdParams>, out: &mut Out) -> Reply {
+        if let Some(params) = params {
+            let fields: Vec<String> = params
+                .iter()
+                .take(30)
+                .map(|(k, v)| format!("{}={}", lossy(k), v.as_deref().map(lossy).unwrap_or_default()))
+                .collect();
+            tracing::debug!(client = %fields.join(", "), "IMAP ID");
+        }
+        out.extend_from_slice(
+            format!(
+                "* ID (\"name\" \"slotmail\" \"version\" \"{}\")\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
+        );
+        Reply::ok("ID completed")
+    }
+}
+
+/// Decode standard BASE64 (RFC 4648 §4, padding required when the length
+/// is not a multiple of 4 is tolerated missing). `None` on bad input.
+pub(crate) fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let trimmed = input.strip_suffix(b"==").or_else(|| input.strip_suffix(b"=")).unwrap_or(input);
+    if input.len() % 4 != 0 && trimmed.len() != input.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in trimmed {
+        acc = (acc << 6) | value(c)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Leftover bits must be padding zeros, and 6 leftover bits is a truncated quantum.
+    if bits >= 6 || acc != 0 {
+        return None;
+    }
+    Some(out)
+}
+
+/// Encode standard BASE64 with padding.
+#[cfg(test)]
+fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn base64_known_values() {
+        assert_eq!(base64_encode(b"\0alice\0secret"), "AGFsaWNlAHNlY3JldA==");
+        assert_eq!(base64_decode(b"AGFsaWNlAHNlY3JldA==").unwrap(), b"\0alice\0secret");
+        assert_eq!(base64_decode(b"").unwrap(), b"");
+        assert_eq!(base64_decode(b"Zm9v").unwrap(), b"foo");
+        assert_eq!(base64_decode(b"Zm8=").unwrap(), b"fo");
+        assert!(base64_decode(b"Zm9v!").is_none());
+        assert!(base64_decode(b"Zm9=").is_none(), "non-zero padding bits");
+        assert!(base64_decode(b"Z").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn base64_round_trip(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(base64_decode(base64_encode(&data).as_bytes()).unwrap(), data);
+        }
+    }
+}

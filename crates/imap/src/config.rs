@@ -1,0 +1,179 @@
+//! The server's configuration: names, limits, timeouts and the shared switch
+//! that refuses client writes (for replica slots).
+//!
+//! Every limit has its unit in its name. `ImapConfig::default()` is what a
+//! slot runs with unless its configuration file says otherwise.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Default APPENDLIMIT: 64 MiB, the store's default largest message.
+pub const APPEND_LIMIT_BYTES_DEFAULT: u64 = slotmail_store::MESSAGE_SIZE_MAX_DEFAULT;
+
+/// Configuration of an IMAP server (see [`crate::serve`]).
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// Host name shown in the greeting.
+    pub hostname: String,
+    /// Accept LOGIN and AUTHENTICATE PLAIN on a connection without TLS.
+    /// Off by default: plaintext credentials are refused with
+    /// `NO [PRIVACYREQUIRED]` and LOGINDISABLED is advertised.
+    pub allow_plaintext_auth: bool,
+    /// Size and count limits.
+    pub limits: ImapLimits,
+    /// Timers.
+    pub timeouts: Timeouts,
+    /// When set, every client write (APPEND, STORE, EXPUNGE, COPY, MOVE,
+    /// CREATE, ...) is refused with `NO [UNAVAILABLE]`. A replica slot sets
+    /// it; it may be flipped at any time (switchover).
+    pub read_only: ReadOnlySwitch,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            hostname: "localhost".to_string(),
+            allow_plaintext_auth: false,
+            limits: ImapLimits::default(),
+            timeouts: Timeouts::default(),
+            read_only: ReadOnlySwitch::default(),
+        }
+    }
+}
+
+/// A shared on/off switch: clones see the same value.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOnlySwitch(Arc<AtomicBool>);
+
+impl ReadOnlySwitch {
+    /// A switch in the given position.
+    pub fn new(read_only: bool) -> Self {
+        ReadOnlySwitch(Arc::new(AtomicBool::new(read_only)))
+    }
+
+    /// Refuse (true) or allow (false) client writes from now on.
+    pub fn set(&self, read_only: bool) {
+        self.0.store(read_only, Ordering::SeqCst);
+    }
+
+    /// Whether client writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Size and count limits of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapLimits {
+    /// Longest command line, in bytes, CRLF excluded.
+    pub line_bytes_max: usize,
+    /// Largest sum of the lines of one command (literals excluded), in bytes.
+    pub command_bytes_max: usize,
+    /// Largest literal after login, in bytes: the advertised APPENDLIMIT.
+    pub literal_bytes_max: u64,
+    /// Largest literal before login (LOGIN credentials), in bytes.
+    pub preauth_literal_bytes_max: u64,
+    /// Most simultaneous connections.
+    pub connections_max: usize,
+    /// Most simultaneous logged-in connections of one user.
+    pub connections_per_user_max: usize,
+    /// Consecutive BAD replies after which the connection is closed.
+    pub bad_commands_in_row_max: u32,
+    /// Failed logins after which the connection is closed.
+    pub failed_logins_max: u32,
+    /// Read buffer between commands, in bytes.
+    pub read_buffer_bytes: usize,
+    /// Read buffer while a literal is being received, in bytes.
+    pub literal_read_buffer_bytes: usize,
+    /// Output is handed to the socket in chunks of about this size, in bytes.
+    pub output_chunk_bytes: usize,
+}
+
+impl Default for ImapLimits {
+    fn default() -> Self {
+        ImapLimits {
+            line_bytes_max: 64 * 1024,
+            command_bytes_max: 1024 * 1024,
+            literal_bytes_max: APPEND_LIMIT_BYTES_DEFAULT,
+            preauth_literal_bytes_max: 8 * 1024,
+            connections_max: 20_000,
+            connections_per_user_max: 50,
+            bad_commands_in_row_max: 10,
+            failed_logins_max: 5,
+            read_buffer_bytes: 4 * 1024,
+            literal_read_buffer_bytes: 64 * 1024,
+            output_chunk_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Timers of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Inactivity before login (greeting to LOGIN), then `* BYE`.
+    pub preauth: Duration,
+    /// Inactivity after login (RFC 9051 §5.4: at least 30 minutes).
+    pub authenticated: Duration,
+    /// Longest IDLE without any client traffic (RFC 2177: at least 30 minutes).
+    pub idle: Duration,
+    /// Longest time one write to the client may take.
+    pub write: Duration,
+    /// Longest TLS handshake.
+    pub tls_handshake: Duration,
+    /// Delay after the first failed login; doubles with every further
+    /// failure on the same connection.
+    pub failed_login_delay: Duration,
+    /// Longest delay after a failed login.
+    pub failed_login_delay_max: Duration,
+    /// How long shutdown waits for connections to finish their command.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            preauth: Duration::from_secs(60),
+            authenticated: Duration::from_secs(30 * 60),
+            idle: Duration::from_secs(31 * 60),
+            write: Duration::from_secs(5 * 60),
+            tls_handshake: Duration::from_secs(30),
+            failed_login_delay: Duration::from_millis(500),
+            failed_login_delay_max: Duration::from_secs(8),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The delay before answering the `n`th failed login (n ≥ 1).
+    pub fn login_delay(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(16);
+        self.failed_login_delay
+            .saturating_mul(1u32 << shift)
+            .min(self.failed_login_delay_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_delay_grows_and_is_capped() {
+        let t = Timeouts::default();
+        assert_eq!(t.login_delay(1), Duration::from_millis(500));
+        assert_eq!(t.login_delay(2), Duration::from_secs(1));
+        assert_eq!(t.login_delay(3), Duration::from_secs(2));
+        assert_eq!(t.login_delay(100), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn switch_is_shared() {
+        let a = ReadOnlySwitch::default();
+        let b = a.clone();
+        assert!(!b.is_read_only());
+        a.set(true);
+        assert!(b.is_read_only());
+    }
+}
