@@ -28,9 +28,9 @@ struct Args {
     /// Messages in the mailbox whose open/select is timed (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     select_messages: u32,
-    /// How that mailbox is filled: "append" (one commit per message) or
-    /// "copy" (2,000 appended, the rest copies of them: faster to build).
-    #[arg(long, default_value = "append")]
+    /// How that mailbox is filled: "copy" (2,000 appended, the rest copies
+    /// of them: seconds) or "append" (one commit per message: minutes).
+    #[arg(long, default_value = "copy")]
     select_fill: SelectFill,
     /// Repetitions of the warm select measurements.
     #[arg(long, default_value_t = 5)]

@@ -26,7 +26,10 @@ use slotmail_store::{FlagOp, Flags, Guid, Options, Slot, StoreError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How the select mailbox is filled (the fill itself is not the measurement).
+/// How the select mailbox is filled (the fill itself is not the measurement:
+/// opening and listing a mailbox reads index rows, never message files, so
+/// both fills give the same thing to measure; `Copy` takes seconds where
+/// `Append` takes minutes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SelectFill {
@@ -76,7 +79,7 @@ impl StoreBenchOptions {
             dir: dir.into(),
             limit: None,
             select_messages: 100_000,
-            select_fill: SelectFill::Append,
+            select_fill: SelectFill::Copy,
             warm_repeats: 5,
             keep: false,
         }
@@ -131,6 +134,50 @@ pub struct Rate {
     pub mb_per_s: f64,
     /// Latency of one call, when there is more than one.
     pub call_ms: Option<Latency>,
+    /// Where the wall time went (Linux scheduler statistics of this thread).
+    pub time: Option<TimeSplit>,
+}
+
+/// Wall time split by the scheduler's accounting of the benchmark thread
+/// (`/proc/thread-self/schedstat`): on a CPU, runnable but waiting for a CPU
+/// (other tenants), and neither — blocked, mostly in fsync and disk I/O.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeSplit {
+    pub on_cpu_s: f64,
+    pub waiting_for_cpu_s: f64,
+    pub blocked_s: f64,
+}
+
+/// A reading of the scheduler's counters for the current thread.
+#[derive(Debug, Clone, Copy)]
+struct Sched {
+    at: Instant,
+    on_cpu_ns: u64,
+    runqueue_ns: u64,
+}
+
+impl Sched {
+    fn now() -> Option<Sched> {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+        Some(Sched {
+            at: Instant::now(),
+            on_cpu_ns: f.next()??,
+            runqueue_ns: f.next()??,
+        })
+    }
+
+    fn split_since(start: Option<Sched>) -> Option<TimeSplit> {
+        let (start, end) = (start?, Sched::now()?);
+        let wall = end.at.duration_since(start.at).as_secs_f64();
+        let cpu = end.on_cpu_ns.saturating_sub(start.on_cpu_ns) as f64 / 1e9;
+        let queue = end.runqueue_ns.saturating_sub(start.runqueue_ns) as f64 / 1e9;
+        Some(TimeSplit {
+            on_cpu_s: cpu,
+            waiting_for_cpu_s: queue,
+            blocked_s: (wall - cpu - queue).max(0.0),
+        })
+    }
 }
 
 /// Percentiles of call latency, milliseconds.
@@ -154,7 +201,13 @@ impl Rate {
             messages_per_s: per(messages as f64),
             mb_per_s: per(bytes as f64 / 1e6),
             call_ms: (calls.len() > 1).then(|| latency(calls)),
+            time: None,
         }
+    }
+
+    fn with_time(mut self, start: Option<Sched>) -> Rate {
+        self.time = Sched::split_since(start);
+        self
     }
 }
 
@@ -269,19 +322,21 @@ fn run_in(
 
     // (a) append
     let mut calls = Vec::with_capacity(corpus.len());
+    let sched = Sched::now();
     let started = Instant::now();
     for m in corpus {
         let t = Instant::now();
         user.append(inbox, &m.raw, &Flags::empty(), m.date.map(|d| (d, 0)))?;
         calls.push(t.elapsed());
     }
-    let append = Rate::new(n, total_bytes, started.elapsed(), &calls);
+    let append = Rate::new(n, total_bytes, started.elapsed(), &calls).with_time(sched);
     let slot_bytes_after_append = dir_bytes(root);
 
     // (b) fetch: the message list, then every body, verified by the store
     // (BLAKE3) and here (against the corpus).
     let mut calls = Vec::with_capacity(corpus.len());
     let mut fetched = Vec::with_capacity(corpus.len());
+    let sched = Sched::now();
     let started = Instant::now();
     let (_, msgs) = user.snapshot(inbox)?;
     for m in &msgs {
@@ -291,6 +346,7 @@ fn run_in(
         fetched.push(bytes);
     }
     let elapsed = started.elapsed();
+    let fetch_time = Sched::split_since(sched);
     if msgs.len() != corpus.len() {
         return Err(BenchError::Verify(format!(
             "INBOX has {} messages, {} were appended",
@@ -307,12 +363,14 @@ fn run_in(
         }
     }
     drop(fetched);
-    let fetch = Rate::new(n, total_bytes, elapsed, &calls);
+    let mut fetch = Rate::new(n, total_bytes, elapsed, &calls);
+    fetch.time = fetch_time;
 
     // (c) flags
     let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
     let seen = Flags::from_names(["\\Seen"])?;
     let mut calls = Vec::with_capacity(uids.len());
+    let sched = Sched::now();
     let started = Instant::now();
     for &uid in &uids {
         let t = Instant::now();
@@ -324,7 +382,7 @@ fn run_in(
             )));
         }
     }
-    let flags_each = Rate::new(n, 0, started.elapsed(), &calls);
+    let flags_each = Rate::new(n, 0, started.elapsed(), &calls).with_time(sched);
     let flagged = Flags::from_names(["\\Flagged"])?;
     let started = Instant::now();
     let out = user.store_flags(inbox, &uids, FlagOp::Add, &flagged, None)?;
@@ -630,6 +688,20 @@ impl StoreBenchReport {
                 "{name:<28} {:>9} {:>9.3} {:>10.0} {:>9} {:>22}",
                 r.messages, r.seconds, r.messages_per_s, mbs, lat
             );
+        }
+        let _ = writeln!(s);
+        for (name, r) in [
+            ("append", &self.append),
+            ("fetch", &self.fetch),
+            ("flags 1 per call", &self.flags_each),
+        ] {
+            if let Some(t) = &r.time {
+                let _ = writeln!(
+                    s,
+                    "{name}: {:.3} s on CPU, {:.3} s waiting for a CPU, {:.3} s blocked (I/O, fsync)",
+                    t.on_cpu_s, t.waiting_for_cpu_s, t.blocked_s
+                );
+            }
         }
         if let Some(sel) = &self.select {
             let _ = writeln!(s);

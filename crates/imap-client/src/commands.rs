@@ -40,9 +40,39 @@ fn mailbox_name(name: &str) -> Result<MailboxName> {
 /// Fixed bytes counted per buffered LIST entry, besides its name.
 const LIST_ENTRY_OVERHEAD_BYTES: usize = 64;
 
-/// Collects FETCH responses that carry a UID, merging several responses
-/// for one message, under a byte budget.
+/// The UIDs a UID command asked about, for telling its FETCH responses
+/// from unsolicited ones (`*` stands for "any higher UID").
+struct UidFilter {
+    ranges: Vec<std::ops::RangeInclusive<u32>>,
+}
+
+impl UidFilter {
+    fn new(set: &SequenceSet) -> Self {
+        UidFilter {
+            ranges: set.resolve(u32::MAX),
+        }
+    }
+
+    fn contains(&self, uid: u32) -> bool {
+        // Sorted, merged, non-overlapping: the candidate is the last range
+        // starting at or below `uid`.
+        let i = self.ranges.partition_point(|r| *r.start() <= uid);
+        i > 0 && self.ranges[i - 1].contains(&uid)
+    }
+}
+
+/// The UID of a FETCH response, if it has one.
+fn uid_of(items: &[FetchItem]) -> Option<u32> {
+    items.iter().find_map(|i| match i {
+        FetchItem::Uid(u) => Some(*u),
+        _ => None,
+    })
+}
+
+/// Collects FETCH responses that carry a UID (within the filter, when
+/// given), merging several responses for one message, under a byte budget.
 struct FetchCollector {
+    filter: Option<UidFilter>,
     records: Vec<FetchRecord>,
     by_uid: HashMap<u32, usize>,
     bytes: usize,
@@ -51,8 +81,9 @@ struct FetchCollector {
 }
 
 impl FetchCollector {
-    fn new(max_bytes: usize) -> Self {
+    fn new(max_bytes: usize, filter: Option<UidFilter>) -> Self {
         FetchCollector {
+            filter,
             records: Vec::new(),
             by_uid: HashMap::new(),
             bytes: 0,
@@ -61,14 +92,14 @@ impl FetchCollector {
         }
     }
 
-    /// Takes a FETCH response with UID; hands one without UID back.
+    /// Takes a FETCH response with a wanted UID; hands others back.
     fn offer(&mut self, seq: u32, items: Vec<FetchItem>) -> Option<Vec<FetchItem>> {
-        let Some(uid) = items.iter().find_map(|i| match i {
-            FetchItem::Uid(u) => Some(*u),
-            _ => None,
-        }) else {
+        let Some(uid) = uid_of(&items) else {
             return Some(items);
         };
+        if self.filter.as_ref().is_some_and(|f| !f.contains(uid)) {
+            return Some(items);
+        }
         if self.overflow {
             return None;
         }
@@ -380,7 +411,7 @@ impl Client {
         let mut saw_exists = false;
         let mut vanished = Vec::new();
         let mut failure = None;
-        let mut changed = FetchCollector::new(self.opts.max_buffered_fetch_bytes);
+        let mut changed = FetchCollector::new(self.opts.max_buffered_fetch_bytes, None);
         let c = self
             .run(body, &mut |r| {
                 match r {
@@ -683,11 +714,15 @@ impl Client {
     /// optionally followed by modifiers like `(CHANGEDSINCE 7)`), keeping
     /// all records in memory up to
     /// [`crate::ClientOptions::max_buffered_fetch_bytes`]. FETCH responses
-    /// without UID (another session's flag changes) go to the unsolicited
-    /// queue; several responses for one UID are merged.
+    /// without UID or with a UID outside `set` (another session's flag
+    /// changes) go to the unsolicited queue; several responses for one UID
+    /// are merged.
     pub async fn uid_fetch(&mut self, set: &SequenceSet, items: &str) -> Result<Vec<FetchRecord>> {
         let (attrs, modifiers) = parse_fetch_items(items)?;
-        let mut col = FetchCollector::new(self.opts.max_buffered_fetch_bytes);
+        let mut col = FetchCollector::new(
+            self.opts.max_buffered_fetch_bytes,
+            Some(UidFilter::new(set)),
+        );
         self.run(
             CommandBody::Fetch {
                 uid: true,
@@ -706,8 +741,8 @@ impl Client {
         col.finish()
     }
 
-    /// UID FETCH calling `each` once per FETCH response with a UID, as it
-    /// arrives, so only one message is held at a time. Returns the number
+    /// UID FETCH calling `each` once per FETCH response with a UID in
+    /// `set`, as it arrives, so only one message is held at a time. Returns the number
     /// of calls. (A server may split one message over several responses;
     /// each is a call.)
     pub async fn uid_fetch_each<F>(
@@ -720,6 +755,7 @@ impl Client {
         F: FnMut(FetchRecord) + Send,
     {
         let (attrs, modifiers) = parse_fetch_items(items)?;
+        let filter = UidFilter::new(set);
         let mut calls = 0usize;
         self.run(
             CommandBody::Fetch {
@@ -730,7 +766,7 @@ impl Client {
             },
             &mut |r| match r {
                 Response::Data(Data::Fetch { seq, items })
-                    if items.iter().any(|i| matches!(i, FetchItem::Uid(_))) =>
+                    if uid_of(&items).is_some_and(|u| filter.contains(u)) =>
                 {
                     let mut rec = FetchRecord {
                         seq,
@@ -759,7 +795,10 @@ impl Client {
         unchanged_since: Option<u64>,
     ) -> Result<StoreOutcome> {
         let (mode, silent) = parse_store_op(op)?;
-        let mut col = FetchCollector::new(self.opts.max_buffered_fetch_bytes);
+        let mut col = FetchCollector::new(
+            self.opts.max_buffered_fetch_bytes,
+            Some(UidFilter::new(set)),
+        );
         let c = self
             .run(
                 CommandBody::Store {
@@ -1171,8 +1210,21 @@ mod tests {
     }
 
     #[test]
+    fn uid_filter_matches_the_set() {
+        let f = UidFilter::new(&"3:5,9,20:*".parse().unwrap());
+        for (uid, want) in [(1, false), (3, true), (5, true), (6, false), (9, true)] {
+            assert_eq!(f.contains(uid), want, "{uid}");
+        }
+        assert!(f.contains(20) && f.contains(u32::MAX) && !f.contains(19));
+        let mut c = FetchCollector::new(10_000, Some(f));
+        assert!(c.offer(1, vec![FetchItem::Uid(7)]).is_some());
+        assert!(c.offer(1, vec![FetchItem::Uid(9)]).is_none());
+        assert_eq!(c.finish().unwrap().len(), 1);
+    }
+
+    #[test]
     fn collector_merges_and_bounds() {
-        let mut c = FetchCollector::new(10_000);
+        let mut c = FetchCollector::new(10_000, None);
         assert!(c.offer(1, vec![FetchItem::Flags(vec![])]).is_some());
         assert!(
             c.offer(1, vec![FetchItem::Uid(7), FetchItem::ModSeq(3)])
@@ -1189,7 +1241,7 @@ mod tests {
             (7, Some(3), Some(9))
         );
 
-        let mut c = FetchCollector::new(1000);
+        let mut c = FetchCollector::new(1000, None);
         let big = FetchItem::Rfc822(Some(vec![b'x'; 2000]));
         assert!(c.offer(1, vec![FetchItem::Uid(1), big]).is_none());
         assert!(c.offer(2, vec![FetchItem::Uid(2)]).is_none());

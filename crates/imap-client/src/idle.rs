@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use slotmail_imap_proto::{CommandBody, Response};
-use tokio::time::Instant;
 
 use crate::client::{Client, Step};
 use crate::error::{Error, Result};
@@ -56,7 +55,7 @@ impl Client {
         if self.has_unsolicited() || self.idle_ended.is_some() {
             return Ok(self.take_unsolicited());
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::transport::deadline_after(timeout);
         let r = async {
             let Some(first) = self.transport.next_until(deadline).await? else {
                 return Ok(());

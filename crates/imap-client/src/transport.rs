@@ -19,6 +19,14 @@ use tokio_rustls::client::TlsStream;
 
 use crate::error::{Error, Result};
 
+/// `now + d`, saturating far in the future instead of overflowing (for
+/// options such as `Duration::MAX`).
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// The socket, plain or TLS.
 enum Stream {
     Plain(TcpStream),
@@ -92,7 +100,7 @@ impl Transport {
             io_timeout,
             op: Operation {
                 name: "connect",
-                deadline: Instant::now() + io_timeout,
+                deadline: deadline_after(io_timeout),
                 limit: io_timeout,
                 wait: false,
             },
@@ -114,7 +122,7 @@ impl Transport {
     pub(crate) fn begin(&mut self, name: &'static str, limit: Duration) {
         self.op = Operation {
             name,
-            deadline: Instant::now() + limit,
+            deadline: deadline_after(limit),
             limit,
             wait: false,
         };
@@ -130,7 +138,7 @@ impl Transport {
         if self.op.wait {
             return (self.op.deadline, self.op.limit);
         }
-        let io_deadline = Instant::now() + self.io_timeout;
+        let io_deadline = deadline_after(self.io_timeout);
         if io_deadline < self.op.deadline {
             (io_deadline, self.io_timeout)
         } else {
@@ -187,7 +195,9 @@ impl Transport {
         loop {
             let room = self.reader.input_room().min(self.buf.len());
             if room == 0 {
-                return Err(Error::ResponseTooLarge("response reader input buffer full".into()));
+                return Err(Error::ResponseTooLarge(
+                    "response reader input buffer full".into(),
+                ));
             }
             if let Some(d) = self.deflate.as_deref_mut() {
                 if d.pending_pos < d.pending.len() || d.output_pending {
@@ -373,7 +383,7 @@ impl Transport {
             }
         };
         let _ =
-            tokio::time::timeout_at(op.deadline.min(Instant::now() + self.io_timeout), fut).await;
+            tokio::time::timeout_at(op.deadline.min(deadline_after(self.io_timeout)), fut).await;
     }
 }
 
@@ -419,6 +429,13 @@ fn deflate_sync(c: &mut Compress, data: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_saturate() {
+        let far = deadline_after(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(365 * 86_400));
+        assert!(deadline_after(Duration::ZERO) <= Instant::now());
+    }
 
     #[test]
     fn sync_flush_output_inflates_completely() {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use slotmail_imap_client::{
-    Client, ClientOptions, Flag, ListCommand, ListReturnOption, MailboxAttr, SequenceSet,
-    SpecialUse, StatusItem,
+    Client, ClientOptions, Flag, ListCommand, ListReturnOption, MailboxAttr, ResponseCode,
+    SequenceSet, SpecialUse, StatusItem,
 };
 use slotmail_store::{Options, Slot};
 
@@ -81,7 +81,13 @@ async fn login_append_fetch_compare_against_slotmail_imap() {
     c.login("alice", PASSWORD).await.unwrap();
     assert!(c.has_capability("UIDPLUS"));
 
-    c.create("Archive", &[SpecialUse::Archive]).await.unwrap();
+    // New users start with the special-use mailboxes (Archive among them).
+    let err = c
+        .create("Archive", &[SpecialUse::Archive])
+        .await
+        .unwrap_err();
+    assert!(err.is_no_with(&ResponseCode::AlreadyExists), "{err:?}");
+    c.create("Projects/Grüße", &[]).await.unwrap();
     let mut uids = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         let flags = if i == 0 { vec![Flag::Seen] } else { vec![] };
@@ -113,7 +119,10 @@ async fn login_append_fetch_compare_against_slotmail_imap() {
         assert_eq!(rec.rfc822_size, Some(m.len() as u64));
         assert!(rec.bodystructure.is_some() && rec.envelope.is_some());
     }
-    assert_eq!(recs[0].flags, Some(vec![Flag::Seen]));
+    // IMAP4rev1 sessions also see \Recent.
+    let flags0 = recs[0].flags.clone().unwrap();
+    assert!(flags0.contains(&Flag::Seen), "{flags0:?}");
+    assert!(!recs[1].flags.as_ref().unwrap().contains(&Flag::Seen));
 
     let st = c
         .uid_store(
@@ -147,6 +156,7 @@ async fn login_append_fetch_compare_against_slotmail_imap() {
         })
         .await
         .unwrap();
+    assert!(list.iter().any(|e| e.name == "Projects/Grüße"), "{list:?}");
     let archive = list.iter().find(|e| e.name == "Archive").unwrap();
     assert!(archive.has(&MailboxAttr::Archive));
     assert_eq!(
@@ -179,7 +189,10 @@ async fn login_append_fetch_compare_against_slotmail_imap() {
         assert_eq!(*uid, rec.uid);
         assert_eq!(body.as_deref(), rec.message());
         if *uid == uids[1].uid {
-            assert_eq!(flags.as_deref(), Some(&[Flag::Flagged][..]));
+            assert!(
+                flags.as_ref().unwrap().contains(&Flag::Flagged),
+                "{flags:?}"
+            );
         }
     }
 
@@ -204,6 +217,32 @@ async fn login_append_fetch_compare_against_slotmail_imap() {
         .unwrap();
     assert!(!news.is_empty());
     admin.idle_done().await.unwrap();
+
+    // Resynchronising from the first SELECT's MODSEQ finds the flag change
+    // and the expunge.
+    let mut q = Client::connect(server.addr, ClientOptions::default())
+        .await
+        .unwrap();
+    q.login("alice", PASSWORD).await.unwrap();
+    let known = SequenceSet::range(1, uids[2].uid).unwrap();
+    let r = q
+        .select_qresync(
+            "INBOX",
+            uidvalidity,
+            mbox.highestmodseq.unwrap(),
+            Some(&known),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.mailbox.exists, 2);
+    assert_eq!(r.vanished, vec![uids[2].uid]);
+    assert!(
+        r.changed.iter().any(|f| f.uid == uids[1].uid
+            && f.flags.as_ref().is_some_and(|f| f.contains(&Flag::Flagged))),
+        "{:?}",
+        r.changed
+    );
+    q.logout().await.unwrap();
 
     c.logout().await.unwrap();
     admin.logout().await.unwrap();

@@ -153,7 +153,11 @@ async fn list_decodes_modified_utf7_and_literal_names() {
         expect("A0001 LIST \"\" *\r\n"),
         send("* LIST (\\HasNoChildren) \"/\" INBOX\r\n"),
         send("* LIST (\\HasNoChildren \\Drafts) \"/\" \"Entw&APw-rfe\"\r\n"),
-        pieces(&[b"* LIST (\\Noselect \\HasChildren) \"/\" {3}\r\n", b"A/B", b"\r\n"]),
+        pieces(&[
+            b"* LIST (\\Noselect \\HasChildren) \"/\" {3}\r\n",
+            b"A/B",
+            b"\r\n",
+        ]),
         send("* LIST () NIL Flat\r\n"),
         send("A0001 OK LIST completed\r\n"),
     ])
@@ -277,7 +281,10 @@ async fn lsub_and_status() {
     assert_eq!(st.get(StatusItem::HighestModSeq), Some(17));
     // The other mailbox's STATUS is unsolicited.
     assert_eq!(c.take_unsolicited().len(), 1);
-    let err = c.status("Nowhere", &[StatusItem::Messages]).await.unwrap_err();
+    let err = c
+        .status("Nowhere", &[StatusItem::Messages])
+        .await
+        .unwrap_err();
     assert!(err.is_no_with(&ResponseCode::NonExistent));
     server.finish().await;
 }
@@ -310,7 +317,12 @@ async fn mailbox_management() {
     c.subscribe("Sent Items").await.unwrap();
     c.unsubscribe("Sent Items").await.unwrap();
     c.delete("Sent Items").await.unwrap();
-    assert!(c.delete("inbox").await.unwrap_err().is_no_with(&ResponseCode::Cannot));
+    assert!(
+        c.delete("inbox")
+            .await
+            .unwrap_err()
+            .is_no_with(&ResponseCode::Cannot)
+    );
     assert!(matches!(
         c.create("a\nb", &[]).await,
         Err(Error::InvalidRequest(_))
@@ -351,7 +363,10 @@ async fn append_with_literal_plus_returns_appenduid() {
             uid: 4
         })
     );
-    assert_eq!(c.append("INBOX", &[], None, b"a\0b\r\n").await.unwrap(), None);
+    assert_eq!(
+        c.append("INBOX", &[], None, b"a\0b\r\n").await.unwrap(),
+        None
+    );
     server.finish().await;
 }
 
@@ -370,14 +385,23 @@ async fn append_waits_for_the_continuation_without_literal_plus() {
     ])
     .await;
     let mut c = Client::connect(server.addr, quick_options()).await.unwrap();
-    let uid = c.append("Drafts", &[], None, b"Hello world!").await.unwrap();
-    assert_eq!(uid, Some(AppendUid { uidvalidity: 9, uid: 1 }));
+    let uid = c
+        .append("Drafts", &[], None, b"Hello world!")
+        .await
+        .unwrap();
     assert_eq!(
-        c.take_unsolicited(),
-        vec![Response::Data(Data::Exists(7))]
+        uid,
+        Some(AppendUid {
+            uidvalidity: 9,
+            uid: 1
+        })
     );
+    assert_eq!(c.take_unsolicited(), vec![Response::Data(Data::Exists(7))]);
     // Refused before the literal: nothing more is sent.
-    let err = c.append("Drafts", &[], None, b"Hello world!").await.unwrap_err();
+    let err = c
+        .append("Drafts", &[], None, b"Hello world!")
+        .await
+        .unwrap_err();
     assert!(err.is_no_with(&ResponseCode::OverQuota), "{err:?}");
     c.noop().await.unwrap();
     server.finish().await;

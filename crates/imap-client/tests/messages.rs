@@ -9,8 +9,8 @@ mod support;
 use std::time::Duration;
 
 use slotmail_imap_client::{
-    Client, CopyUid, Data, Error, Expunged, FetchItem, Flag, Response, ResponseCode,
-    SequenceSet, StatusKind,
+    Client, CopyUid, Data, Error, Expunged, FetchItem, Flag, Response, ResponseCode, SequenceSet,
+    StatusKind,
 };
 use support::*;
 
@@ -75,13 +75,19 @@ async fn uid_fetch_collects_records_from_split_literals() {
         r.flags,
         Some(vec![Flag::Seen, Flag::Keyword("$Work".into())])
     );
-    assert_eq!(r.internaldate.unwrap().to_string(), "01-Feb-2024 10:00:00 +0100");
+    assert_eq!(
+        r.internaldate.unwrap().to_string(),
+        "01-Feb-2024 10:00:00 +0100"
+    );
     assert_eq!(r.rfc822_size, Some(n as u64));
     assert_eq!(r.modseq, Some(5));
     assert_eq!(r.message(), Some(MESSAGE));
     assert_eq!(
         r.envelope.as_deref(),
-        Some(&b"(\"Thu, 1 Feb 2024 10:00:00 +0100\" \"hi\" NIL NIL NIL NIL NIL NIL NIL \"<id@x>\")"[..])
+        Some(
+            &b"(\"Thu, 1 Feb 2024 10:00:00 +0100\" \"hi\" NIL NIL NIL NIL NIL NIL NIL \"<id@x>\")"
+                [..]
+        )
     );
     assert_eq!(
         r.bodystructure.as_deref(),
@@ -110,7 +116,10 @@ async fn uid_fetch_collects_records_from_split_literals() {
 async fn uid_fetch_each_streams_one_message_at_a_time() {
     let mut body = String::new();
     for uid in 1..=5u32 {
-        let msg = format!("Subject: {uid}\r\n\r\n{}\r\n", "x".repeat(uid as usize * 100));
+        let msg = format!(
+            "Subject: {uid}\r\n\r\n{}\r\n",
+            "x".repeat(uid as usize * 100)
+        );
         body.push_str(&format!(
             "* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n{msg})\r\n",
             msg.len()
@@ -118,10 +127,7 @@ async fn uid_fetch_each_streams_one_message_at_a_time() {
     }
     body.push_str("* 3 EXPUNGE\r\nA0002 OK done\r\n");
     let mut script = selected(5);
-    script.extend([
-        expect("A0002 UID FETCH 1:5 (BODY.PEEK[])\r\n"),
-        send(&body),
-    ]);
+    script.extend([expect("A0002 UID FETCH 1:5 (BODY.PEEK[])\r\n"), send(&body)]);
     let server = FakeServer::start(script).await;
     let mut c = connect_selected(&server).await;
     let mut seen = Vec::new();
@@ -134,7 +140,10 @@ async fn uid_fetch_each_streams_one_message_at_a_time() {
         .await
         .unwrap();
     assert_eq!(calls, 5);
-    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(c.selected().unwrap().exists, 4);
     assert_eq!(c.take_unsolicited(), vec![Response::Data(Data::Expunge(3))]);
     server.finish().await;
@@ -145,7 +154,9 @@ async fn buffered_fetch_is_bounded_and_the_connection_survives() {
     let big = "y".repeat(800);
     let mut body = String::new();
     for uid in 1..=3u32 {
-        body.push_str(&format!("* {uid} FETCH (UID {uid} BODY[] {{800}}\r\n{big})\r\n"));
+        body.push_str(&format!(
+            "* {uid} FETCH (UID {uid} BODY[] {{800}}\r\n{big})\r\n"
+        ));
     }
     body.push_str("A0002 OK done\r\n");
     let mut script = selected(3);
@@ -201,6 +212,8 @@ async fn uid_store_with_unchangedsince() {
     script.extend([
         expect("A0002 UID STORE 1:3 (UNCHANGEDSINCE 12) +FLAGS.SILENT (\\Seen)\r\n"),
         send("* 1 FETCH (UID 1 MODSEQ (13))\r\n* 2 FETCH (UID 2 MODSEQ (14))\r\n"),
+        // Another session's change to a message outside the set.
+        send("* 3 FETCH (UID 99 FLAGS (\\Seen) MODSEQ (15))\r\n"),
         send("A0002 OK [MODIFIED 3] Conditional STORE failed\r\n"),
         expect("A0003 UID STORE 2 -FLAGS (\\Flagged $Work)\r\n"),
         send("* 2 FETCH (FLAGS () UID 2)\r\nA0003 OK\r\n"),
@@ -210,12 +223,24 @@ async fn uid_store_with_unchangedsince() {
     let server = FakeServer::start(script).await;
     let mut c = connect_selected(&server).await;
     let out = c
-        .uid_store(&"1:3".parse().unwrap(), "+FLAGS.SILENT", &[Flag::Seen], Some(12))
+        .uid_store(
+            &"1:3".parse().unwrap(),
+            "+FLAGS.SILENT",
+            &[Flag::Seen],
+            Some(12),
+        )
         .await
         .unwrap();
     assert_eq!(out.modified, vec![3]);
+    assert!(matches!(
+        &c.take_unsolicited()[..],
+        [Response::Data(Data::Fetch { seq: 3, .. })]
+    ));
     assert_eq!(
-        out.fetched.iter().map(|r| (r.uid, r.modseq)).collect::<Vec<_>>(),
+        out.fetched
+            .iter()
+            .map(|r| (r.uid, r.modseq))
+            .collect::<Vec<_>>(),
         [(1, Some(13)), (2, Some(14))]
     );
     let out = c
@@ -266,7 +291,13 @@ async fn uid_search_reads_search_and_esearch() {
     );
     assert!(c.uid_search("DELETED").await.unwrap().is_empty());
     let err = c.uid_search("MODSEQ 5").await.unwrap_err();
-    assert!(matches!(err, Error::Bad { code: Some(ResponseCode::ClientBug), .. }));
+    assert!(matches!(
+        err,
+        Error::Bad {
+            code: Some(ResponseCode::ClientBug),
+            ..
+        }
+    ));
     assert!(matches!(
         c.uid_search("NOT").await,
         Err(Error::InvalidRequest(_))
@@ -298,10 +329,7 @@ async fn expunge_and_uid_expunge() {
     let e = c.uid_expunge(&"4:5,8".parse().unwrap()).await.unwrap();
     assert_eq!(e.vanished, vec![4, 5, 8]);
     assert_eq!(c.selected().unwrap().exists, 6);
-    assert_eq!(
-        c.take_unsolicited(),
-        vec![Response::Data(Data::Exists(9))]
-    );
+    assert_eq!(c.take_unsolicited(), vec![Response::Data(Data::Exists(9))]);
     server.finish().await;
 }
 
@@ -368,7 +396,11 @@ async fn noop_returns_what_arrived_unsolicited() {
     assert_eq!(u[0], Response::Data(Data::Exists(4)));
     assert!(matches!(
         &u[2],
-        Response::Status { kind: StatusKind::No, code: Some(ResponseCode::Alert), .. }
+        Response::Status {
+            kind: StatusKind::No,
+            code: Some(ResponseCode::Alert),
+            ..
+        }
     ));
     assert_eq!(c.selected().unwrap().exists, 4);
     assert!(c.noop().await.unwrap().is_empty());
@@ -382,7 +414,8 @@ async fn unsolicited_queue_is_bounded() {
         resp.push_str(&format!("* {i} EXISTS\r\n"));
     }
     resp.push_str("A0001 OK\r\n");
-    let server = FakeServer::start(vec![send(GREETING), expect("A0001 NOOP\r\n"), send(&resp)]).await;
+    let server =
+        FakeServer::start(vec![send(GREETING), expect("A0001 NOOP\r\n"), send(&resp)]).await;
     let mut opts = quick_options();
     opts.max_unsolicited_responses = 3;
     let mut c = Client::connect(server.addr, opts).await.unwrap();

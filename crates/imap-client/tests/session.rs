@@ -36,6 +36,20 @@ async fn greeting_capabilities_login_and_logout() {
 }
 
 #[tokio::test]
+async fn logout_accepts_a_close_right_after_bye() {
+    let server = FakeServer::start(vec![
+        send(GREETING),
+        expect("A0001 LOGOUT\r\n"),
+        send("* BYE closing\r\n"),
+        Step::Close,
+    ])
+    .await;
+    let c = Client::connect(server.addr, quick_options()).await.unwrap();
+    c.logout().await.unwrap();
+    server.finish().await;
+}
+
+#[tokio::test]
 async fn capabilities_are_asked_for_when_not_announced() {
     let server = FakeServer::start(vec![
         send("* OK hello\r\n"),
@@ -114,8 +128,14 @@ async fn login_failure_carries_the_code_and_keeps_the_connection() {
     .await;
     let mut c = Client::connect(server.addr, quick_options()).await.unwrap();
     let err = c.login("alice", "wrong").await.unwrap_err();
-    assert!(err.is_no_with(&ResponseCode::AuthenticationFailed), "{err:?}");
-    assert_eq!(err.to_string(), "NO [AUTHENTICATIONFAILED]: Authentication failed");
+    assert!(
+        err.is_no_with(&ResponseCode::AuthenticationFailed),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "NO [AUTHENTICATIONFAILED]: Authentication failed"
+    );
     assert!(c.is_usable());
     assert_eq!(c.state(), SessionState::NotAuthenticated);
     c.noop().await.unwrap();
@@ -204,9 +224,15 @@ async fn authenticate_plain_second_challenge_is_cancelled() {
     ])
     .await;
     let mut c = Client::connect(server.addr, quick_options()).await.unwrap();
-    let err = c.authenticate_plain(None, "bob", "hunter2").await.unwrap_err();
+    let err = c
+        .authenticate_plain(None, "bob", "hunter2")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Bad { .. }), "{err:?}");
-    let err = c.authenticate_plain(None, "bob", "hunter2").await.unwrap_err();
+    let err = c
+        .authenticate_plain(None, "bob", "hunter2")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(&ResponseCode::AuthenticationFailed));
     server.finish().await;
 }
@@ -353,7 +379,10 @@ async fn compress_deflate_both_ways_with_a_large_literal() {
     c.compress().await.unwrap();
     assert!(c.is_compressed());
     assert!(matches!(c.compress().await, Err(Error::InvalidRequest(_))));
-    assert_eq!(c.noop().await.unwrap(), vec![Response::Data(Data::Exists(3))]);
+    assert_eq!(
+        c.noop().await.unwrap(),
+        vec![Response::Data(Data::Exists(3))]
+    );
     let recs = c
         .uid_fetch(&SequenceSet::single(9).unwrap(), "(BODY.PEEK[])")
         .await
@@ -436,12 +465,8 @@ async fn bye_during_a_command_is_closed_with_its_code() {
 
 #[tokio::test]
 async fn close_without_bye() {
-    let server = FakeServer::start(vec![
-        send(GREETING),
-        expect("A0001 NOOP\r\n"),
-        Step::Close,
-    ])
-    .await;
+    let server =
+        FakeServer::start(vec![send(GREETING), expect("A0001 NOOP\r\n"), Step::Close]).await;
     let mut c = Client::connect(server.addr, quick_options()).await.unwrap();
     let err = c.noop().await.unwrap_err();
     assert!(matches!(err, Error::Closed { code: None, .. }), "{err:?}");
@@ -521,4 +546,48 @@ async fn reader_limits_are_fatal() {
     assert!(matches!(err, Error::ResponseTooLarge(_)), "{err:?}");
     assert!(!c.is_usable());
     server.finish().await;
+}
+
+/// Requires a `Send` value (compile-time check only).
+fn assert_send<T: Send>(_: T) {}
+
+/// Every client future can run in a spawned task (the load generator runs
+/// many sessions on a multi-threaded runtime). Checked by the compiler;
+/// the futures are built and dropped, never polled.
+fn client_futures_are_send(c: &mut Client, cfg: std::sync::Arc<rustls::ClientConfig>) {
+    let set = SequenceSet::all();
+    assert_send(Client::connect("127.0.0.1:1", ClientOptions::default()));
+    assert_send(Client::connect_tls(
+        "127.0.0.1:1",
+        "x",
+        cfg.clone(),
+        ClientOptions::default(),
+    ));
+    assert_send(c.starttls("x", cfg));
+    assert_send(c.login("a", "b"));
+    assert_send(c.authenticate_plain(None, "a", "b"));
+    assert_send(c.enable(&["QRESYNC"]));
+    assert_send(c.select("INBOX", true));
+    assert_send(c.select_qresync("INBOX", 1, 1, None));
+    assert_send(c.list("", "*"));
+    assert_send(c.status("INBOX", &[]));
+    assert_send(c.append("INBOX", &[], None, b"x"));
+    assert_send(c.uid_fetch(&set, "(UID)"));
+    assert_send(c.uid_fetch_each(&set, "(UID)", |_| {}));
+    assert_send(c.uid_store(&set, "+FLAGS", &[], None));
+    assert_send(c.uid_search("ALL"));
+    assert_send(c.uid_move(&set, "x"));
+    assert_send(c.expunge());
+    assert_send(c.noop());
+    assert_send(c.idle_start());
+    assert_send(c.idle_wait(Duration::from_secs(1)));
+    assert_send(c.idle_done());
+    assert_send(c.compress());
+    assert_send(c.command_raw("NOOP"));
+}
+
+#[test]
+fn futures_are_send() {
+    // Referencing the checker makes the compiler type-check it.
+    let _ = client_futures_are_send;
 }

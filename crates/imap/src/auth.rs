@@ -33,10 +33,13 @@ impl Session {
             return Err(Reply::bad("Already authenticated"));
         }
         if !self.plaintext_auth_allowed() {
-            return Err(Reply::no("Plaintext login is not allowed without TLS; use STARTTLS")
-                .code(ResponseCode::PrivacyRequired));
+            return Err(
+                Reply::no("Plaintext login is not allowed without TLS; use STARTTLS")
+                    .code(ResponseCode::PrivacyRequired),
+            );
         }
-        let (Ok(user), Ok(pass)) = (std::str::from_utf8(username), std::str::from_utf8(password)) else {
+        let (Ok(user), Ok(pass)) = (std::str::from_utf8(username), std::str::from_utf8(password))
+        else {
             return Ok(self.login_failed());
         };
         Ok(self.log_in(None, user, pass))
@@ -53,12 +56,16 @@ impl Session {
             return Err(Reply::bad("Already authenticated"));
         }
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
-            return Err(Reply::no(format!("Unsupported authentication mechanism {mechanism}"))
-                .code(ResponseCode::Cannot));
+            return Err(
+                Reply::no(format!("Unsupported authentication mechanism {mechanism}"))
+                    .code(ResponseCode::Cannot),
+            );
         }
         if !self.plaintext_auth_allowed() {
-            return Err(Reply::no("Plaintext authentication is not allowed without TLS; use STARTTLS")
-                .code(ResponseCode::PrivacyRequired));
+            return Err(Reply::no(
+                "Plaintext authentication is not allowed without TLS; use STARTTLS",
+            )
+            .code(ResponseCode::PrivacyRequired));
         }
         match initial_response {
             None => {
@@ -100,11 +107,15 @@ impl Session {
     fn sasl_plain(&mut self, data: &[u8]) -> Reply {
         let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
         let [authz, authc, pass] = parts[..] else {
-            return Reply::bad("Malformed PLAIN response (expected authzid NUL authcid NUL password)");
+            return Reply::bad(
+                "Malformed PLAIN response (expected authzid NUL authcid NUL password)",
+            );
         };
-        let (Ok(authz), Ok(authc), Ok(pass)) =
-            (std::str::from_utf8(authz), std::str::from_utf8(authc), std::str::from_utf8(pass))
-        else {
+        let (Ok(authz), Ok(authc), Ok(pass)) = (
+            std::str::from_utf8(authz),
+            std::str::from_utf8(authc),
+            std::str::from_utf8(pass),
+        ) else {
             return self.login_failed();
         };
         let authz = (!authz.is_empty() && authz != authc).then_some(authz);
@@ -127,15 +138,21 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!(user = authc, cause = %e, "IMAP: password check failed");
-                return Reply::no("Temporary authentication failure").code(ResponseCode::Unavailable);
+                return Reply::no("Temporary authentication failure")
+                    .code(ResponseCode::Unavailable);
             }
         };
         let user = match authz {
             None => authc,
             Some(target) => {
                 if !account.is_admin {
-                    tracing::warn!(user = authc, authz = target, "IMAP: authorization refused (not an admin)");
-                    return Reply::no("Not authorized to act as that user").code(ResponseCode::AuthorizationFailed);
+                    tracing::warn!(
+                        user = authc,
+                        authz = target,
+                        "IMAP: authorization refused (not an admin)"
+                    );
+                    return Reply::no("Not authorized to act as that user")
+                        .code(ResponseCode::AuthorizationFailed);
                 }
                 match slot.account(target) {
                     Ok(Some(_)) => target,
@@ -156,7 +173,10 @@ impl Session {
             Err(e) => return Reply::from(e),
         };
         tracing::info!(user, authenticated_as = authc, tls = self.tls, "IMAP login");
-        self.login = Some(Login { store, registration });
+        self.login = Some(Login {
+            store,
+            registration,
+        });
         self.state = State::Authenticated;
         self.failed_logins = 0;
         Reply::ok("Logged in").code(ResponseCode::Capability(self.capabilities()))
@@ -175,18 +195,27 @@ impl Session {
 
     pub(crate) fn compress(&mut self, mechanism: &str) -> Res {
         if self.compressed {
-            return Err(Reply::no("Compression is already active").code(ResponseCode::CompressionActive));
+            return Err(
+                Reply::no("Compression is already active").code(ResponseCode::CompressionActive)
+            );
         }
         if !mechanism.eq_ignore_ascii_case("DEFLATE") {
-            return Err(Reply::no(format!("Unknown compression mechanism {mechanism}")).code(ResponseCode::Cannot));
+            return Err(
+                Reply::no(format!("Unknown compression mechanism {mechanism}"))
+                    .code(ResponseCode::Cannot),
+            );
         }
         self.compressed = true;
-        Ok(Reply::ok("DEFLATE active").then(Action::Compress).without_sync())
+        Ok(Reply::ok("DEFLATE active")
+            .then(Action::Compress)
+            .without_sync())
     }
 
     pub(crate) fn enable(&mut self, capabilities: &[String], out: &mut Out) -> Res {
         if self.state != State::Authenticated {
-            return Err(Reply::bad("ENABLE is only valid before a mailbox is selected"));
+            return Err(Reply::bad(
+                "ENABLE is only valid before a mailbox is selected",
+            ));
         }
         let mut enabled = Vec::new();
         for cap in capabilities {
@@ -222,7 +251,13 @@ impl Session {
             let fields: Vec<String> = params
                 .iter()
                 .take(30)
-                .map(|(k, v)| format!("{}={}", lossy(k), v.as_deref().map(lossy).unwrap_or_default()))
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        lossy(k),
+                        v.as_deref().map(lossy).unwrap_or_default()
+                    )
+                })
                 .collect();
             tracing::debug!(client = %fields.join(", "), "IMAP ID");
         }
@@ -250,8 +285,11 @@ pub(crate) fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         } as u32)
     }
-    let trimmed = input.strip_suffix(b"==").or_else(|| input.strip_suffix(b"=")).unwrap_or(input);
-    if input.len() % 4 != 0 && trimmed.len() != input.len() {
+    let trimmed = input
+        .strip_suffix(b"==")
+        .or_else(|| input.strip_suffix(b"="))
+        .unwrap_or(input);
+    if !input.len().is_multiple_of(4) && trimmed.len() != input.len() {
         return None;
     }
     let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
@@ -279,7 +317,11 @@ fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -300,7 +342,10 @@ mod tests {
     #[test]
     fn base64_known_values() {
         assert_eq!(base64_encode(b"\0alice\0secret"), "AGFsaWNlAHNlY3JldA==");
-        assert_eq!(base64_decode(b"AGFsaWNlAHNlY3JldA==").unwrap(), b"\0alice\0secret");
+        assert_eq!(
+            base64_decode(b"AGFsaWNlAHNlY3JldA==").unwrap(),
+            b"\0alice\0secret"
+        );
         assert_eq!(base64_decode(b"").unwrap(), b"");
         assert_eq!(base64_decode(b"Zm9v").unwrap(), b"foo");
         assert_eq!(base64_decode(b"Zm8=").unwrap(), b"fo");

@@ -13,8 +13,8 @@ use crate::flags;
 use crate::session::{Out, Reply, Res, Session};
 use slotmail_imap_proto::response::{write_fetch_item, write_literal, write_section};
 use slotmail_imap_proto::{
-    DateTime, FetchAttr, FetchAttrs, FetchItem, FetchModifiers, Partial, ResponseCode, Section, SectionText,
-    SequenceSet,
+    DateTime, FetchAttr, FetchAttrs, FetchItem, FetchModifiers, Partial, ResponseCode, Section,
+    SectionText, SequenceSet,
 };
 use slotmail_mime::MessageInfo;
 use slotmail_store::{FlagOp, Flags, MessageMeta, SEEN, StoreError, User};
@@ -37,8 +37,11 @@ impl Session {
         {
             return Err(Reply::bad("BINARY is not supported"));
         }
-        if modifiers.vanished && !(uid && self.enabled.qresync && modifiers.changed_since.is_some()) {
-            return Err(Reply::bad("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC"));
+        if modifiers.vanished && !(uid && self.enabled.qresync && modifiers.changed_since.is_some())
+        {
+            return Err(Reply::bad(
+                "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC",
+            ));
         }
         if modifiers.changed_since.is_some() || items.contains(&FetchAttr::ModSeq) {
             self.enabled.condstore = true;
@@ -53,9 +56,12 @@ impl Session {
         let writable = self.writable().is_ok();
         let condstore = self.enabled.condstore;
         let view = self.view()?;
-        let targets = view
-            .resolve(set, uid)
-            .map_err(|e| Reply::bad(format!("Invalid sequence number {} (mailbox has {} messages)", e.seq, e.exists)))?;
+        let targets = view.resolve(set, uid).map_err(|e| {
+            Reply::bad(format!(
+                "Invalid sequence number {} (mailbox has {} messages)",
+                e.seq, e.exists
+            ))
+        })?;
 
         if modifiers.vanished
             && let Some(since) = modifiers.changed_since
@@ -75,7 +81,8 @@ impl Session {
         }
 
         let (_, mut metas) = user.snapshot(view.id)?;
-        let meta_of = |metas: &[MessageMeta], uid: u32| metas.binary_search_by_key(&uid, |m| m.uid).ok();
+        let meta_of =
+            |metas: &[MessageMeta], uid: u32| metas.binary_search_by_key(&uid, |m| m.uid).ok();
 
         // Reading a body sets \Seen (RFC 3501 §6.4.5) in read-write mailboxes.
         let mut seen_now: HashSet<u32> = HashSet::new();
@@ -119,7 +126,7 @@ impl Session {
                 flags_changed: seen_now.contains(&uid),
             };
             match fetch_line(&user, &message, &items, condstore) {
-                Ok(line) => out.extend_from_slice(&line),
+                Ok(line) => out.push_owned(line),
                 Err(StoreError::Expunged(_)) => missing = true,
                 Err(StoreError::Corrupt { user: who, what }) => {
                     tracing::error!(user = %who, uid, guid = %meta.guid, what = %what, "IMAP FETCH: message failed verification, not sent");
@@ -141,7 +148,8 @@ impl Session {
             .code(ResponseCode::Corruption));
         }
         if missing {
-            return Ok(Reply::ok("Some messages were expunged meanwhile").code(ResponseCode::ExpungeIssued));
+            return Ok(Reply::ok("Some messages were expunged meanwhile")
+                .code(ResponseCode::ExpungeIssued));
         }
         Ok(Reply::ok("FETCH completed"))
     }
@@ -196,7 +204,11 @@ impl Loaded<'_> {
         self.info()?;
         let raw = self.raw.as_deref().unwrap_or_default();
         let info = self.info.as_ref().expect("loaded");
-        Ok(slotmail_mime::section_bytes(raw, info, &to_mime_section(section)))
+        Ok(slotmail_mime::section_bytes(
+            raw,
+            info,
+            &to_mime_section(section),
+        ))
     }
 }
 
@@ -232,7 +244,12 @@ fn partial_slice(bytes: &[u8], partial: Option<Partial>) -> &[u8] {
 }
 
 /// The whole `* seq FETCH (...)` line of one message.
-fn fetch_line(user: &User, m: &Message<'_>, items: &[FetchAttr], condstore: bool) -> Result<Vec<u8>, StoreError> {
+fn fetch_line(
+    user: &User,
+    m: &Message<'_>,
+    items: &[FetchAttr],
+    condstore: bool,
+) -> Result<Vec<u8>, StoreError> {
     let meta = m.meta;
     let mut data = Loaded {
         user,
@@ -267,8 +284,12 @@ fn fetch_line(user: &User, m: &Message<'_>, items: &[FetchAttr], condstore: bool
                     None => line.extend_from_slice(b"INTERNALDATE \"01-Jan-1970 00:00:00 +0000\""),
                 }
             }
-            FetchAttr::Rfc822Size => line.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
-            FetchAttr::ModSeq => line.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
+            FetchAttr::Rfc822Size => {
+                line.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
+            }
+            FetchAttr::ModSeq => {
+                line.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes())
+            }
             FetchAttr::Envelope => {
                 line.extend_from_slice(b"ENVELOPE ");
                 line.extend_from_slice(data.info()?.envelope.as_bytes());
@@ -298,7 +319,9 @@ fn fetch_line(user: &User, m: &Message<'_>, items: &[FetchAttr], condstore: bool
                 };
                 write_literal(&mut line, &data.section(&section)?);
             }
-            FetchAttr::BodySection { section, partial, .. } => {
+            FetchAttr::BodySection {
+                section, partial, ..
+            } => {
                 line.extend_from_slice(b"BODY");
                 write_section(&mut line, section);
                 if let Some(p) = partial {
@@ -338,19 +361,43 @@ mod tests {
         let b = b"0123456789";
         assert_eq!(partial_slice(b, None), b);
         assert_eq!(
-            partial_slice(b, Some(Partial { offset: 2, length: 3 })),
+            partial_slice(
+                b,
+                Some(Partial {
+                    offset: 2,
+                    length: 3
+                })
+            ),
             b"234"
         );
         assert_eq!(
-            partial_slice(b, Some(Partial { offset: 8, length: 30 })),
+            partial_slice(
+                b,
+                Some(Partial {
+                    offset: 8,
+                    length: 30
+                })
+            ),
             b"89"
         );
         assert_eq!(
-            partial_slice(b, Some(Partial { offset: 80, length: 3 })),
+            partial_slice(
+                b,
+                Some(Partial {
+                    offset: 80,
+                    length: 3
+                })
+            ),
             b""
         );
         assert_eq!(
-            partial_slice(b, Some(Partial { offset: 1, length: u32::MAX })),
+            partial_slice(
+                b,
+                Some(Partial {
+                    offset: 1,
+                    length: u32::MAX
+                })
+            ),
             b"123456789"
         );
     }

@@ -48,7 +48,12 @@ pub(crate) fn write_flags(out: &mut Vec<u8>, flags: &Flags, recent: bool) {
 /// Appends `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for a mailbox
 /// with the given keywords. Read-only mailboxes have no permanent flags;
 /// `\*` is offered while the mailbox may take new keywords.
-pub(crate) fn write_mailbox_flags(out: &mut Vec<u8>, keywords: &[String], read_only: bool, new_keywords: bool) {
+pub(crate) fn write_mailbox_flags(
+    out: &mut Vec<u8>,
+    keywords: &[String],
+    read_only: bool,
+    new_keywords: bool,
+) {
     let mut list = String::from(SYSTEM_FLAGS);
     for k in keywords {
         list.push(' ');
@@ -59,7 +64,9 @@ pub(crate) fn write_mailbox_flags(out: &mut Vec<u8>, keywords: &[String], read_o
         out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n");
     } else {
         let star = if new_keywords { " \\*" } else { "" };
-        out.extend_from_slice(format!("* OK [PERMANENTFLAGS ({list}{star})] Flags permitted\r\n").as_bytes());
+        out.extend_from_slice(
+            format!("* OK [PERMANENTFLAGS ({list}{star})] Flags permitted\r\n").as_bytes(),
+        );
     }
 }
 

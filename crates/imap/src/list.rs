@@ -8,8 +8,8 @@
 
 use crate::session::{Out, Reply, Res, Session};
 use slotmail_imap_proto::{
-    Data, ListCommand, ListData, ListReturnOption, ListSelectOption, MailboxAttr, MailboxName, Response,
-    StatusItem, Value,
+    Data, ListCommand, ListData, ListReturnOption, ListSelectOption, MailboxAttr, MailboxName,
+    Response, StatusItem, Value,
 };
 use slotmail_store::MailboxInfo;
 use std::collections::{BTreeMap, BTreeSet};
@@ -169,7 +169,8 @@ impl Session {
                     Some(i) => &cmd.reference[..=i],
                     None => "",
                 };
-                let mailbox = MailboxName::new(root).map_err(|e| Reply::bad(format!("Invalid reference: {e}")))?;
+                let mailbox = MailboxName::new(root)
+                    .map_err(|e| Reply::bad(format!("Invalid reference: {e}")))?;
                 Response::Data(Data::List(ListData {
                     attributes: vec![MailboxAttr::NoSelect],
                     delimiter: Some(SEP),
@@ -181,7 +182,9 @@ impl Session {
             }
             let pattern = Pattern::new(&cmd.reference, p);
             if pattern.len() > PATTERN_CHARS_MAX {
-                return Err(Reply::bad(format!("Pattern too long (limit {PATTERN_CHARS_MAX} characters)")));
+                return Err(Reply::bad(format!(
+                    "Pattern too long (limit {PATTERN_CHARS_MAX} characters)"
+                )));
             }
             patterns.push(pattern);
         }
@@ -191,7 +194,8 @@ impl Session {
         let select_subscribed = cmd.selection.contains(&ListSelectOption::Subscribed);
         let select_special = cmd.selection.contains(&ListSelectOption::SpecialUse);
         let recursive = cmd.selection.contains(&ListSelectOption::RecursiveMatch);
-        let return_subscribed = select_subscribed || cmd.return_opts.contains(&ListReturnOption::Subscribed);
+        let return_subscribed =
+            select_subscribed || cmd.return_opts.contains(&ListReturnOption::Subscribed);
         let status_items: Option<&[StatusItem]> = cmd.return_opts.iter().find_map(|o| match o {
             ListReturnOption::Status(items) => Some(items.as_slice()),
             _ => None,
@@ -237,12 +241,29 @@ impl Session {
                 }
             }
             if select_special {
-                rows.retain(|name, _| tree.by_name.get(name.as_str()).is_some_and(|m| m.special_use.is_some()));
+                rows.retain(|name, _| {
+                    tree.by_name
+                        .get(name.as_str())
+                        .is_some_and(|m| m.special_use.is_some())
+                });
             }
         } else {
             for m in &mailboxes {
                 if (!select_special || m.special_use.is_some()) && matches(&m.name) {
                     rows.insert(m.name.clone(), row_for(&m.name));
+                }
+                // The store creates superiors, but should one be missing,
+                // `%` still shows the level as a non-selectable parent.
+                if !select_special {
+                    for sup in superiors(&m.name) {
+                        if !tree.by_name.contains_key(sup) && matches(sup) {
+                            rows.entry(sup.to_string()).or_insert_with(|| Row {
+                                attributes: vec![MailboxAttr::NoSelect, MailboxAttr::HasChildren],
+                                child_subscribed: false,
+                                id: None,
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -299,7 +320,9 @@ impl Session {
         }
         let pattern = Pattern::new(reference, pattern);
         if pattern.len() > PATTERN_CHARS_MAX {
-            return Err(Reply::bad(format!("Pattern too long (limit {PATTERN_CHARS_MAX} characters)")));
+            return Err(Reply::bad(format!(
+                "Pattern too long (limit {PATTERN_CHARS_MAX} characters)"
+            )));
         }
         let existing: BTreeSet<String> = user.mailboxes()?.into_iter().map(|m| m.name).collect();
         let subscriptions: BTreeSet<String> = user.subscriptions()?.into_iter().collect();

@@ -5,8 +5,8 @@
 use crate::flags;
 use crate::session::{Out, Reply, Res, Session, State};
 use slotmail_imap_proto::{
-    AppendMessage, Data, MailboxName, QuotaResource, Response, ResponseCode, SequenceSet, SpecialUse,
-    StatusItem,
+    AppendMessage, Data, MailboxName, QuotaResource, Response, ResponseCode, SequenceSet,
+    SpecialUse, StatusItem,
 };
 use slotmail_store::{StoreError, User};
 
@@ -23,13 +23,17 @@ impl Session {
             [] => None,
             [one] => match one {
                 SpecialUse::Important | SpecialUse::Extension(_) => {
-                    return Err(Reply::no(format!("Special-use attribute {} is not supported", one.as_wire()))
-                        .code(ResponseCode::UseAttr));
+                    return Err(Reply::no(format!(
+                        "Special-use attribute {} is not supported",
+                        one.as_wire()
+                    ))
+                    .code(ResponseCode::UseAttr));
                 }
                 known => Some(known.as_wire()),
             },
             _ => {
-                return Err(Reply::no("Only one special-use attribute per mailbox").code(ResponseCode::UseAttr));
+                return Err(Reply::no("Only one special-use attribute per mailbox")
+                    .code(ResponseCode::UseAttr));
             }
         };
         user.create_mailbox(name, special_use.as_deref())?;
@@ -72,7 +76,12 @@ impl Session {
         }
     }
 
-    pub(crate) fn status(&mut self, mailbox: &MailboxName, items: &[StatusItem], out: &mut Out) -> Res {
+    pub(crate) fn status(
+        &mut self,
+        mailbox: &MailboxName,
+        items: &[StatusItem],
+        out: &mut Out,
+    ) -> Res {
         let user = self.user()?;
         let mbox = user.mailbox(mailbox.as_str())?;
         self.write_status_data(&user, mailbox, mbox.id, items, out)?;
@@ -131,7 +140,8 @@ impl Session {
         }
         let limit = self.append_limit();
         if message.data.len() as u64 > limit {
-            return Err(Reply::no(format!("Message too big (limit {limit} bytes)")).code(ResponseCode::TooBig));
+            return Err(Reply::no(format!("Message too big (limit {limit} bytes)"))
+                .code(ResponseCode::TooBig));
         }
         let flags = flags::to_store(&message.flags)?;
         let date = message

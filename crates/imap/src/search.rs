@@ -8,7 +8,9 @@
 //! case-insensitive substring match of `slotmail_mime::contains_ci`.
 
 use crate::session::{Out, Reply, Res, Session};
-use slotmail_imap_proto::{Data, Date, Response, ResponseCode, SearchKey, SearchReturnOpt, SequenceSet, Tag};
+use slotmail_imap_proto::{
+    Data, Date, Response, ResponseCode, SearchKey, SearchReturnOpt, SequenceSet, Tag,
+};
 use slotmail_mime::{MessageInfo, body_text, contains_ci, header_values};
 use slotmail_store::{ANSWERED, DELETED, DRAFT, FLAGGED, Flags, MessageMeta, SEEN, User};
 use std::cell::OnceCell;
@@ -83,19 +85,26 @@ impl<'a> Candidate<'a> {
     }
 
     fn header_contains(&self, field: &str, needle: &str) -> bool {
-        self.raw()
-            .is_some_and(|raw| header_values(raw, field).iter().any(|v| contains_ci(v, needle)))
+        self.raw().is_some_and(|raw| {
+            header_values(raw, field)
+                .iter()
+                .any(|v| contains_ci(v, needle))
+        })
     }
 
     fn body_contains(&self, needle: &str) -> bool {
-        self.raw().is_some_and(|raw| contains_ci(&body_text(raw), needle))
+        self.raw()
+            .is_some_and(|raw| contains_ci(&body_text(raw), needle))
     }
 
     fn text_contains(&self, needle: &str) -> bool {
         let Some(raw) = self.raw() else {
             return false;
         };
-        let header_end = self.info().map_or(raw.len(), |i| i.root.header.end as usize).min(raw.len());
+        let header_end = self
+            .info()
+            .map_or(raw.len(), |i| i.root.header.end as usize)
+            .min(raw.len());
         contains_ci(&String::from_utf8_lossy(&raw[..header_end]), needle)
             || ["Subject", "From", "To", "Cc"]
                 .iter()
@@ -219,8 +228,9 @@ impl Session {
             && !cs.eq_ignore_ascii_case("UTF-8")
             && !cs.eq_ignore_ascii_case("US-ASCII")
         {
-            return Err(Reply::no(format!("Charset {cs} is not supported"))
-                .code(ResponseCode::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()])));
+            return Err(Reply::no(format!("Charset {cs} is not supported")).code(
+                ResponseCode::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()]),
+            ));
         }
         let with_modseq = criteria.iter().any(uses_modseq);
         if with_modseq {
@@ -246,7 +256,10 @@ impl Session {
                 hits.push((i as u32 + 1, u, meta.modseq));
             }
         }
-        let ids: Vec<u32> = hits.iter().map(|&(s, u, _)| if uid { u } else { s }).collect();
+        let ids: Vec<u32> = hits
+            .iter()
+            .map(|&(s, u, _)| if uid { u } else { s })
+            .collect();
         let mod_seq = if with_modseq {
             hits.iter().map(|&(_, _, m)| m).max()
         } else {
@@ -261,9 +274,15 @@ impl Session {
             Data::ESearch {
                 tag: Some(tag.as_str().to_string()),
                 uid,
-                min: want(SearchReturnOpt::Min).then(|| ids.first().copied()).flatten(),
-                max: want(SearchReturnOpt::Max).then(|| ids.last().copied()).flatten(),
-                all: want(SearchReturnOpt::All).then(|| SequenceSet::from_ids(&ids)).flatten(),
+                min: want(SearchReturnOpt::Min)
+                    .then(|| ids.first().copied())
+                    .flatten(),
+                max: want(SearchReturnOpt::Max)
+                    .then(|| ids.last().copied())
+                    .flatten(),
+                all: want(SearchReturnOpt::All)
+                    .then(|| SequenceSet::from_ids(&ids))
+                    .flatten(),
                 count: want(SearchReturnOpt::Count).then_some(ids.len() as u32),
                 mod_seq,
             }
@@ -322,8 +341,22 @@ mod tests {
         assert!(!matches(&K::SequenceSet(set("4:*")), &c, &B));
         assert!(matches(&K::Uid(set("30")), &c, &B));
         assert!(!matches(&K::Uid(set("41:*")), &c, &B));
-        assert!(matches(&K::ModSeq { entry: None, mod_seq: 7 }, &c, &B));
-        assert!(!matches(&K::ModSeq { entry: None, mod_seq: 8 }, &c, &B));
+        assert!(matches(
+            &K::ModSeq {
+                entry: None,
+                mod_seq: 7
+            },
+            &c,
+            &B
+        ));
+        assert!(!matches(
+            &K::ModSeq {
+                entry: None,
+                mod_seq: 8
+            },
+            &c,
+            &B
+        ));
         assert!(matches(&K::Old, &c, &B) && !matches(&K::New, &c, &B));
     }
 
@@ -369,8 +402,16 @@ X-Custom: yes\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe budget is AT
         assert!(matches(&K::To(b"ann@".to_vec()), &c, &B));
         assert!(!matches(&K::Cc(b"ann".to_vec()), &c, &B));
         assert!(matches(&K::Subject("résumé".as_bytes().to_vec()), &c, &B));
-        assert!(matches(&K::Header(b"x-custom".to_vec(), b"".to_vec()), &c, &B));
-        assert!(!matches(&K::Header(b"x-other".to_vec(), b"".to_vec()), &c, &B));
+        assert!(matches(
+            &K::Header(b"x-custom".to_vec(), b"".to_vec()),
+            &c,
+            &B
+        ));
+        assert!(!matches(
+            &K::Header(b"x-other".to_vec(), b"".to_vec()),
+            &c,
+            &B
+        ));
         assert!(matches(&K::Body(b"attached".to_vec()), &c, &B));
         assert!(!matches(&K::Body(b"quarterly".to_vec()), &c, &B));
         assert!(matches(&K::Text(b"quarterly".to_vec()), &c, &B));
@@ -383,7 +424,10 @@ X-Custom: yes\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe budget is AT
     #[test]
     fn modseq_detection() {
         use SearchKey as K;
-        assert!(uses_modseq(&K::Not(Box::new(K::ModSeq { entry: None, mod_seq: 1 }))));
+        assert!(uses_modseq(&K::Not(Box::new(K::ModSeq {
+            entry: None,
+            mod_seq: 1
+        }))));
         assert!(!uses_modseq(&K::Or(Box::new(K::All), Box::new(K::Seen))));
     }
 }

@@ -19,14 +19,26 @@ use slotmail_imap_proto::{
 use slotmail_store::{Flags, SEEN, StoreError};
 
 impl Session {
-    pub(crate) fn select(&mut self, name: &str, params: &SelectParams, examine: bool, out: &mut Out) -> Res {
+    pub(crate) fn select(
+        &mut self,
+        name: &str,
+        params: &SelectParams,
+        examine: bool,
+        out: &mut Out,
+    ) -> Res {
         if params.qresync.is_some() && !self.enabled.qresync {
             return Err(Reply::bad("QRESYNC parameter given without ENABLE QRESYNC"));
         }
         if self.view.take().is_some() {
             self.state = State::Authenticated;
             if self.enabled.qresync || self.enabled.rev2 {
-                write_status(out, None, StatusKind::Ok, Some(&ResponseCode::Closed), "Previous mailbox closed");
+                write_status(
+                    out,
+                    None,
+                    StatusKind::Ok,
+                    Some(&ResponseCode::Closed),
+                    "Previous mailbox closed",
+                );
             }
         }
         if params.condstore {
@@ -36,7 +48,11 @@ impl Session {
         let mbox = user.mailbox(name)?;
         let rev1 = !self.enabled.rev2;
         let claim = !examine && rev1 && self.writable().is_ok();
-        let recent_from = if claim { Some(user.claim_recent(mbox.id)?) } else { None };
+        let recent_from = if claim {
+            Some(user.claim_recent(mbox.id)?)
+        } else {
+            None
+        };
         let (info, messages) = user.snapshot(mbox.id)?;
         let recent = match recent_from {
             Some(old) => vec![(old, info.recent_uid)],
@@ -62,7 +78,13 @@ impl Session {
             out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
             if let Some(i) = messages.iter().position(|m| !m.flags.has(SEEN)) {
                 let text = format!("Message {} is the first unseen", i + 1);
-                write_status(out, None, StatusKind::Ok, Some(&ResponseCode::Unseen(i as u32 + 1)), &text);
+                write_status(
+                    out,
+                    None,
+                    StatusKind::Ok,
+                    Some(&ResponseCode::Unseen(i as u32 + 1)),
+                    &text,
+                );
             }
         }
         write_status(
@@ -101,7 +123,11 @@ impl Session {
             && q.uid_validity == info.uidvalidity
         {
             let largest = info.uidnext.saturating_sub(1);
-            let known = |uid: u32| q.known_uids.as_ref().is_none_or(|set| set.contains(uid, largest));
+            let known = |uid: u32| {
+                q.known_uids
+                    .as_ref()
+                    .is_none_or(|set| set.contains(uid, largest))
+            };
             let vanished: Vec<u32> = user
                 .expunged_since(info.id, q.mod_seq)?
                 .into_iter()
@@ -124,13 +150,18 @@ impl Session {
         } else {
             (ResponseCode::ReadWrite, "SELECT")
         };
-        Ok(Reply::ok(format!("{verb} completed")).code(code).without_sync())
+        Ok(Reply::ok(format!("{verb} completed"))
+            .code(code)
+            .without_sync())
     }
 
     /// CLOSE (`expunge`: remove `\Deleted` messages silently if read-write)
     /// and UNSELECT.
     pub(crate) fn close(&mut self, expunge: bool) -> Res {
-        let view = self.view.take().ok_or_else(|| Reply::bad("No mailbox selected"))?;
+        let view = self
+            .view
+            .take()
+            .ok_or_else(|| Reply::bad("No mailbox selected"))?;
         self.state = State::Authenticated;
         if expunge
             && !view.read_only
@@ -153,7 +184,8 @@ impl Session {
         if view.read_only {
             return Err(Reply::no("Mailbox is read-only").code(ResponseCode::Cannot));
         }
-        let uids: Option<Vec<u32>> = only.map(|set| view.resolve_uids(set).into_iter().map(|(_, u)| u).collect());
+        let uids: Option<Vec<u32>> =
+            only.map(|set| view.resolve_uids(set).into_iter().map(|(_, u)| u).collect());
         let expunged = user.expunge(view.id, uids.as_deref())?;
         announce_expunges(view, &expunged, qresync, out);
         Ok(self.expunge_ok_reply("EXPUNGE completed"))
@@ -239,8 +271,12 @@ impl Session {
             view.uids.extend_from_slice(&new);
             if rev1 && !view.read_only && claim_allowed {
                 match user.claim_recent(view.id) {
-                    Ok(old) => view.recent.push((old.max(view.uidnext), delta.mailbox.uidnext)),
-                    Err(e) => tracing::warn!(user = user.name(), cause = %e, "IMAP: cannot claim \\Recent"),
+                    Ok(old) => view
+                        .recent
+                        .push((old.max(view.uidnext), delta.mailbox.uidnext)),
+                    Err(e) => {
+                        tracing::warn!(user = user.name(), cause = %e, "IMAP: cannot claim \\Recent")
+                    }
                 }
             }
             out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
@@ -259,7 +295,11 @@ impl Session {
 /// number down, or one `* VANISHED` when QRESYNC is on.
 pub(crate) fn announce_expunges(view: &mut View, uids: &[u32], qresync: bool, out: &mut Out) {
     if qresync {
-        let mut present: Vec<u32> = uids.iter().copied().filter(|&u| view.seq_of(u).is_some()).collect();
+        let mut present: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|&u| view.seq_of(u).is_some())
+            .collect();
         present.sort_unstable();
         present.dedup();
         view.remove(&present);
@@ -275,7 +315,14 @@ pub(crate) fn announce_expunges(view: &mut View, uids: &[u32], qresync: bool, ou
 }
 
 /// `* seq FETCH (UID u FLAGS (...) [MODSEQ (m)])`.
-pub(crate) fn write_flags_fetch(out: &mut Out, seq: u32, uid: u32, flags: &Flags, recent: bool, modseq: Option<u64>) {
+pub(crate) fn write_flags_fetch(
+    out: &mut Out,
+    seq: u32,
+    uid: u32,
+    flags: &Flags,
+    recent: bool,
+    modseq: Option<u64>,
+) {
     out.extend_from_slice(format!("* {seq} FETCH (UID {uid} FLAGS ").as_bytes());
     flags::write_flags(out, flags, recent);
     if let Some(m) = modseq {

@@ -48,7 +48,9 @@ pub async fn serve(
 ) {
     let ctx = Context::new(slot.clone(), config);
     let hub = ctx.hub.clone();
-    slot.set_change_listener(Arc::new(move |user: &str, modseq: u64| hub.notify(user, modseq)));
+    slot.set_change_listener(Arc::new(move |user: &str, modseq: u64| {
+        hub.notify(user, modseq)
+    }));
     serve_with_context(listener, tls, starttls, ctx, shutdown).await;
 }
 
@@ -96,14 +98,12 @@ pub async fn serve_with_context(
             }
             continue;
         };
-        let conn = Connection::new(
-            stream,
-            peer,
-            ctx.clone(),
-            starttls.clone(),
-            cancel.clone(),
-        );
-        let tls_config = if implicit_tls { tls_config.clone() } else { None };
+        let conn = Connection::new(stream, peer, ctx.clone(), starttls.clone(), cancel.clone());
+        let tls_config = if implicit_tls {
+            tls_config.clone()
+        } else {
+            None
+        };
         tasks.spawn(async move {
             let _permit = permit;
             conn.run(tls_config).await;
@@ -112,9 +112,13 @@ pub async fn serve_with_context(
     tracing::info!(connections = tasks.len(), "IMAP: shutting down");
     cancel.cancel();
     let grace = ctx.config.timeouts.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(left = tasks.len(), "IMAP: connections still busy after the shutdown grace, closing them");
+        tracing::warn!(
+            left = tasks.len(),
+            "IMAP: connections still busy after the shutdown grace, closing them"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -341,7 +345,9 @@ impl Connection {
                 deflate: None,
                 rbuf: vec![0; limits.read_buffer_bytes.max(512)],
                 small: limits.read_buffer_bytes.max(512),
-                large: limits.literal_read_buffer_bytes.max(limits.read_buffer_bytes.max(512)),
+                large: limits
+                    .literal_read_buffer_bytes
+                    .max(limits.read_buffer_bytes.max(512)),
                 write_timeout: ctx.config.timeouts.write,
             },
             framer: Framer::new(framer_limits(&ctx.config)),
@@ -384,7 +390,9 @@ impl Connection {
             return false;
         };
         let acceptor = TlsAcceptor::from(config);
-        match tokio::time::timeout(self.ctx.config.timeouts.tls_handshake, acceptor.accept(tcp)).await {
+        match tokio::time::timeout(self.ctx.config.timeouts.tls_handshake, acceptor.accept(tcp))
+            .await
+        {
             Ok(Ok(stream)) => {
                 self.conn.io = Transport::Tls(Box::new(stream));
                 true
@@ -398,7 +406,9 @@ impl Connection {
     }
 
     fn session(&mut self) -> &mut Session {
-        self.session.as_mut().expect("the session is home between commands")
+        self.session
+            .as_mut()
+            .expect("the session is home between commands")
     }
 
     /// Write `* BYE text` and end the session.
@@ -417,7 +427,10 @@ impl Connection {
             // Changes from now on wake a following IDLE.
             rx.borrow_and_update();
         }
-        let mut session = self.session.take().expect("the session is home between commands");
+        let mut session = self
+            .session
+            .take()
+            .expect("the session is home between commands");
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
         let chunk = self.ctx.config.limits.output_chunk_bytes;
         let task = tokio::task::spawn_blocking(move || {
@@ -506,7 +519,9 @@ impl Connection {
     /// Handle one framer event; false when the connection must close.
     async fn event(&mut self, event: FramerEvent) -> io::Result<bool> {
         match event {
-            FramerEvent::LiteralAnnounced { tag, size, sync, .. } => {
+            FramerEvent::LiteralAnnounced {
+                tag, size, sync, ..
+            } => {
                 match self.session().check_literal(tag.as_ref(), size) {
                     Ok(()) => {
                         if size > self.conn.small as u64 {
@@ -525,11 +540,15 @@ impl Connection {
                 Ok(true)
             }
             FramerEvent::Command(frame) => {
-                let outcome = self.run_session(move |s, out| s.handle(&frame, out)).await?;
+                let outcome = self
+                    .run_session(move |s, out| s.handle(&frame, out))
+                    .await?;
                 self.after(outcome).await
             }
             FramerEvent::RawLine(line) => {
-                let outcome = self.run_session(move |s, out| s.auth_data(&line, out)).await?;
+                let outcome = self
+                    .run_session(move |s, out| s.auth_data(&line, out))
+                    .await?;
                 self.after(outcome).await
             }
             FramerEvent::Error(e) => {
@@ -585,7 +604,9 @@ impl Connection {
                     FramerEvent::Error(_) => b"(line too long)".to_vec(),
                     FramerEvent::Command(_) | FramerEvent::LiteralAnnounced { .. } => continue,
                 };
-                let outcome = self.run_session(move |s, out| s.idle_done(&line, out)).await?;
+                let outcome = self
+                    .run_session(move |s, out| s.idle_done(&line, out))
+                    .await?;
                 // DONE ends in a tagged reply: go on, or close after BYE.
                 return Ok(outcome.action != Action::Close);
             }
@@ -650,7 +671,8 @@ mod tests {
             let packed = deflate_sync(&mut z, msg.as_bytes()).unwrap();
             // Each batch can be inflated completely on its own (sync flush).
             let mut out = Vec::with_capacity(msg.len() + 64);
-            d.decompress_vec(&packed, &mut out, FlushDecompress::Sync).unwrap();
+            d.decompress_vec(&packed, &mut out, FlushDecompress::Sync)
+                .unwrap();
             assert_eq!(out, msg.as_bytes());
             all.extend_from_slice(&packed);
         }
@@ -658,7 +680,8 @@ mod tests {
         let big = vec![b'x'; 1 << 20];
         let packed = deflate_sync(&mut z, &big).unwrap();
         let mut out = Vec::with_capacity(big.len() + 64);
-        d.decompress_vec(&packed, &mut out, FlushDecompress::Sync).unwrap();
+        d.decompress_vec(&packed, &mut out, FlushDecompress::Sync)
+            .unwrap();
         assert_eq!(out.len(), big.len());
     }
 }

@@ -138,7 +138,10 @@ impl Out {
     /// Hand the output to `sink` in chunks of at least `chunk_bytes`
     /// (cut at response boundaries). `sink` returns false when the client
     /// is gone; output is then dropped.
-    pub fn streaming(chunk_bytes: usize, sink: impl FnMut(Vec<u8>) -> bool + Send + 'static) -> Out {
+    pub fn streaming(
+        chunk_bytes: usize,
+        sink: impl FnMut(Vec<u8>) -> bool + Send + 'static,
+    ) -> Out {
         Out {
             buf: Vec::new(),
             sink: Some(Box::new(sink)),
@@ -161,6 +164,16 @@ impl Out {
                 self.broken = true;
                 self.sink = None;
             }
+        }
+    }
+
+    /// Append a complete response, moving it in when nothing is buffered
+    /// (a large FETCH line is then not copied).
+    pub(crate) fn push_owned(&mut self, bytes: Vec<u8>) {
+        if self.buf.is_empty() {
+            self.buf = bytes;
+        } else {
+            self.buf.extend_from_slice(&bytes);
         }
     }
 
@@ -259,18 +272,37 @@ impl From<StoreError> for Reply {
 /// The reply for a store error, logging what is on our side.
 pub(crate) fn store_error_reply(e: &StoreError) -> Reply {
     match e {
-        StoreError::NoSuchMailbox(_) => Reply::no("Mailbox does not exist").code(ResponseCode::NonExistent),
-        StoreError::MailboxExists(_) => Reply::no("Mailbox already exists").code(ResponseCode::AlreadyExists),
-        StoreError::HasChildren(_) => Reply::no("Mailbox has inferior mailboxes").code(ResponseCode::HasChildren),
-        StoreError::InvalidName(why) => Reply::no(format!("Invalid mailbox name: {why}")).code(ResponseCode::Cannot),
-        StoreError::NotAllowed(why) => Reply::no(format!("Not allowed: {why}")).code(ResponseCode::Cannot),
-        StoreError::OverQuota(why) => Reply::no(format!("Over quota: {why}")).code(ResponseCode::OverQuota),
-        StoreError::TooBig { size, limit } => {
-            Reply::no(format!("Message too big: {size} bytes, limit {limit} bytes")).code(ResponseCode::TooBig)
+        StoreError::NoSuchMailbox(_) => {
+            Reply::no("Mailbox does not exist").code(ResponseCode::NonExistent)
         }
-        StoreError::Limit(why) => Reply::no(format!("Limit reached: {why}")).code(ResponseCode::Limit),
-        StoreError::InvalidFlag(f) => Reply::no(format!("Invalid flag or keyword: {f}")).code(ResponseCode::Cannot),
-        StoreError::Expunged(_) => Reply::no("Message has been expunged").code(ResponseCode::ExpungeIssued),
+        StoreError::MailboxExists(_) => {
+            Reply::no("Mailbox already exists").code(ResponseCode::AlreadyExists)
+        }
+        StoreError::HasChildren(_) => {
+            Reply::no("Mailbox has inferior mailboxes").code(ResponseCode::HasChildren)
+        }
+        StoreError::InvalidName(why) => {
+            Reply::no(format!("Invalid mailbox name: {why}")).code(ResponseCode::Cannot)
+        }
+        StoreError::NotAllowed(why) => {
+            Reply::no(format!("Not allowed: {why}")).code(ResponseCode::Cannot)
+        }
+        StoreError::OverQuota(why) => {
+            Reply::no(format!("Over quota: {why}")).code(ResponseCode::OverQuota)
+        }
+        StoreError::TooBig { size, limit } => Reply::no(format!(
+            "Message too big: {size} bytes, limit {limit} bytes"
+        ))
+        .code(ResponseCode::TooBig),
+        StoreError::Limit(why) => {
+            Reply::no(format!("Limit reached: {why}")).code(ResponseCode::Limit)
+        }
+        StoreError::InvalidFlag(f) => {
+            Reply::no(format!("Invalid flag or keyword: {f}")).code(ResponseCode::Cannot)
+        }
+        StoreError::Expunged(_) => {
+            Reply::no("Message has been expunged").code(ResponseCode::ExpungeIssued)
+        }
         StoreError::Corrupt { user, what } => {
             tracing::error!(user = %user, what = %what, "IMAP: corrupt data in store");
             Reply::no("Stored data is damaged; it was not sent").code(ResponseCode::Corruption)
@@ -464,13 +496,21 @@ impl Session {
     /// Whether a literal of `size` bytes may be received now. `Err` holds the
     /// refusal to send (the caller rejects the literal in the framer).
     pub fn check_literal(&self, tag: Option<&Tag>, size: u64) -> Result<(), Vec<u8>> {
-        if self.state == State::NotAuthenticated && size > self.ctx.config.limits.preauth_literal_bytes_max {
+        if self.state == State::NotAuthenticated
+            && size > self.ctx.config.limits.preauth_literal_bytes_max
+        {
             let mut out = Vec::new();
             let text = format!(
                 "Literal too large before login (limit {} bytes)",
                 self.ctx.config.limits.preauth_literal_bytes_max
             );
-            write_status(&mut out, tag, StatusKind::No, Some(&ResponseCode::TooBig), &text);
+            write_status(
+                &mut out,
+                tag,
+                StatusKind::No,
+                Some(&ResponseCode::TooBig),
+                &text,
+            );
             return Err(out);
         }
         Ok(())
@@ -529,7 +569,13 @@ impl Session {
     }
 
     /// Report changes, write the tagged reply and count errors.
-    pub(crate) fn finish(&mut self, tag: &Tag, reply: Reply, expunge_ok: bool, out: &mut Out) -> Outcome {
+    pub(crate) fn finish(
+        &mut self,
+        tag: &Tag,
+        reply: Reply,
+        expunge_ok: bool,
+        out: &mut Out,
+    ) -> Outcome {
         if reply.sync
             && self.state == State::Selected
             && let Err(gone) = self.sync(out, expunge_ok)
@@ -575,7 +621,9 @@ impl Session {
             C::Logout => {
                 write_status(out, None, StatusKind::Bye, None, "Logging out");
                 self.logout_state();
-                Ok(Reply::ok("LOGOUT completed").then(Action::Close).without_sync())
+                Ok(Reply::ok("LOGOUT completed")
+                    .then(Action::Close)
+                    .without_sync())
             }
             C::Id { params } => Ok(self.id(params, out)),
             C::StartTls => self.starttls(),
@@ -600,7 +648,10 @@ impl Session {
                 self.require_auth()?;
                 self.select(mailbox.as_str(), &params, true, out)
             }
-            C::Create { mailbox, special_use } => {
+            C::Create {
+                mailbox,
+                special_use,
+            } => {
                 self.require_auth()?;
                 self.create(mailbox.as_str(), &special_use)
             }
@@ -680,7 +731,14 @@ impl Session {
                 return_opts,
             } => {
                 self.require_selected()?;
-                self.search(tag, uid, charset.as_deref(), &criteria, return_opts.as_deref(), out)
+                self.search(
+                    tag,
+                    uid,
+                    charset.as_deref(),
+                    &criteria,
+                    return_opts.as_deref(),
+                    out,
+                )
             }
             C::Fetch {
                 uid,
@@ -741,20 +799,26 @@ impl Session {
     /// The one check every write passes: a replica refuses client writes.
     pub(crate) fn writable(&self) -> Result<(), Reply> {
         if self.ctx.config.read_only.is_read_only() {
-            return Err(Reply::no("This server does not accept changes at the moment (replica)")
-                .code(ResponseCode::Unavailable));
+            return Err(
+                Reply::no("This server does not accept changes at the moment (replica)")
+                    .code(ResponseCode::Unavailable),
+            );
         }
         Ok(())
     }
 
     /// The selected view, mutable.
     pub(crate) fn view_mut(&mut self) -> Result<&mut View, Reply> {
-        self.view.as_mut().ok_or_else(|| Reply::bad("No mailbox selected"))
+        self.view
+            .as_mut()
+            .ok_or_else(|| Reply::bad("No mailbox selected"))
     }
 
     /// The selected view.
     pub(crate) fn view(&self) -> Result<&View, Reply> {
-        self.view.as_ref().ok_or_else(|| Reply::bad("No mailbox selected"))
+        self.view
+            .as_ref()
+            .ok_or_else(|| Reply::bad("No mailbox selected"))
     }
 
     /// IDLE: `+ idling`, then wait (the shell calls `idle_poll`/`idle_done`).

@@ -31,9 +31,12 @@ impl Session {
         if view.read_only {
             return Err(Reply::no("Mailbox is read-only").code(ResponseCode::Cannot));
         }
-        let targets = view
-            .resolve(set, uid)
-            .map_err(|e| Reply::bad(format!("Invalid sequence number {} (mailbox has {} messages)", e.seq, e.exists)))?;
+        let targets = view.resolve(set, uid).map_err(|e| {
+            Reply::bad(format!(
+                "Invalid sequence number {} (mailbox has {} messages)",
+                e.seq, e.exists
+            ))
+        })?;
         let wanted = flags::to_store(flag_list)?;
         let op = match mode {
             StoreMode::Replace => FlagOp::Set,
@@ -65,7 +68,9 @@ impl Session {
             if silent {
                 // RFC 7162 §3.1.3: MODSEQ of changed messages even when silent.
                 if changed && let Some(ms) = modseq {
-                    out.extend_from_slice(format!("* {seq} FETCH (UID {u} MODSEQ ({ms}))\r\n").as_bytes());
+                    out.extend_from_slice(
+                        format!("* {seq} FETCH (UID {u} MODSEQ ({ms}))\r\n").as_bytes(),
+                    );
                 }
             } else {
                 write_flags_fetch(out, seq, u, &m.flags, view.is_recent(u), modseq);
@@ -75,17 +80,28 @@ impl Session {
             let mut ids: Vec<u32> = if uid {
                 done.modified.clone()
             } else {
-                done.modified.iter().filter_map(|&u| view.seq_of(u)).collect()
+                done.modified
+                    .iter()
+                    .filter_map(|&u| view.seq_of(u))
+                    .collect()
             };
             ids.sort_unstable();
             if let Some(set) = SequenceSet::from_ids(&ids) {
-                return Ok(Reply::ok("Conditional STORE failed for some messages").code(ResponseCode::Modified(set)));
+                return Ok(Reply::ok("Conditional STORE failed for some messages")
+                    .code(ResponseCode::Modified(set)));
             }
         }
         Ok(Reply::ok("STORE completed"))
     }
 
-    pub(crate) fn copy(&mut self, uid: bool, set: &SequenceSet, dest: &str, is_move: bool, out: &mut Out) -> Res {
+    pub(crate) fn copy(
+        &mut self,
+        uid: bool,
+        set: &SequenceSet,
+        dest: &str,
+        is_move: bool,
+        out: &mut Out,
+    ) -> Res {
         self.writable()?;
         let user = self.user()?;
         let qresync = self.enabled.qresync;
@@ -93,13 +109,18 @@ impl Session {
         if is_move && view.read_only {
             return Err(Reply::no("Mailbox is read-only").code(ResponseCode::Cannot));
         }
-        let targets = view
-            .resolve(set, uid)
-            .map_err(|e| Reply::bad(format!("Invalid sequence number {} (mailbox has {} messages)", e.seq, e.exists)))?;
+        let targets = view.resolve(set, uid).map_err(|e| {
+            Reply::bad(format!(
+                "Invalid sequence number {} (mailbox has {} messages)",
+                e.seq, e.exists
+            ))
+        })?;
         let dest = match user.mailbox(dest) {
             Ok(m) => m,
             Err(StoreError::NoSuchMailbox(_)) => {
-                return Err(Reply::no("Destination mailbox does not exist").code(ResponseCode::TryCreate));
+                return Err(
+                    Reply::no("Destination mailbox does not exist").code(ResponseCode::TryCreate)
+                );
             }
             Err(e) => return Err(e.into()),
         };
@@ -109,7 +130,9 @@ impl Session {
             return Ok(Reply::ok(format!("{verb} completed, no messages")));
         }
         if is_move && dest.id == view.id {
-            return Err(Reply::no("Source and destination are the same mailbox").code(ResponseCode::Cannot));
+            return Err(
+                Reply::no("Source and destination are the same mailbox").code(ResponseCode::Cannot)
+            );
         }
         let done = if is_move {
             user.move_messages(view.id, &uids, dest.id)?
@@ -117,7 +140,10 @@ impl Session {
             user.copy(view.id, &uids, dest.id)?
         };
         let (sources, dests): (Vec<u32>, Vec<u32>) = done.pairs.iter().copied().unzip();
-        let code = match (SequenceSet::from_ids(&sources), SequenceSet::from_ids(&dests)) {
+        let code = match (
+            SequenceSet::from_ids(&sources),
+            SequenceSet::from_ids(&dests),
+        ) {
             (Some(source), Some(dest)) => Some(ResponseCode::CopyUid {
                 uid_validity: done.uidvalidity,
                 source,

@@ -133,7 +133,8 @@ impl View {
             let mut sorted: Vec<u32> = expunged.to_vec();
             sorted.sort_unstable();
             self.uids.retain(|u| sorted.binary_search(u).is_err());
-            self.pending_expunge.retain(|u| sorted.binary_search(u).is_err());
+            self.pending_expunge
+                .retain(|u| sorted.binary_search(u).is_err());
         }
         seqs
     }

@@ -8,7 +8,7 @@
 //! hostname = "a1.example.net"       # in greetings and Received: headers
 //!
 //! [imap]
-//! listen = "127.0.0.1:1143"         # plaintext, STARTTLS offered when [tls] is set
+//! listen = "127.0.0.1:1143"         # required: plaintext, STARTTLS offered when [tls] is set
 //! tls_listen = "127.0.0.1:1993"     # implicit TLS (optional)
 //! allow_plaintext_auth = false      # LOGIN/AUTHENTICATE before TLS (loopback tests only)
 //!
@@ -65,7 +65,7 @@ struct RawConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawImap {
-    listen: Option<SocketAddr>,
+    listen: SocketAddr,
     tls_listen: Option<SocketAddr>,
     #[serde(default)]
     allow_plaintext_auth: bool,
@@ -115,7 +115,7 @@ pub struct SlotConfig {
 /// IMAP listeners.
 #[derive(Debug, Clone)]
 pub struct ImapConfig {
-    pub listen: Option<SocketAddr>,
+    pub listen: SocketAddr,
     pub tls_listen: Option<SocketAddr>,
     pub allow_plaintext_auth: bool,
 }
@@ -197,9 +197,6 @@ impl SlotConfig {
         };
         let imap = match raw.imap {
             Some(i) => {
-                if i.listen.is_none() && i.tls_listen.is_none() {
-                    return Err(invalid("[imap] needs listen or tls_listen".into()));
-                }
                 if i.tls_listen.is_some() && raw.tls.is_none() {
                     return Err(invalid("[imap] tls_listen needs a [tls] section".into()));
                 }
@@ -299,7 +296,7 @@ mod tests {
                 "listen",
             ),
             (
-                "version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\ntls_listen = \"127.0.0.1:1\"\n",
+                "version = 1\nname = \"a\"\ndata = \"d\"\n[imap]\nlisten = \"127.0.0.1:2\"\ntls_listen = \"127.0.0.1:1\"\n",
                 "[tls]",
             ),
             (

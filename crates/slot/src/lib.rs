@@ -53,14 +53,45 @@ pub fn open_store(config: &SlotConfig) -> Result<Arc<Slot>, StartError> {
 pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let slot = open_store(&config)?;
     let mut tasks = tokio::task::JoinSet::new();
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
+    // Every task watches this; it is cancelled once `shutdown` resolves.
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(imap) = &config.imap {
+        let plain = bind(imap.listen).await?;
+        let implicit = match (imap.tls_listen, &tls) {
+            (Some(addr), Some(tls)) => Some((bind(addr).await?, tls.clone())),
+            _ => None,
+        };
+        let mut imap_config = slotmail_imap::ImapConfig {
+            hostname: config.hostname.clone(),
+            allow_plaintext_auth: imap.allow_plaintext_auth,
+            ..Default::default()
+        };
+        imap_config.limits.literal_bytes_max = config.limits.message_size_max;
+        imap_config.limits.connections_max = config.limits.connections_max as usize;
+        imap_config.limits.connections_per_user_max =
+            config.limits.connections_per_user_max as usize;
+        tracing::info!(slot = %config.name, plain = ?imap.listen, tls = ?imap.tls_listen, "IMAP listening");
+        let slot = slot.clone();
+        let starttls = tls.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            slotmail_imap::serve(
+                plain,
+                implicit,
+                starttls,
+                slot,
+                imap_config,
+                stop.cancelled_owned(),
+            )
+            .await
+        });
+    }
     if let Some(lmtp) = &config.lmtp {
-        let listener =
-            TcpListener::bind(lmtp.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: lmtp.listen,
-                    source,
-                })?;
+        let listener = bind(lmtp.listen).await?;
         tracing::info!(slot = %config.name, addr = %lmtp.listen, "LMTP listening");
         let backend = delivery::SlotDelivery::new(slot.clone(), lmtp.over_quota_permanent);
         let mut lmtp_config = slotmail_lmtp::Config::new(config.hostname.clone());
@@ -73,13 +104,42 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
         )
         .unwrap_or(usize::MAX);
         lmtp_config.detail_separator = lmtp.detail_separator;
-        tasks.spawn(serve_lmtp(listener, backend, lmtp_config));
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = serve_lmtp(listener, backend, lmtp_config) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
     }
     shutdown.await;
     tracing::info!(slot = %config.name, "shutting down");
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    stop.cancel();
+    // IMAP says BYE and lets commands finish (bounded by its shutdown grace);
+    // LMTP sessions are cut: an MTA retries anything it did not see 250 for.
+    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut grace => {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    tracing::info!(slot = %config.name, "stopped");
     Ok(())
+}
+
+/// Longest a stopping slot waits for its listeners to wind down.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
 }
 
 /// Room left for Return-Path and Received headers under the store's size limit.

@@ -79,8 +79,7 @@ impl Conn {
                     let done = (c.total_in() - start) as usize;
                     c.compress_vec(&data[done..], &mut out, FlushCompress::Sync)
                         .map_err(|e| e.to_string())?;
-                    if (c.total_in() - start) as usize == data.len() && out.len() < out.capacity()
-                    {
+                    if (c.total_in() - start) as usize == data.len() && out.len() < out.capacity() {
                         break out;
                     }
                 }
@@ -283,9 +282,9 @@ pub fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = generated.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        rustls::pki_types::PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der()),
-    );
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        generated.signing_key.serialize_der(),
+    ));
     let server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -55,7 +55,9 @@ impl Fixture {
     pub fn deliver(&self, user: &str, mailbox: &str, raw: &[u8]) -> u32 {
         let u = self.slot.user(user).unwrap();
         let m = u.mailbox(mailbox).unwrap();
-        u.append(m.id, raw, &slotmail_store::Flags::empty(), None).unwrap().uid
+        u.append(m.id, raw, &slotmail_store::Flags::empty(), None)
+            .unwrap()
+            .uid
     }
 }
 
@@ -87,7 +89,9 @@ impl Client {
         self.framer.feed(bytes).unwrap();
         while let Some(ev) = self.framer.next_event() {
             let outcome = match ev {
-                FramerEvent::LiteralAnnounced { tag, size, sync, .. } => {
+                FramerEvent::LiteralAnnounced {
+                    tag, size, sync, ..
+                } => {
                     match self.session.check_literal(tag.as_ref(), size) {
                         Ok(()) => {
                             if sync {
