@@ -19,6 +19,9 @@
 #                          copies) or append (every message appended; slow)
 #   --fsync-modes LIST     Dovecot mail_fsync modes to run [default optimized,always]
 #   --out DIR              write the runs' JSON there as well
+#   --nice N               run both sides at this CPU priority (e.g. -10, as
+#                          root) so that other jobs on a shared machine take
+#                          less of their CPU time [default 0: unchanged]
 #
 # What it does:
 #   1. makes (or takes) the corpus;
@@ -46,6 +49,7 @@ select_messages=100000
 select_fill=copy
 fsync_modes=optimized,always
 out=""
+nice=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
@@ -60,6 +64,7 @@ while (($#)); do
     --select-fill) select_fill="$2"; shift 2 ;;
     --fsync-modes) fsync_modes="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --nice) nice="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -105,4 +110,6 @@ bench_bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 args=(--corpus "$corpus" --dir "$dir" --bench-bin "$bench_bin" --runs "$runs"
       --select-messages "$select_messages" --select-fill "$select_fill" --fsync-modes "$fsync_modes")
 [ -n "$out" ] && args+=(--out "$out")
-python3 bench/store_vs_dovecot.py "${args[@]}"
+runner=()
+[ "$nice" != 0 ] && runner=(nice -n "$nice")
+"${runner[@]}" python3 bench/store_vs_dovecot.py "${args[@]}"

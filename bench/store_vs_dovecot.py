@@ -405,7 +405,7 @@ def main():
     version = subprocess.run(["dovecot", "--version"], stdout=subprocess.PIPE).stdout.decode().strip()
     msgs = parse_mbox(a.corpus)
     n, total = len(msgs), sum(len(m) for m in msgs)
-    print(f"corpus: {n} messages, {total / 1e6:.1f} MB (CRLF); Dovecot {version}", flush=True)
+    print(f"corpus: {n} messages, {total / 1e6:.1f} MB (CRLF); Dovecot {version}; nice {os.nice(0)}", flush=True)
     work = os.path.join(a.dir, f"store-vs-dovecot.{os.getpid()}")
     os.makedirs(work)
     distinct = 2000 if a.select_fill == "copy" else a.select_messages
@@ -450,7 +450,7 @@ def main():
     if a.out:
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "store-vs-dovecot.json"), "w") as f:
-            json.dump({"dovecot_version": version, "runs": runs}, f, indent=1)
+            json.dump({"dovecot_version": version, "nice": os.nice(0), "runs": runs}, f, indent=1)
     print()
     print(report(runs, n, total, a.fsync_modes.split(","), a.select_messages))
 

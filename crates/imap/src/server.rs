@@ -48,7 +48,7 @@ pub async fn serve(
 ) {
     let ctx = Context::new(slot.clone(), config);
     let hub = ctx.hub.clone();
-    slot.set_change_listener(Arc::new(move |user: &str, modseq: u64| {
+    slot.add_change_listener(Arc::new(move |user: &str, modseq: u64| {
         hub.notify(user, modseq)
     }));
     serve_with_context(listener, tls, starttls, ctx, shutdown).await;
@@ -566,7 +566,11 @@ impl Connection {
             Action::None => Ok(true),
             Action::Close => Ok(false),
             Action::AuthContinue => {
-                self.framer.expect_raw_line();
+                if !self.framer.expect_raw_line() {
+                    // Only possible if the client sent data before the "+".
+                    let outcome = self.run_session(|s, out| s.auth_data(b"*", out)).await?;
+                    return Ok(outcome.action != Action::Close);
+                }
                 Ok(true)
             }
             Action::StartTls => {
@@ -594,7 +598,11 @@ impl Connection {
 
     /// IDLE: wait for DONE, report changes as they happen.
     async fn idle(&mut self) -> io::Result<bool> {
-        self.framer.expect_raw_line();
+        if !self.framer.expect_raw_line() {
+            // Only possible if the client sent data before "+ idling".
+            let outcome = self.run_session(|s, out| s.idle_done(b"", out)).await?;
+            return Ok(outcome.action != Action::Close);
+        }
         let deadline = tokio::time::Instant::now() + self.ctx.config.timeouts.idle;
         loop {
             while let Some(event) = self.framer.next_event() {

@@ -58,13 +58,22 @@ fn idle_connections_cost_at_most_64_kib_each() {
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let slot = f.slot.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(slotmail_imap::serve(listener, None, None, slot, config, async {
-        let _ = stopped.await;
-    }));
+    let server = rt.spawn(slotmail_imap::serve(
+        listener,
+        None,
+        None,
+        slot,
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     // Warm up: the password cache, blocking threads, allocator arenas.
     let warm: Vec<TcpStream> = (0..50).map(|_| idle_connection(addr)).collect();
@@ -81,7 +90,10 @@ fn idle_connections_cost_at_most_64_kib_each() {
         (after - before.min(after)) / 1024,
         per
     );
-    assert!(per <= IDLE_CONNECTION_BYTES_MAX, "{per} bytes per idle connection");
+    assert!(
+        per <= IDLE_CONNECTION_BYTES_MAX,
+        "{per} bytes per idle connection"
+    );
 
     // They are all alive and woken by a change.
     f.deliver("alice", "INBOX", &message("wake", "up"));

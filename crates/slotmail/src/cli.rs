@@ -24,6 +24,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a working mail system on this machine (see the README).
+    Demo {
+        /// Where the demo keeps its data; created on first run, reused after.
+        #[arg(long, default_value = "slotmail-demo")]
+        dir: PathBuf,
+        /// IMAP port on 127.0.0.1.
+        #[arg(long, default_value_t = 1143)]
+        imap_port: u16,
+        /// LMTP port on 127.0.0.1.
+        #[arg(long, default_value_t = 2424)]
+        lmtp_port: u16,
+    },
     /// One slot: run it, scrub it, manage its accounts offline.
     #[command(subcommand)]
     Slot(SlotCommand),
@@ -110,6 +122,18 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Slot(cmd) => slot(cmd),
+        Command::Demo {
+            dir,
+            imap_port,
+            lmtp_port,
+        } => {
+            crate::demo::run(crate::demo::DemoOptions {
+                dir,
+                imap_port,
+                lmtp_port,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

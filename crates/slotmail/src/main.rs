@@ -5,6 +5,7 @@
 //! damage); 2 usage or configuration error; 3 the operation failed.
 
 mod cli;
+mod demo;
 
 use std::process::ExitCode;
 

@@ -283,7 +283,8 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
     for (guid, size) in &contents {
         // Without a trustworthy size, the file is checked against its GUID
         // alone: a damaged record must not be reported as a damaged file.
-        let size = size.unwrap_or_else(|| std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len()));
+        let size = size
+            .unwrap_or_else(|| std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len()));
         match user.blobs().read(guid, size)? {
             Read::Good(b) => report.bytes_verified += b.len() as u64,
             Read::Missing => report.push(Finding {

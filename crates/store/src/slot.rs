@@ -68,7 +68,7 @@ pub struct Slot {
     users: Mutex<HashMap<String, Arc<User>>>,
     disk: Arc<dyn Disk>,
     limits: Limits,
-    listener: Arc<RwLock<Option<ChangeListener>>>,
+    listeners: Arc<RwLock<Vec<ChangeListener>>>,
     auth_cache: Mutex<AuthCache>,
     _lock: Option<File>,
 }
@@ -173,7 +173,7 @@ impl Slot {
             users: Mutex::new(HashMap::new()),
             disk,
             limits: options.limits,
-            listener: Arc::new(RwLock::new(None)),
+            listeners: Arc::new(RwLock::new(Vec::new())),
             auth_cache: Mutex::new(AuthCache::new()),
             _lock: lock,
         })
@@ -189,10 +189,12 @@ impl Slot {
         &self.limits
     }
 
-    /// Call `listener(user, modseq)` after every committed change of any user.
+    /// Also call `listener(user, modseq)` after every committed change of any
+    /// user. Listeners run on the committing thread, after the commit and
+    /// outside the user's lock: they must be quick (wake a task, no I/O).
     /// IMAP sessions (IDLE), and replication hang off this.
-    pub fn set_change_listener(&self, listener: ChangeListener) {
-        *self.listener.write().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    pub fn add_change_listener(&self, listener: ChangeListener) {
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -420,7 +422,7 @@ impl Slot {
             self.user_dir(&account.user_id),
             self.disk.clone(),
             self.limits.clone(),
-            self.listener.clone(),
+            self.listeners.clone(),
         )?);
         users.insert(name.to_string(), user.clone());
         Ok(user)

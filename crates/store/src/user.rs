@@ -77,7 +77,7 @@ pub struct User {
     blobs: Blobs,
     limits: Limits,
     quota_limits: RwLock<(Option<u64>, Option<u64>)>,
-    listener: Arc<RwLock<Option<ChangeListener>>>,
+    listeners: Arc<RwLock<Vec<ChangeListener>>>,
 }
 
 impl std::fmt::Debug for User {
@@ -161,7 +161,7 @@ impl User {
         dir: PathBuf,
         disk: Arc<dyn Disk>,
         limits: Limits,
-        listener: Arc<RwLock<Option<ChangeListener>>>,
+        listeners: Arc<RwLock<Vec<ChangeListener>>>,
     ) -> Result<User> {
         let db_path = dir.join("index.db");
         if !db_path.is_file() {
@@ -194,7 +194,7 @@ impl User {
             blobs,
             limits,
             quota_limits: RwLock::new((account.quota_bytes, account.quota_messages)),
-            listener,
+            listeners,
         })
     }
 
@@ -249,8 +249,8 @@ impl User {
         }
         drop(conn);
         if let Some(modseq) = modseq {
-            let listener = self.listener.read().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(listener) = listener {
+            let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+            for listener in listeners {
                 listener(&self.name, modseq);
             }
         }

@@ -22,7 +22,10 @@ fn msg(user: &str, n: u32) -> Vec<u8> {
 fn file_of(slot: &Slot, user: &str, guid: &Guid) -> PathBuf {
     let account = slot.account(user).unwrap().unwrap();
     let hex = guid.to_hex();
-    slot.user_dir(&account.user_id).join("msg").join(&hex[..2]).join(hex)
+    slot.user_dir(&account.user_id)
+        .join("msg")
+        .join(&hex[..2])
+        .join(hex)
 }
 
 fn index_of(slot: &Slot, user: &str) -> PathBuf {
@@ -43,8 +46,14 @@ fn assert_corrupt_naming(result: Result<Vec<u8>>, guid: &Guid, what: &str) {
     match result {
         Err(e @ StoreError::Corrupt { .. }) => {
             let text = e.to_string();
-            assert!(text.contains(&guid.to_hex()), "{what}: error does not name the GUID: {text}");
-            assert!(!text.contains(MARKER), "{what}: error carries message bytes: {text}");
+            assert!(
+                text.contains(&guid.to_hex()),
+                "{what}: error does not name the GUID: {text}"
+            );
+            assert!(
+                !text.contains(MARKER),
+                "{what}: error carries message bytes: {text}"
+            );
         }
         Err(e) => panic!("{what}: expected Corrupt, got {e:?}"),
         Ok(_) => panic!("{what}: damaged message was served"),
@@ -63,12 +72,32 @@ type Key = (String, String, Option<String>, Option<u32>, Option<String>);
 
 fn keys<'a>(findings: impl Iterator<Item = &'a scrub::Finding>) -> BTreeSet<Key> {
     findings
-        .map(|f| (f.user.clone(), format!("{:?}", f.kind), f.mailbox.clone(), f.uid, f.guid.clone()))
+        .map(|f| {
+            (
+                f.user.clone(),
+                format!("{:?}", f.kind),
+                f.mailbox.clone(),
+                f.uid,
+                f.guid.clone(),
+            )
+        })
         .collect()
 }
 
-fn key(user: &str, kind: Kind, mailbox: Option<&str>, uid: Option<u32>, guid: Option<&Guid>) -> Key {
-    (user.into(), format!("{kind:?}"), mailbox.map(Into::into), uid, guid.map(Guid::to_hex))
+fn key(
+    user: &str,
+    kind: Kind,
+    mailbox: Option<&str>,
+    uid: Option<u32>,
+    guid: Option<&Guid>,
+) -> Key {
+    (
+        user.into(),
+        format!("{kind:?}"),
+        mailbox.map(Into::into),
+        uid,
+        guid.map(Guid::to_hex),
+    )
 }
 
 fn sql(db: &Path, statement: &str, params: impl rusqlite::Params) {
@@ -88,7 +117,11 @@ fn damage_is_detected_isolated_and_reported_exactly() {
         slot.create_user(name, "pw", false).unwrap();
     }
     let alice = slot.user("alice").unwrap();
-    let a_inbox = append_all(&alice, "INBOX", &(1..=5).map(|n| msg("alice", n)).collect::<Vec<_>>());
+    let a_inbox = append_all(
+        &alice,
+        "INBOX",
+        &(1..=5).map(|n| msg("alice", n)).collect::<Vec<_>>(),
+    );
     let a_sent = append_all(&alice, "Sent", &[msg("alice", 11), msg("alice", 12)]);
     let inbox_id = alice.mailbox("INBOX").unwrap().id;
     let archive_id = alice.mailbox("Archive").unwrap().id;
@@ -97,14 +130,29 @@ fn damage_is_detected_isolated_and_reported_exactly() {
     let a_archive = alice.snapshot(archive_id).unwrap().1;
     assert_eq!(a_archive[0].guid, a_inbox[2].guid);
     let bob = slot.user("bob").unwrap();
-    let b_inbox = append_all(&bob, "INBOX", &(1..=4).map(|n| msg("bob", n)).collect::<Vec<_>>());
+    let b_inbox = append_all(
+        &bob,
+        "INBOX",
+        &(1..=4).map(|n| msg("bob", n)).collect::<Vec<_>>(),
+    );
     let carol = slot.user("carol").unwrap();
-    let c_inbox = append_all(&carol, "INBOX", &(1..=3).map(|n| msg("carol", n)).collect::<Vec<_>>());
+    let c_inbox = append_all(
+        &carol,
+        "INBOX",
+        &(1..=3).map(|n| msg("carol", n)).collect::<Vec<_>>(),
+    );
     carol.create_mailbox("Work", None).unwrap();
     let c_work = append_all(&carol, "Work", &[msg("carol", 21)]);
     let dave = slot.user("dave").unwrap();
-    let d_inbox = append_all(&dave, "INBOX", &(1..=3).map(|n| msg("dave", n)).collect::<Vec<_>>());
-    assert!(slot.scrub(false).findings.is_empty(), "the slot is clean before the damage");
+    let d_inbox = append_all(
+        &dave,
+        "INBOX",
+        &(1..=3).map(|n| msg("dave", n)).collect::<Vec<_>>(),
+    );
+    assert!(
+        slot.scrub(false).findings.is_empty(),
+        "the slot is clean before the damage"
+    );
 
     let flipped = a_inbox[2].clone(); // alice INBOX 3 = Archive 1
     let truncated = a_inbox[4].clone(); // alice INBOX 5
@@ -114,7 +162,11 @@ fn damage_is_detected_isolated_and_reported_exactly() {
     let flipped_path = file_of(&slot, "alice", &flipped.guid);
     let truncated_path = file_of(&slot, "alice", &truncated.guid);
     let deleted_path = file_of(&slot, "bob", &deleted.guid);
-    let (alice_db, bob_db, carol_db) = (index_of(&slot, "alice"), index_of(&slot, "bob"), index_of(&slot, "carol"));
+    let (alice_db, bob_db, carol_db) = (
+        index_of(&slot, "alice"),
+        index_of(&slot, "bob"),
+        index_of(&slot, "carol"),
+    );
     let sent_id = alice.mailbox("Sent").unwrap().id;
     let work_id = carol.mailbox("Work").unwrap().id;
     let carol_inbox_id = carol.mailbox("INBOX").unwrap().id;
@@ -139,8 +191,16 @@ fn damage_is_detected_isolated_and_reported_exactly() {
         "UPDATE messages SET flags = flags | 1 WHERE mailbox = ?1 AND uid = ?2",
         (sent_id, reflagged.uid),
     );
-    sql(&carol_db, "UPDATE mailboxes SET uidnext = uidnext + 5 WHERE id = ?1", [work_id]);
-    sql(&bob_db, "UPDATE contents SET size = size + 1 WHERE guid = ?1", [&resized.guid.0[..]]);
+    sql(
+        &carol_db,
+        "UPDATE mailboxes SET uidnext = uidnext + 5 WHERE id = ?1",
+        [work_id],
+    );
+    sql(
+        &bob_db,
+        "UPDATE contents SET size = size + 1 WHERE guid = ?1",
+        [&resized.guid.0[..]],
+    );
 
     // ----- every read of damaged data fails --------------------------------
     let slot = Slot::open(&root, Options::default()).unwrap();
@@ -149,16 +209,32 @@ fn damage_is_detected_isolated_and_reported_exactly() {
     let carol = slot.user("carol").unwrap();
     let dave = slot.user("dave").unwrap();
 
-    assert_corrupt_naming(alice.read_message(&flipped.guid, flipped.size), &flipped.guid, "flipped byte (INBOX)");
+    assert_corrupt_naming(
+        alice.read_message(&flipped.guid, flipped.size),
+        &flipped.guid,
+        "flipped byte (INBOX)",
+    );
     assert_corrupt_naming(
         alice.read_message(&a_archive[0].guid, a_archive[0].size),
         &flipped.guid,
         "flipped byte (the copy in Archive)",
     );
-    assert_corrupt_naming(alice.read_message(&truncated.guid, truncated.size), &truncated.guid, "truncated file");
-    assert_corrupt_naming(bob.read_message(&deleted.guid, deleted.size), &deleted.guid, "deleted file");
+    assert_corrupt_naming(
+        alice.read_message(&truncated.guid, truncated.size),
+        &truncated.guid,
+        "truncated file",
+    );
+    assert_corrupt_naming(
+        bob.read_message(&deleted.guid, deleted.size),
+        &deleted.guid,
+        "deleted file",
+    );
     // Damaged and missing files are still damaged on the second read (no caching).
-    assert_corrupt_naming(alice.read_message(&flipped.guid, flipped.size), &flipped.guid, "flipped byte, again");
+    assert_corrupt_naming(
+        alice.read_message(&flipped.guid, flipped.size),
+        &flipped.guid,
+        "flipped byte, again",
+    );
 
     // A message record whose flags changed: every call that reads it.
     assert_corrupt(alice.snapshot(sent_id), "snapshot of Sent");
@@ -168,10 +244,18 @@ fn damage_is_detected_isolated_and_reported_exactly() {
         alice.store_flags(sent_id, &[reflagged.uid], FlagOp::Add, &seen, None),
         "STORE on the damaged record",
     );
-    assert_corrupt(alice.copy(sent_id, &[reflagged.uid], inbox_id), "COPY of the damaged record");
+    assert_corrupt(
+        alice.copy(sent_id, &[reflagged.uid], inbox_id),
+        "COPY of the damaged record",
+    );
     // The undamaged message next to it can still be changed and read.
-    alice.store_flags(sent_id, &[a_sent[0].uid], FlagOp::Add, &seen, None).unwrap();
-    assert_eq!(alice.read_message(&a_sent[0].guid, a_sent[0].size).unwrap(), msg("alice", 11));
+    alice
+        .store_flags(sent_id, &[a_sent[0].uid], FlagOp::Add, &seen, None)
+        .unwrap();
+    assert_eq!(
+        alice.read_message(&a_sent[0].guid, a_sent[0].size).unwrap(),
+        msg("alice", 11)
+    );
 
     // A mailbox record whose UIDNEXT changed.
     assert_corrupt(carol.mailbox("Work"), "mailbox Work");
@@ -179,15 +263,26 @@ fn damage_is_detected_isolated_and_reported_exactly() {
     assert_corrupt(carol.snapshot(work_id), "snapshot of Work");
     assert_corrupt(carol.status(work_id), "status of Work");
     assert_corrupt(carol.mailboxes(), "list of carol's mailboxes");
-    assert_corrupt(carol.append(work_id, &msg("carol", 99), &Flags::empty(), None), "append to Work");
-    assert_corrupt(carol.copy(carol_inbox_id, &[c_inbox[0].uid], work_id), "copy to Work");
+    assert_corrupt(
+        carol.append(work_id, &msg("carol", 99), &Flags::empty(), None),
+        "append to Work",
+    );
+    assert_corrupt(
+        carol.copy(carol_inbox_id, &[c_inbox[0].uid], work_id),
+        "copy to Work",
+    );
 
     // A content record whose size changed: the parsed facts are refused.
     match bob.message_info(&resized.guid) {
         Err(e @ StoreError::Corrupt { .. }) => {
-            assert!(e.to_string().contains(&resized.guid.to_hex()), "does not name the GUID: {e}")
+            assert!(
+                e.to_string().contains(&resized.guid.to_hex()),
+                "does not name the GUID: {e}"
+            )
         }
-        other => panic!("message_info of the damaged content record: expected Corrupt, got {other:?}"),
+        other => {
+            panic!("message_info of the damaged content record: expected Corrupt, got {other:?}")
+        }
     }
 
     // ----- everything else still reads -------------------------------------
@@ -200,19 +295,35 @@ fn damage_is_detected_isolated_and_reported_exactly() {
     ] {
         for (m, n) in msgs.iter().zip(from) {
             if !damaged.contains(&m.guid) {
-                assert_eq!(user.read_message(&m.guid, m.size).unwrap(), msg(name, n), "{name} message {n}");
+                assert_eq!(
+                    user.read_message(&m.guid, m.size).unwrap(),
+                    msg(name, n),
+                    "{name} message {n}"
+                );
             }
         }
     }
-    assert_eq!(carol.read_message(&c_work[0].guid, c_work[0].size).unwrap(), msg("carol", 21));
+    assert_eq!(
+        carol.read_message(&c_work[0].guid, c_work[0].size).unwrap(),
+        msg("carol", 21)
+    );
     // The body of the message whose content record is damaged is intact.
-    assert_eq!(bob.read_message(&resized.guid, resized.size).unwrap(), msg("bob", 4));
+    assert_eq!(
+        bob.read_message(&resized.guid, resized.size).unwrap(),
+        msg("bob", 4)
+    );
     // Snapshots of undamaged mailboxes, and other users entirely.
     assert_eq!(alice.snapshot(inbox_id).unwrap().1.len(), 5);
     assert_eq!(alice.snapshot(archive_id).unwrap().1.len(), 1);
     assert_eq!(carol.snapshot(carol_inbox_id).unwrap().1.len(), 3);
     assert_eq!(carol.mailbox("INBOX").unwrap().id, carol_inbox_id);
-    assert_eq!(bob.snapshot(bob.mailbox("INBOX").unwrap().id).unwrap().1.len(), 4);
+    assert_eq!(
+        bob.snapshot(bob.mailbox("INBOX").unwrap().id)
+            .unwrap()
+            .1
+            .len(),
+        4
+    );
     assert_eq!(dave.mailboxes().unwrap().len(), 6);
     let dave_inbox = dave.mailbox("INBOX").unwrap().id;
     assert_eq!(dave.snapshot(dave_inbox).unwrap().1, d_inbox);
@@ -220,9 +331,14 @@ fn damage_is_detected_isolated_and_reported_exactly() {
         dave.message_info(&m.guid).unwrap();
     }
     // Writes elsewhere still work, for the damaged users too.
-    dave.append(dave_inbox, &msg("dave", 4), &Flags::empty(), None).unwrap();
-    alice.append(inbox_id, &msg("alice", 6), &Flags::empty(), None).unwrap();
-    carol.append(carol_inbox_id, &msg("carol", 4), &Flags::empty(), None).unwrap();
+    dave.append(dave_inbox, &msg("dave", 4), &Flags::empty(), None)
+        .unwrap();
+    alice
+        .append(inbox_id, &msg("alice", 6), &Flags::empty(), None)
+        .unwrap();
+    carol
+        .append(carol_inbox_id, &msg("carol", 4), &Flags::empty(), None)
+        .unwrap();
 
     // ----- a stray file: garbage, not damage --------------------------------
     let stray = msg("nobody", 1);
@@ -236,32 +352,72 @@ fn damage_is_detected_isolated_and_reported_exactly() {
     assert!(!report.is_clean());
     let want_damage: BTreeSet<Key> = [
         key("alice", Kind::CorruptFile, None, None, Some(&flipped.guid)),
-        key("alice", Kind::CorruptFile, None, None, Some(&truncated.guid)),
-        key("alice", Kind::RecordChecksum, Some("Sent"), Some(reflagged.uid), Some(&reflagged.guid)),
+        key(
+            "alice",
+            Kind::CorruptFile,
+            None,
+            None,
+            Some(&truncated.guid),
+        ),
+        key(
+            "alice",
+            Kind::RecordChecksum,
+            Some("Sent"),
+            Some(reflagged.uid),
+            Some(&reflagged.guid),
+        ),
         key("bob", Kind::MissingFile, None, None, Some(&deleted.guid)),
         key("bob", Kind::RecordChecksum, None, None, Some(&resized.guid)),
         key("carol", Kind::RecordChecksum, Some("Work"), None, None),
     ]
     .into();
-    assert_eq!(keys(report.damage()), want_damage, "damage findings: {:#?}", report.findings);
+    assert_eq!(
+        keys(report.damage()),
+        want_damage,
+        "damage findings: {:#?}",
+        report.findings
+    );
     let garbage: BTreeSet<Key> = keys(report.findings.iter().filter(|f| !f.kind.is_damage()));
-    assert_eq!(garbage, [key("dave", Kind::Garbage, None, None, Some(&stray_guid))].into());
+    assert_eq!(
+        garbage,
+        [key("dave", Kind::Garbage, None, None, Some(&stray_guid))].into()
+    );
     assert_eq!(report.users, 4);
     // Each finding is reported once.
-    assert_eq!(report.findings.len(), want_damage.len() + 1, "{:#?}", report.findings);
+    assert_eq!(
+        report.findings.len(),
+        want_damage.len() + 1,
+        "{:#?}",
+        report.findings
+    );
     for f in &report.findings {
-        assert!(!f.detail.contains(MARKER) && !f.to_string().contains(MARKER), "finding carries message bytes: {f}");
+        assert!(
+            !f.detail.contains(MARKER) && !f.to_string().contains(MARKER),
+            "finding carries message bytes: {f}"
+        );
     }
 
     // ----- repair removes the garbage and nothing else ----------------------
     let repaired = slot.scrub(true);
     assert_eq!(repaired.removed, 1);
     assert!(!stray_path.exists(), "scrub --repair left the stray file");
-    assert!(flipped_path.exists() && truncated_path.exists(), "repair must not touch damaged files");
+    assert!(
+        flipped_path.exists() && truncated_path.exists(),
+        "repair must not touch damaged files"
+    );
     let after = slot.scrub(false);
-    assert_eq!(keys(after.findings.iter()), want_damage, "after repair: {:#?}", after.findings);
+    assert_eq!(
+        keys(after.findings.iter()),
+        want_damage,
+        "after repair: {:#?}",
+        after.findings
+    );
     // Damaged messages are still refused after repair.
-    assert_corrupt_naming(alice.read_message(&flipped.guid, flipped.size), &flipped.guid, "after repair");
+    assert_corrupt_naming(
+        alice.read_message(&flipped.guid, flipped.size),
+        &flipped.guid,
+        "after repair",
+    );
 }
 
 /// Found by the test above: scrub checked a message file against the size in
@@ -281,20 +437,46 @@ fn scrub_blames_a_damaged_content_record_not_its_intact_file() {
     for change in ["size = size + 1", "size = size - 1", "info = x'00'"] {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let before: (i64, Vec<u8>) = conn
-            .query_row("SELECT size, info FROM contents", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT size, info FROM contents", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
-        sql(&db, &format!("UPDATE contents SET {change} WHERE guid = ?1"), [&m.guid.0[..]]);
+        sql(
+            &db,
+            &format!("UPDATE contents SET {change} WHERE guid = ?1"),
+            [&m.guid.0[..]],
+        );
         let slot = Slot::open(&root, Options::default()).unwrap();
         let report = slot.scrub(false);
-        let want: BTreeSet<Key> = [key("u", Kind::RecordChecksum, None, None, Some(&m.guid))].into();
-        assert_eq!(keys(report.findings.iter()), want, "after {change}: {:#?}", report.findings);
+        let want: BTreeSet<Key> =
+            [key("u", Kind::RecordChecksum, None, None, Some(&m.guid))].into();
+        assert_eq!(
+            keys(report.findings.iter()),
+            want,
+            "after {change}: {:#?}",
+            report.findings
+        );
         // The body still reads: its own message record is intact.
-        assert_eq!(slot.user("u").unwrap().read_message(&m.guid, m.size).unwrap(), msg("u", 1));
+        assert_eq!(
+            slot.user("u")
+                .unwrap()
+                .read_message(&m.guid, m.size)
+                .unwrap(),
+            msg("u", 1)
+        );
         drop(slot);
-        conn.execute("UPDATE contents SET size = ?1, info = ?2", (before.0, before.1)).unwrap();
+        conn.execute(
+            "UPDATE contents SET size = ?1, info = ?2",
+            (before.0, before.1),
+        )
+        .unwrap();
     }
     // And a damaged record over a damaged file reports both.
-    sql(&db, "UPDATE contents SET size = size + 1 WHERE guid = ?1", [&m.guid.0[..]]);
+    sql(
+        &db,
+        "UPDATE contents SET size = size + 1 WHERE guid = ?1",
+        [&m.guid.0[..]],
+    );
     let slot = Slot::open(&root, Options::default()).unwrap();
     let file = file_of(&slot, "u", &m.guid);
     let mut bytes = std::fs::read(&file).unwrap();

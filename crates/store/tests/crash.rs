@@ -86,7 +86,10 @@ struct Stats {
 impl Model {
     fn guid(&mut self, seq: u64) -> Guid {
         let seed = self.seed;
-        *self.guids.entry(seq).or_insert_with(|| Guid::of(&message(seed, seq)))
+        *self
+            .guids
+            .entry(seq)
+            .or_insert_with(|| Guid::of(&message(seed, seq)))
     }
 
     /// Record that (mb, uid) holds content `seq`: a UID never changes content.
@@ -97,7 +100,11 @@ impl Model {
             "{why}: {}:{uid} held message {before} before and now message {seq} (UID reused)",
             MAILBOX_NAMES[mb]
         );
-        assert!(!self.gone[mb].contains(&uid), "{why}: {}:{uid} was expunged and came back", MAILBOX_NAMES[mb]);
+        assert!(
+            !self.gone[mb].contains(&uid),
+            "{why}: {}:{uid} was expunged and came back",
+            MAILBOX_NAMES[mb]
+        );
     }
 
     fn ack(&mut self, kind: &'static str) {
@@ -113,18 +120,30 @@ impl Model {
                 assert_eq!(ack[1].parse::<u64>().unwrap(), seq, "{why}");
                 let uid: u32 = ack[2].parse().unwrap();
                 let guid: Guid = ack[3].parse().unwrap();
-                assert_eq!(guid, self.guid(seq), "{why}: acknowledged GUID is not the hash of the bytes");
-                assert!(uid >= self.uidnext[INBOX], "{why}: UID below UIDNEXT {}", self.uidnext[INBOX]);
+                assert_eq!(
+                    guid,
+                    self.guid(seq),
+                    "{why}: acknowledged GUID is not the hash of the bytes"
+                );
+                assert!(
+                    uid >= self.uidnext[INBOX],
+                    "{why}: UID below UIDNEXT {}",
+                    self.uidnext[INBOX]
+                );
                 self.remember(INBOX, uid, seq, &why);
                 self.msgs[INBOX].insert(uid, Msg { seq, code });
                 self.uidnext[INBOX] = uid + 1;
                 self.ack("append");
             }
             Intent::Flags { mb, uid, code } => {
-                assert_eq!(ack[..], ["F", ["i", "a"][mb], &uid.to_string(), &code.to_string()], "{why}");
-                let m = self.msgs[mb]
-                    .get_mut(&uid)
-                    .unwrap_or_else(|| panic!("{why}: flags acknowledged on a message the model does not have"));
+                assert_eq!(
+                    ack[..],
+                    ["F", ["i", "a"][mb], &uid.to_string(), &code.to_string()],
+                    "{why}"
+                );
+                let m = self.msgs[mb].get_mut(&uid).unwrap_or_else(|| {
+                    panic!("{why}: flags acknowledged on a message the model does not have")
+                });
                 m.code = code;
                 self.ack("flags");
             }
@@ -134,7 +153,11 @@ impl Model {
                 let src = *self.msgs[INBOX]
                     .get(&uid)
                     .unwrap_or_else(|| panic!("{why}: copy of a message the model does not have"));
-                assert!(new_uid >= self.uidnext[ARCHIVE], "{why}: UID below UIDNEXT {}", self.uidnext[ARCHIVE]);
+                assert!(
+                    new_uid >= self.uidnext[ARCHIVE],
+                    "{why}: UID below UIDNEXT {}",
+                    self.uidnext[ARCHIVE]
+                );
                 self.remember(ARCHIVE, new_uid, src.seq, &why);
                 self.msgs[ARCHIVE].insert(new_uid, src);
                 self.uidnext[ARCHIVE] = new_uid + 1;
@@ -143,9 +166,17 @@ impl Model {
             Intent::Expunge { mb, uid } => {
                 assert_eq!(ack[..3], ["E", ["i", "a"][mb], &uid.to_string()], "{why}");
                 let m = self.msgs[mb].get(&uid).copied();
-                let m = m.unwrap_or_else(|| panic!("{why}: expunge of a message the model does not have"));
-                assert!(m.code & DELETED != 0, "{why}: the model's message is not \\Deleted");
-                assert_eq!(ack[3], "1", "{why}: UID EXPUNGE of a \\Deleted message expunged nothing");
+                let m = m.unwrap_or_else(|| {
+                    panic!("{why}: expunge of a message the model does not have")
+                });
+                assert!(
+                    m.code & DELETED != 0,
+                    "{why}: the model's message is not \\Deleted"
+                );
+                assert_eq!(
+                    ack[3], "1",
+                    "{why}: UID EXPUNGE of a \\Deleted message expunged nothing"
+                );
                 self.msgs[mb].remove(&uid);
                 self.gone[mb].insert(uid);
                 self.ack("expunge");
@@ -155,7 +186,11 @@ impl Model {
 }
 
 fn parse_intent(words: &[&str]) -> Intent {
-    let n = |i: usize| words[i].parse::<u64>().unwrap_or_else(|_| panic!("bad intent {words:?}"));
+    let n = |i: usize| {
+        words[i]
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("bad intent {words:?}"))
+    };
     match words[0] {
         "A" => Intent::Append {
             seq: n(1),
@@ -224,16 +259,24 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
         match words[0] {
             "R" => model.stats.rounds_ready += 1,
             "I" => {
-                assert!(pending.is_none(), "round {round}: two intents without an ack: {pending:?}, {line}");
+                assert!(
+                    pending.is_none(),
+                    "round {round}: two intents without an ack: {pending:?}, {line}"
+                );
                 let intent = parse_intent(&words[1..]);
                 if let Intent::Append { seq, .. } = intent {
-                    assert_eq!(seq, model.next_seq, "round {round}: sequence numbers do not continue");
+                    assert_eq!(
+                        seq, model.next_seq,
+                        "round {round}: sequence numbers do not continue"
+                    );
                     model.next_seq = seq + 1;
                 }
                 pending = Some(intent);
             }
             "K" => {
-                let intent = pending.take().unwrap_or_else(|| panic!("round {round}: ack without intent: {line}"));
+                let intent = pending
+                    .take()
+                    .unwrap_or_else(|| panic!("round {round}: ack without intent: {line}"));
                 model.apply_ack(&intent, &words[1..], round);
             }
             _ => panic!("round {round}: unexpected line from store-torture: {line:?}"),
@@ -246,8 +289,14 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
     let mut found: [BTreeMap<u32, slotmail_store::MessageMeta>; 2] = Default::default();
     let uidnext_before = model.uidnext;
     for mb in [INBOX, ARCHIVE] {
-        let (info, msgs) = user.snapshot(model.ids[mb]).expect("snapshot after kill -9");
-        assert_eq!(info.uidvalidity, model.uidvalidity[mb], "round {round}: UIDVALIDITY of {} changed", info.name);
+        let (info, msgs) = user
+            .snapshot(model.ids[mb])
+            .expect("snapshot after kill -9");
+        assert_eq!(
+            info.uidvalidity, model.uidvalidity[mb],
+            "round {round}: UIDVALIDITY of {} changed",
+            info.name
+        );
         assert!(
             info.uidnext >= model.uidnext[mb],
             "round {round}: UIDNEXT of {} went down from {} to {} (a UID may be reused)",
@@ -257,7 +306,12 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
         );
         model.uidnext[mb] = info.uidnext;
         for m in msgs {
-            assert!(m.uid < info.uidnext, "round {round}: {}:{} is not below UIDNEXT", info.name, m.uid);
+            assert!(
+                m.uid < info.uidnext,
+                "round {round}: {}:{} is not below UIDNEXT",
+                info.name,
+                m.uid
+            );
             found[mb].insert(m.uid, m);
         }
     }
@@ -271,16 +325,31 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
         model.stats.interrupted += 1;
         let why = format!("round {round}: interrupted {intent:?}");
         let extra = |model: &Model, mb: usize| -> Vec<u32> {
-            found[mb].keys().filter(|u| !model.msgs[mb].contains_key(u)).copied().collect()
+            found[mb]
+                .keys()
+                .filter(|u| !model.msgs[mb].contains_key(u))
+                .copied()
+                .collect()
         };
         let committed = match intent {
             Intent::Append { seq, code } => match extra(model, INBOX)[..] {
                 [] => false,
                 [uid] => {
                     let m = &found[INBOX][&uid];
-                    assert!(uid >= uidnext_before[INBOX], "{why}: appeared at a used UID {uid}");
-                    assert_eq!(m.guid, model.guid(seq), "{why}: a message appeared that is not the intended one");
-                    assert_eq!(code_of(&m.flags), Some(code), "{why}: appeared with other flags");
+                    assert!(
+                        uid >= uidnext_before[INBOX],
+                        "{why}: appeared at a used UID {uid}"
+                    );
+                    assert_eq!(
+                        m.guid,
+                        model.guid(seq),
+                        "{why}: a message appeared that is not the intended one"
+                    );
+                    assert_eq!(
+                        code_of(&m.flags),
+                        Some(code),
+                        "{why}: appeared with other flags"
+                    );
                     model.remember(INBOX, uid, seq, &why);
                     model.msgs[INBOX].insert(uid, Msg { seq, code });
                     true
@@ -288,21 +357,38 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
                 ref more => panic!("{why}: several unacknowledged messages appeared: {more:?}"),
             },
             Intent::Flags { mb, uid, code } => {
-                let m = found[mb].get(&uid).unwrap_or_else(|| panic!("{why}: the message vanished"));
-                let now = code_of(&m.flags).unwrap_or_else(|| panic!("{why}: unexpected flags {:?}", m.flags));
+                let m = found[mb]
+                    .get(&uid)
+                    .unwrap_or_else(|| panic!("{why}: the message vanished"));
+                let now = code_of(&m.flags)
+                    .unwrap_or_else(|| panic!("{why}: unexpected flags {:?}", m.flags));
                 let before = model.msgs[mb][&uid].code;
-                assert!(now == before || now == code, "{why}: flags are {now}, neither the last acknowledged {before} nor the intent");
+                assert!(
+                    now == before || now == code,
+                    "{why}: flags are {now}, neither the last acknowledged {before} nor the intent"
+                );
                 model.msgs[mb].get_mut(&uid).unwrap().code = now;
                 now == code && before != code
             }
             Intent::Copy { uid } => match extra(model, ARCHIVE)[..] {
                 [] => false,
                 [new_uid] => {
-                    assert!(new_uid >= uidnext_before[ARCHIVE], "{why}: appeared at a used UID {new_uid}");
+                    assert!(
+                        new_uid >= uidnext_before[ARCHIVE],
+                        "{why}: appeared at a used UID {new_uid}"
+                    );
                     let src = model.msgs[INBOX][&uid];
                     let m = &found[ARCHIVE][&new_uid];
-                    assert_eq!(m.guid, model.guid(src.seq), "{why}: the copy has other content");
-                    assert_eq!(code_of(&m.flags), Some(src.code), "{why}: the copy has other flags");
+                    assert_eq!(
+                        m.guid,
+                        model.guid(src.seq),
+                        "{why}: the copy has other content"
+                    );
+                    assert_eq!(
+                        code_of(&m.flags),
+                        Some(src.code),
+                        "{why}: the copy has other flags"
+                    );
                     model.remember(ARCHIVE, new_uid, src.seq, &why);
                     model.msgs[ARCHIVE].insert(new_uid, src);
                     true
@@ -313,8 +399,13 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
                 if found[mb].contains_key(&uid) {
                     false
                 } else {
-                    let m = model.msgs[mb].remove(&uid).unwrap_or_else(|| panic!("{why}: not in the model"));
-                    assert!(m.code & DELETED != 0, "{why}: a message without \\Deleted was expunged");
+                    let m = model.msgs[mb]
+                        .remove(&uid)
+                        .unwrap_or_else(|| panic!("{why}: not in the model"));
+                    assert!(
+                        m.code & DELETED != 0,
+                        "{why}: a message without \\Deleted was expunged"
+                    );
                     model.gone[mb].insert(uid);
                     true
                 }
@@ -329,7 +420,11 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
     for mb in [INBOX, ARCHIVE] {
         let have: Vec<u32> = found[mb].keys().copied().collect();
         let want: Vec<u32> = model.msgs[mb].keys().copied().collect();
-        assert_eq!(have, want, "round {round}: UIDs in {} differ from the acknowledged ones", MAILBOX_NAMES[mb]);
+        assert_eq!(
+            have, want,
+            "round {round}: UIDs in {} differ from the acknowledged ones",
+            MAILBOX_NAMES[mb]
+        );
         let max_ever = model.ever[mb].keys().next_back().copied().unwrap_or(0);
         assert!(
             model.uidnext[mb] > max_ever,
@@ -340,12 +435,25 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
         for (uid, m) in &found[mb] {
             let want = model.msgs[mb][uid];
             let expected_guid = model.guid(want.seq);
-            let why = format!("round {round}: {}:{uid} (message {})", MAILBOX_NAMES[mb], want.seq);
+            let why = format!(
+                "round {round}: {}:{uid} (message {})",
+                MAILBOX_NAMES[mb], want.seq
+            );
             assert_eq!(m.guid, expected_guid, "{why}: other content");
-            assert_eq!(code_of(&m.flags), Some(want.code), "{why}: flags {:?}", m.flags);
-            let bytes = user.read_message(&m.guid, m.size).unwrap_or_else(|e| panic!("{why}: read: {e}"));
+            assert_eq!(
+                code_of(&m.flags),
+                Some(want.code),
+                "{why}: flags {:?}",
+                m.flags
+            );
+            let bytes = user
+                .read_message(&m.guid, m.size)
+                .unwrap_or_else(|e| panic!("{why}: read: {e}"));
             if model.compared[mb].insert(*uid) {
-                assert!(bytes == message(model.seed, want.seq), "{why}: bytes differ from what was appended");
+                assert!(
+                    bytes == message(model.seed, want.seq),
+                    "{why}: bytes differ from what was appended"
+                );
             }
         }
     }
@@ -362,7 +470,11 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
 
     // 5. Scrub: no damage; leftovers only of interrupted writes of our messages.
     let report = slot.scrub(false);
-    assert!(report.is_clean(), "round {round}: scrub found damage: {:#?}", report.damage().collect::<Vec<_>>());
+    assert!(
+        report.is_clean(),
+        "round {round}: scrub found damage: {:#?}",
+        report.damage().collect::<Vec<_>>()
+    );
     for f in &report.findings {
         let guid: Guid = f
             .guid
@@ -371,18 +483,24 @@ fn check_round(model: &mut Model, dir: &Path, lines: &[String], round: u64) {
             .parse()
             .unwrap();
         let ours = (0..model.next_seq).any(|seq| model.guid(seq) == guid);
-        assert!(ours, "round {round}: unreferenced file that no operation wrote: {f}");
+        assert!(
+            ours,
+            "round {round}: unreferenced file that no operation wrote: {f}"
+        );
     }
 }
 
 fn tmp_is_empty(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(true)
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
 }
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+    })
 }
 
 #[test]
@@ -401,7 +519,10 @@ fn kill_9_loses_nothing_acknowledged_and_leaves_nothing_half_written() {
         let user = slot.user(USER).unwrap();
         let inbox = user.mailbox("INBOX").unwrap();
         let archive = user.mailbox("Archive").unwrap();
-        ([inbox.id, archive.id], [inbox.uidvalidity, archive.uidvalidity])
+        (
+            [inbox.id, archive.id],
+            [inbox.uidvalidity, archive.uidvalidity],
+        )
     };
     let mut model = Model {
         seed,
@@ -428,7 +549,11 @@ fn kill_9_loses_nothing_acknowledged_and_leaves_nothing_half_written() {
     let repaired = slot.scrub(true);
     assert!(repaired.is_clean());
     let after = slot.scrub(false);
-    assert!(after.findings.is_empty(), "after repair: {:#?}", after.findings);
+    assert!(
+        after.findings.is_empty(),
+        "after repair: {:#?}",
+        after.findings
+    );
 
     let s = &model.stats;
     println!(
@@ -444,7 +569,10 @@ fn kill_9_loses_nothing_acknowledged_and_leaves_nothing_half_written() {
     );
     // The run must have exercised what it claims to test.
     for kind in ["append", "flags", "copy"] {
-        assert!(s.acked.get(kind).copied().unwrap_or(0) > 0, "no {kind} was acknowledged in {rounds} rounds");
+        assert!(
+            s.acked.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} was acknowledged in {rounds} rounds"
+        );
     }
     assert!(s.interrupted > 0, "no kill interrupted an operation");
 }

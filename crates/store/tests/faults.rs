@@ -15,8 +15,16 @@ fn msg(tag: &str, n: u32) -> Vec<u8> {
 /// it creates the directory and syncs `msg/` too.
 fn msg_in_new_fan(user: &User, tag: &str, n: u32) -> Vec<u8> {
     (0..)
-        .map(|v| format!("From: f@example.com\r\nSubject: {tag} {n} v{v}\r\n\r\nbody\r\n").into_bytes())
-        .find(|m| !user.dir().join("msg").join(&Guid::of(m).to_hex()[..2]).exists())
+        .map(|v| {
+            format!("From: f@example.com\r\nSubject: {tag} {n} v{v}\r\n\r\nbody\r\n").into_bytes()
+        })
+        .find(|m| {
+            !user
+                .dir()
+                .join("msg")
+                .join(&Guid::of(m).to_hex()[..2])
+                .exists()
+        })
         .unwrap()
 }
 
@@ -60,7 +68,13 @@ fn visible(user: &User) -> Visible {
 }
 
 fn referenced_files(v: &Visible) -> Vec<String> {
-    let mut guids: Vec<String> = v.inbox.1.iter().chain(&v.archive.1).map(|m| m.guid.to_hex()).collect();
+    let mut guids: Vec<String> = v
+        .inbox
+        .1
+        .iter()
+        .chain(&v.archive.1)
+        .map(|m| m.guid.to_hex())
+        .collect();
     guids.sort();
     guids.dedup();
     guids
@@ -97,8 +111,13 @@ fn populated_slot(dir: &Path) -> std::path::PathBuf {
     let inbox = user.mailbox("INBOX").unwrap().id;
     let archive = user.mailbox("Archive").unwrap().id;
     for n in 1..=3 {
-        user.append(inbox, &msg("base", n), &Flags::from_names(["\\Seen"]).unwrap(), None)
-            .unwrap();
+        user.append(
+            inbox,
+            &msg("base", n),
+            &Flags::from_names(["\\Seen"]).unwrap(),
+            None,
+        )
+        .unwrap();
     }
     user.copy(inbox, &[2], archive).unwrap();
     root
@@ -120,26 +139,51 @@ fn fault_case(fault: Fault, skip: u64, duplicate: bool) {
 
     let mut failed = None;
     for attempt in 0..6 {
-        let bytes = if duplicate { msg("base", 1) } else { msg_in_new_fan(&user, "new", attempt) };
+        let bytes = if duplicate {
+            msg("base", 1)
+        } else {
+            msg_in_new_fan(&user, "new", attempt)
+        };
         let before = visible(&user);
         match user.append(inbox, &bytes, &flags, None) {
             Ok(done) => {
-                assert_eq!(done.uid, before.inbox.0.uidnext, "{case}: append before the fault");
+                assert_eq!(
+                    done.uid, before.inbox.0.uidnext,
+                    "{case}: append before the fault"
+                );
                 continue;
             }
             Err(e) => {
                 // The error: Io, with the OS error in its chain.
-                assert!(matches!(e, StoreError::Io { .. }), "{case}: expected StoreError::Io, got {e:?}");
+                assert!(
+                    matches!(e, StoreError::Io { .. }),
+                    "{case}: expected StoreError::Io, got {e:?}"
+                );
                 assert!(e.is_temporary(), "{case}");
                 assert_eq!(os_error_in(&e), Some(expected_errno(fault)), "{case}: {e}");
                 if let StoreError::Io { path, .. } = &e {
-                    assert!(path.starts_with(user.dir()), "{case}: error names {}", path.display());
+                    assert!(
+                        path.starts_with(user.dir()),
+                        "{case}: error names {}",
+                        path.display()
+                    );
                 }
                 // Nothing visible changed; no leftover in tmp/ or msg/.
                 let after = visible(&user);
-                assert_eq!(after, before, "{case}: a failed append changed what is visible");
-                assert_eq!(after.files, referenced_files(&after), "{case}: unreferenced message file left in msg/");
-                assert!(files_in(&tmp).is_empty(), "{case}: leftover in tmp/: {:?}", files_in(&tmp));
+                assert_eq!(
+                    after, before,
+                    "{case}: a failed append changed what is visible"
+                );
+                assert_eq!(
+                    after.files,
+                    referenced_files(&after),
+                    "{case}: unreferenced message file left in msg/"
+                );
+                assert!(
+                    files_in(&tmp).is_empty(),
+                    "{case}: leftover in tmp/: {:?}",
+                    files_in(&tmp)
+                );
                 // Reads still work, the duplicate's shared file included.
                 for m in after.inbox.1.iter().chain(&after.archive.1) {
                     user.read_message(&m.guid, m.size).unwrap();
@@ -155,16 +199,35 @@ fn fault_case(fault: Fault, skip: u64, duplicate: bool) {
     // After the fault clears, the same append succeeds with the next UID.
     disk.disarm();
     let done = user.append(inbox, &bytes, &flags, None).unwrap();
-    assert_eq!(done.uid, before.inbox.0.uidnext, "{case}: UID after the fault");
+    assert_eq!(
+        done.uid, before.inbox.0.uidnext,
+        "{case}: UID after the fault"
+    );
     assert!(done.modseq > before.modseq, "{case}");
     let (info, msgs) = user.snapshot(inbox).unwrap();
     assert_eq!(info.uidnext, done.uid + 1, "{case}");
     let last = msgs.last().unwrap();
-    assert_eq!((last.uid, last.guid, &last.flags), (done.uid, Guid::of(&bytes), &flags), "{case}");
-    assert_eq!(user.read_message(&last.guid, last.size).unwrap(), bytes, "{case}");
+    assert_eq!(
+        (last.uid, last.guid, &last.flags),
+        (done.uid, Guid::of(&bytes), &flags),
+        "{case}"
+    );
+    assert_eq!(
+        user.read_message(&last.guid, last.size).unwrap(),
+        bytes,
+        "{case}"
+    );
     let quota = user.quota().unwrap();
-    assert_eq!(quota.used_messages, before.quota.used_messages + 1, "{case}");
-    assert_eq!(quota.used_bytes, before.quota.used_bytes + bytes.len() as u64, "{case}");
+    assert_eq!(
+        quota.used_messages,
+        before.quota.used_messages + 1,
+        "{case}"
+    );
+    assert_eq!(
+        quota.used_bytes,
+        before.quota.used_bytes + bytes.len() as u64,
+        "{case}"
+    );
     let report = slot.scrub(false);
     assert!(report.is_clean(), "{case}: {:#?}", report.findings);
     assert!(report.findings.is_empty(), "{case}: {:#?}", report.findings);
@@ -174,13 +237,25 @@ fn fault_case(fault: Fault, skip: u64, duplicate: bool) {
     // The same after a restart on the real disk.
     let slot = Slot::open(&root, Options::default()).unwrap();
     let user = slot.user("u").unwrap();
-    assert_eq!(user.snapshot(inbox).unwrap(), (info, msgs), "{case}: after restart");
-    assert!(slot.scrub(false).findings.is_empty(), "{case}: after restart");
+    assert_eq!(
+        user.snapshot(inbox).unwrap(),
+        (info, msgs),
+        "{case}: after restart"
+    );
+    assert!(
+        slot.scrub(false).findings.is_empty(),
+        "{case}: after restart"
+    );
 }
 
 #[test]
 fn every_disk_fault_fails_the_append_cleanly() {
-    for fault in [Fault::NoSpace, Fault::SyncFailed, Fault::RenameFailed, Fault::DirSyncFailed] {
+    for fault in [
+        Fault::NoSpace,
+        Fault::SyncFailed,
+        Fault::RenameFailed,
+        Fault::DirSyncFailed,
+    ] {
         // skip 0 fails the first matching operation of the first append;
         // DirSyncFailed with skip 1 fails the fsync of msg/ after a new
         // msg/<aa>/ (the second directory sync of the same append).
@@ -205,7 +280,11 @@ fn refused_append_leaves_no_file_behind() {
     let check = |what: &str, before: &Visible| {
         let after = visible(&user);
         assert_eq!(&after, before, "{what}: visible state changed");
-        assert_eq!(after.files, referenced_files(&after), "{what}: unreferenced file left in msg/");
+        assert_eq!(
+            after.files,
+            referenced_files(&after),
+            "{what}: unreferenced file left in msg/"
+        );
         let report = slot.scrub(false);
         assert!(report.findings.is_empty(), "{what}: {:#?}", report.findings);
         for m in after.inbox.1.iter().chain(&after.archive.1) {
@@ -214,7 +293,8 @@ fn refused_append_leaves_no_file_behind() {
     };
 
     let before = visible(&user);
-    slot.set_quota("u", Some(before.quota.used_bytes + 10), None).unwrap();
+    slot.set_quota("u", Some(before.quota.used_bytes + 10), None)
+        .unwrap();
     let before = visible(&user);
     for n in 0..3 {
         let r = user.append(inbox, &msg("over quota", n), &Flags::empty(), None);
@@ -225,7 +305,8 @@ fn refused_append_leaves_no_file_behind() {
     let r = user.append(inbox, &msg("base", 1), &Flags::empty(), None);
     assert!(matches!(r, Err(StoreError::OverQuota(_))), "{r:?}");
     check("over quota, content already stored", &before);
-    slot.set_quota("u", None, Some(before.quota.used_messages)).unwrap();
+    slot.set_quota("u", None, Some(before.quota.used_messages))
+        .unwrap();
     let before = visible(&user);
     let r = user.append(inbox, &msg("over count", 1), &Flags::empty(), None);
     assert!(matches!(r, Err(StoreError::OverQuota(_))), "{r:?}");
@@ -235,12 +316,19 @@ fn refused_append_leaves_no_file_behind() {
     let gone = user.create_mailbox("Gone", None).unwrap();
     user.delete_mailbox("Gone").unwrap();
     let before = visible(&user);
-    let r = user.append(gone.id, &msg("to a deleted mailbox", 1), &Flags::empty(), None);
+    let r = user.append(
+        gone.id,
+        &msg("to a deleted mailbox", 1),
+        &Flags::empty(),
+        None,
+    );
     assert!(matches!(r, Err(StoreError::NoSuchMailbox(_))), "{r:?}");
     check("append to a deleted mailbox", &before);
 
     // And an accepted append afterwards is unaffected.
-    let done = user.append(inbox, &msg("accepted", 1), &Flags::empty(), None).unwrap();
+    let done = user
+        .append(inbox, &msg("accepted", 1), &Flags::empty(), None)
+        .unwrap();
     assert_eq!(done.uid, before.inbox.0.uidnext);
     assert!(slot.scrub(false).findings.is_empty());
 }

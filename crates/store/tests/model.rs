@@ -19,7 +19,11 @@ const DATE: (i64, i32) = (1_700_000_000, -300);
 fn flags_of(code: u8, other_case: bool) -> Flags {
     let mut f = Flags::empty();
     f.system = code & 0x1f;
-    let names = if other_case { KEYWORDS_OTHER_CASE } else { KEYWORDS };
+    let names = if other_case {
+        KEYWORDS_OTHER_CASE
+    } else {
+        KEYWORDS
+    };
     for (i, k) in names.iter().enumerate() {
         if code & (0x20 << i) != 0 {
             f.insert(k).unwrap();
@@ -35,7 +39,11 @@ fn code_of(f: &Flags) -> u8 {
             code |= 0x20 << i;
         }
     }
-    assert_eq!(f.keyword_count(), (code >> 5).count_ones() as usize, "unexpected keywords in {f:?}");
+    assert_eq!(
+        f.keyword_count(),
+        (code >> 5).count_ones() as usize,
+        "unexpected keywords in {f:?}"
+    );
     code
 }
 
@@ -60,13 +68,43 @@ enum Since {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { mb: u8, content: u8, flags: u8 },
-    Store { mb: u8, pick: u64, missing: bool, op: u8, flags: u8, other_case: bool, since: Since },
-    ExpungeAll { mb: u8 },
-    UidExpunge { mb: u8, pick: u64, missing: bool },
-    Copy { from: u8, to: u8, pick: u64, missing: bool },
-    Move { from: u8, to: u8, pick: u64, missing: bool },
-    CreateThird { name: u8 },
+    Append {
+        mb: u8,
+        content: u8,
+        flags: u8,
+    },
+    Store {
+        mb: u8,
+        pick: u64,
+        missing: bool,
+        op: u8,
+        flags: u8,
+        other_case: bool,
+        since: Since,
+    },
+    ExpungeAll {
+        mb: u8,
+    },
+    UidExpunge {
+        mb: u8,
+        pick: u64,
+        missing: bool,
+    },
+    Copy {
+        from: u8,
+        to: u8,
+        pick: u64,
+        missing: bool,
+    },
+    Move {
+        from: u8,
+        to: u8,
+        pick: u64,
+        missing: bool,
+    },
+    CreateThird {
+        name: u8,
+    },
     RenameThird,
     DeleteThird,
 }
@@ -134,16 +172,32 @@ impl Model {
     fn give_uid(&mut self, b: usize, uid: u32) {
         let mb = &self.boxes[b];
         assert_eq!(uid, mb.uidnext, "{}: UID given out is not UIDNEXT", mb.name);
-        let ever = self.uids_ever.entry((mb.mailbox_id.clone(), mb.uidvalidity)).or_default();
-        assert!(ever.iter().all(|u| *u < uid), "{}: UID {uid} is not above every earlier UID", mb.name);
-        assert!(ever.insert(uid), "{}: UID {uid} reused within UIDVALIDITY {}", mb.name, mb.uidvalidity);
+        let ever = self
+            .uids_ever
+            .entry((mb.mailbox_id.clone(), mb.uidvalidity))
+            .or_default();
+        assert!(
+            ever.iter().all(|u| *u < uid),
+            "{}: UID {uid} is not above every earlier UID",
+            mb.name
+        );
+        assert!(
+            ever.insert(uid),
+            "{}: UID {uid} reused within UIDVALIDITY {}",
+            mb.name,
+            mb.uidvalidity
+        );
         self.boxes[b].uidnext = uid + 1;
     }
 
     /// A change stamped `modseq` happened in box `b`.
     fn touch(&mut self, b: usize, modseq: u64) {
         let mb = &mut self.boxes[b];
-        assert!(modseq > mb.highestmodseq, "{}: HIGHESTMODSEQ would not grow", mb.name);
+        assert!(
+            modseq > mb.highestmodseq,
+            "{}: HIGHESTMODSEQ would not grow",
+            mb.name
+        );
         mb.highestmodseq = modseq;
     }
 
@@ -151,7 +205,13 @@ impl Model {
     /// UID that does not exist (expunged, or never given out) if `missing`.
     fn pick(&self, b: usize, pick: u64, missing: bool) -> Vec<u32> {
         let mb = &self.boxes[b];
-        let mut uids: Vec<u32> = mb.msgs.keys().enumerate().filter(|(i, _)| pick & (1 << (i % 64)) != 0).map(|(_, u)| *u).collect();
+        let mut uids: Vec<u32> = mb
+            .msgs
+            .keys()
+            .enumerate()
+            .filter(|(i, _)| pick & (1 << (i % 64)) != 0)
+            .map(|(_, u)| *u)
+            .collect();
         if missing {
             uids.push(mb.expunged.keys().next().copied().unwrap_or(mb.uidnext + 3));
         }
@@ -166,7 +226,12 @@ fn check_all(user: &User, model: &mut Model, step: &str) {
     model.modseq = modseq;
     model.history.push(modseq);
 
-    let mut names: Vec<String> = user.mailboxes().unwrap().into_iter().map(|m| m.name).collect();
+    let mut names: Vec<String> = user
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
     names.sort();
     let mut want: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
     want.extend(model.boxes.get(2).map(|b| b.name.clone()));
@@ -178,22 +243,60 @@ fn check_all(user: &User, model: &mut Model, step: &str) {
         let what = format!("{step}: {}", mb.name);
         let (info, msgs) = user.snapshot(mb.id).unwrap();
         assert_eq!(
-            (&info.name, &info.mailbox_id, info.uidvalidity, info.uidnext, info.highestmodseq),
-            (&mb.name, &mb.mailbox_id, mb.uidvalidity, mb.uidnext, mb.highestmodseq),
+            (
+                &info.name,
+                &info.mailbox_id,
+                info.uidvalidity,
+                info.uidnext,
+                info.highestmodseq
+            ),
+            (
+                &mb.name,
+                &mb.mailbox_id,
+                mb.uidvalidity,
+                mb.uidnext,
+                mb.highestmodseq
+            ),
             "{what}: mailbox record"
         );
-        assert!(info.highestmodseq <= modseq, "{what}: HIGHESTMODSEQ above the user's MODSEQ");
+        assert!(
+            info.highestmodseq <= modseq,
+            "{what}: HIGHESTMODSEQ above the user's MODSEQ"
+        );
         let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
-        assert_eq!(uids, mb.msgs.keys().copied().collect::<Vec<_>>(), "{what}: UIDs");
+        assert_eq!(
+            uids,
+            mb.msgs.keys().copied().collect::<Vec<_>>(),
+            "{what}: UIDs"
+        );
         for m in &msgs {
             let want = mb.msgs[&m.uid];
             let bytes_want = content(want.content);
-            assert_eq!(m.guid, Guid::of(&bytes_want), "{what} uid {}: content", m.uid);
-            assert_eq!(m.size, bytes_want.len() as u64, "{what} uid {}: size", m.uid);
-            assert_eq!((m.internaldate, m.tz_offset_min), DATE, "{what} uid {}: INTERNALDATE", m.uid);
+            assert_eq!(
+                m.guid,
+                Guid::of(&bytes_want),
+                "{what} uid {}: content",
+                m.uid
+            );
+            assert_eq!(
+                m.size,
+                bytes_want.len() as u64,
+                "{what} uid {}: size",
+                m.uid
+            );
+            assert_eq!(
+                (m.internaldate, m.tz_offset_min),
+                DATE,
+                "{what} uid {}: INTERNALDATE",
+                m.uid
+            );
             assert_eq!(code_of(&m.flags), want.code, "{what} uid {}: flags", m.uid);
             assert_eq!(m.modseq, want.modseq, "{what} uid {}: MODSEQ", m.uid);
-            assert!(m.modseq <= info.highestmodseq, "{what} uid {}: MODSEQ above HIGHESTMODSEQ", m.uid);
+            assert!(
+                m.modseq <= info.highestmodseq,
+                "{what} uid {}: MODSEQ above HIGHESTMODSEQ",
+                m.uid
+            );
             for k in m.flags.keywords() {
                 assert!(
                     info.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
@@ -202,7 +305,12 @@ fn check_all(user: &User, model: &mut Model, step: &str) {
                 );
             }
             // The file is still there for every reference (shared contents).
-            assert_eq!(user.read_message(&m.guid, m.size).unwrap(), bytes_want, "{what} uid {}", m.uid);
+            assert_eq!(
+                user.read_message(&m.guid, m.size).unwrap(),
+                bytes_want,
+                "{what} uid {}",
+                m.uid
+            );
             count += 1;
             bytes += m.size;
         }
@@ -214,22 +322,41 @@ fn check_all(user: &User, model: &mut Model, step: &str) {
             deleted: mb.msgs.values().filter(|m| m.code & DELETED != 0).count() as u32,
             // No session ever claimed \Recent here.
             recent: mb.msgs.len() as u32,
-            size: mb.msgs.values().map(|m| content(m.content).len() as u64).sum(),
+            size: mb
+                .msgs
+                .values()
+                .map(|m| content(m.content).len() as u64)
+                .sum(),
             uidnext: mb.uidnext,
             uidvalidity: mb.uidvalidity,
             highestmodseq: mb.highestmodseq,
         };
         assert_eq!(status, want, "{what}: STATUS");
 
-        let mut points: BTreeSet<u64> = [0, mb.highestmodseq, mb.highestmodseq.saturating_sub(1)].into();
+        let mut points: BTreeSet<u64> =
+            [0, mb.highestmodseq, mb.highestmodseq.saturating_sub(1)].into();
         points.extend(model.history.iter().rev().take(4));
         for since in points {
-            let vanished: Vec<u32> = mb.expunged.iter().filter(|(_, m)| **m > since).map(|(u, _)| *u).collect();
-            assert_eq!(user.expunged_since(mb.id, since).unwrap(), vanished, "{what}: expunged since {since}");
+            let vanished: Vec<u32> = mb
+                .expunged
+                .iter()
+                .filter(|(_, m)| **m > since)
+                .map(|(u, _)| *u)
+                .collect();
+            assert_eq!(
+                user.expunged_since(mb.id, since).unwrap(),
+                vanished,
+                "{what}: expunged since {since}"
+            );
             let delta = user.delta(mb.id, since).unwrap();
             assert_eq!(delta.mailbox, info, "{what}: delta since {since}");
             assert_eq!(delta.expunged, vanished, "{what}: delta since {since}");
-            let changed: Vec<u32> = mb.msgs.iter().filter(|(_, m)| m.modseq > since).map(|(u, _)| *u).collect();
+            let changed: Vec<u32> = mb
+                .msgs
+                .iter()
+                .filter(|(_, m)| m.modseq > since)
+                .map(|(u, _)| *u)
+                .collect();
             assert_eq!(
                 delta.changed.iter().map(|m| m.uid).collect::<Vec<_>>(),
                 changed,
@@ -238,7 +365,11 @@ fn check_all(user: &User, model: &mut Model, step: &str) {
         }
     }
     let quota = user.quota().unwrap();
-    assert_eq!((quota.used_messages, quota.used_bytes), (count, bytes), "{step}: quota");
+    assert_eq!(
+        (quota.used_messages, quota.used_bytes),
+        (count, bytes),
+        "{step}: quota"
+    );
 }
 
 fn run(ops: &[Op]) {
@@ -250,7 +381,13 @@ fn run(ops: &[Op]) {
         boxes: Vec::new(),
         modseq: user.modseq().unwrap(),
         history: Vec::new(),
-        max_uidvalidity: user.mailboxes().unwrap().iter().map(|m| m.uidvalidity).max().unwrap(),
+        max_uidvalidity: user
+            .mailboxes()
+            .unwrap()
+            .iter()
+            .map(|m| m.uidvalidity)
+            .max()
+            .unwrap(),
         uids_ever: HashMap::new(),
     };
     for name in ["INBOX", "Archive"] {
@@ -274,18 +411,47 @@ fn run(ops: &[Op]) {
         let n = model.boxes.len();
         let pick_box = |x: u8| usize::from(x) % n;
         match *op {
-            Op::Append { mb, content: c, flags } => {
+            Op::Append {
+                mb,
+                content: c,
+                flags,
+            } => {
                 let b = pick_box(mb);
-                let out = user.append(model.boxes[b].id, &content(c), &flags_of(flags, false), Some(DATE)).unwrap();
+                let out = user
+                    .append(
+                        model.boxes[b].id,
+                        &content(c),
+                        &flags_of(flags, false),
+                        Some(DATE),
+                    )
+                    .unwrap();
                 assert_eq!(out.uidvalidity, model.boxes[b].uidvalidity, "{step}");
                 assert_eq!(out.guid, Guid::of(&content(c)), "{step}");
-                assert!(out.modseq > before, "{step}: append MODSEQ not newer than everything before");
+                assert!(
+                    out.modseq > before,
+                    "{step}: append MODSEQ not newer than everything before"
+                );
                 assert_eq!(user.modseq().unwrap(), out.modseq, "{step}");
                 model.give_uid(b, out.uid);
                 model.touch(b, out.modseq);
-                model.boxes[b].msgs.insert(out.uid, MMsg { content: c, code: flags, modseq: out.modseq });
+                model.boxes[b].msgs.insert(
+                    out.uid,
+                    MMsg {
+                        content: c,
+                        code: flags,
+                        modseq: out.modseq,
+                    },
+                );
             }
-            Op::Store { mb, pick, missing, op, flags, other_case, since } => {
+            Op::Store {
+                mb,
+                pick,
+                missing,
+                op,
+                flags,
+                other_case,
+                since,
+            } => {
                 let b = pick_box(mb);
                 let uids = model.pick(b, pick, missing);
                 let since = match since {
@@ -299,9 +465,12 @@ fn run(ops: &[Op]) {
                     1 => (FlagOp::Add, |old, f| old | f),
                     _ => (FlagOp::Remove, |old, f| old & !f),
                 };
-                let (mut changed, mut unchanged, mut modified) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut changed, mut unchanged, mut modified) =
+                    (Vec::new(), Vec::new(), Vec::new());
                 for uid in &uids {
-                    let Some(m) = model.boxes[b].msgs.get(uid) else { continue };
+                    let Some(m) = model.boxes[b].msgs.get(uid) else {
+                        continue;
+                    };
                     if since.is_some_and(|s| m.modseq > s) {
                         modified.push(*uid);
                     } else if apply(m.code, flags) == m.code {
@@ -311,17 +480,30 @@ fn run(ops: &[Op]) {
                     }
                 }
                 let out = user
-                    .store_flags(model.boxes[b].id, &uids, flag_op, &flags_of(flags, other_case), since)
+                    .store_flags(
+                        model.boxes[b].id,
+                        &uids,
+                        flag_op,
+                        &flags_of(flags, other_case),
+                        since,
+                    )
                     .unwrap();
                 let uids_of = |v: &[MessageMeta]| v.iter().map(|m| m.uid).collect::<Vec<_>>();
                 assert_eq!(uids_of(&out.changed), changed, "{step}: changed");
                 assert_eq!(uids_of(&out.unchanged), unchanged, "{step}: unchanged");
                 assert_eq!(out.modified, modified, "{step}: MODIFIED");
                 if changed.is_empty() {
-                    assert_eq!(user.modseq().unwrap(), before, "{step}: a STORE that changed nothing took a MODSEQ");
+                    assert_eq!(
+                        user.modseq().unwrap(),
+                        before,
+                        "{step}: a STORE that changed nothing took a MODSEQ"
+                    );
                 } else {
                     let modseq = out.changed[0].modseq;
-                    assert!(modseq > before, "{step}: STORE MODSEQ not newer than everything before");
+                    assert!(
+                        modseq > before,
+                        "{step}: STORE MODSEQ not newer than everything before"
+                    );
                     assert_eq!(user.modseq().unwrap(), modseq, "{step}");
                     for m in &out.changed {
                         assert_eq!(m.modseq, modseq, "{step}: one STORE, several MODSEQs");
@@ -333,7 +515,10 @@ fn run(ops: &[Op]) {
                     model.touch(b, modseq);
                 }
                 for m in &out.unchanged {
-                    assert_eq!(m.modseq, model.boxes[b].msgs[&m.uid].modseq, "{step}: unchanged message got a MODSEQ");
+                    assert_eq!(
+                        m.modseq, model.boxes[b].msgs[&m.uid].modseq,
+                        "{step}: unchanged message got a MODSEQ"
+                    );
                 }
             }
             Op::ExpungeAll { mb } | Op::UidExpunge { mb, .. } => {
@@ -345,16 +530,24 @@ fn run(ops: &[Op]) {
                 let want: Vec<u32> = model.boxes[b]
                     .msgs
                     .iter()
-                    .filter(|(u, m)| m.code & DELETED != 0 && only.as_ref().is_none_or(|o| o.contains(u)))
+                    .filter(|(u, m)| {
+                        m.code & DELETED != 0 && only.as_ref().is_none_or(|o| o.contains(u))
+                    })
                     .map(|(u, _)| *u)
                     .collect();
                 let got = user.expunge(model.boxes[b].id, only.as_deref()).unwrap();
                 assert_eq!(got, want, "{step}: expunged UIDs");
                 let modseq = user.modseq().unwrap();
                 if want.is_empty() {
-                    assert_eq!(modseq, before, "{step}: an EXPUNGE of nothing took a MODSEQ");
+                    assert_eq!(
+                        modseq, before,
+                        "{step}: an EXPUNGE of nothing took a MODSEQ"
+                    );
                 } else {
-                    assert!(modseq > before, "{step}: EXPUNGE MODSEQ not newer than everything before");
+                    assert!(
+                        modseq > before,
+                        "{step}: EXPUNGE MODSEQ not newer than everything before"
+                    );
                     for uid in &want {
                         model.boxes[b].msgs.remove(uid);
                         model.boxes[b].expunged.insert(*uid, modseq);
@@ -362,7 +555,18 @@ fn run(ops: &[Op]) {
                     model.touch(b, modseq);
                 }
             }
-            Op::Copy { from, to, pick, missing } | Op::Move { from, to, pick, missing } => {
+            Op::Copy {
+                from,
+                to,
+                pick,
+                missing,
+            }
+            | Op::Move {
+                from,
+                to,
+                pick,
+                missing,
+            } => {
                 let is_move = matches!(op, Op::Move { .. });
                 let (s, d) = (pick_box(from), pick_box(to));
                 let uids = model.pick(s, pick, missing);
@@ -372,20 +576,45 @@ fn run(ops: &[Op]) {
                     assert!(matches!(r, Err(StoreError::NotAllowed(_))), "{step}: {r:?}");
                     assert_eq!(user.modseq().unwrap(), before, "{step}");
                 } else {
-                    let out = if is_move { user.move_messages(sid, &uids, did) } else { user.copy(sid, &uids, did) }.unwrap();
-                    let sources: Vec<u32> = uids.iter().filter(|u| model.boxes[s].msgs.contains_key(u)).copied().collect();
-                    let want: Vec<(u32, u32)> =
-                        sources.iter().enumerate().map(|(i, u)| (*u, model.boxes[d].uidnext + i as u32)).collect();
+                    let out = if is_move {
+                        user.move_messages(sid, &uids, did)
+                    } else {
+                        user.copy(sid, &uids, did)
+                    }
+                    .unwrap();
+                    let sources: Vec<u32> = uids
+                        .iter()
+                        .filter(|u| model.boxes[s].msgs.contains_key(u))
+                        .copied()
+                        .collect();
+                    let want: Vec<(u32, u32)> = sources
+                        .iter()
+                        .enumerate()
+                        .map(|(i, u)| (*u, model.boxes[d].uidnext + i as u32))
+                        .collect();
                     assert_eq!(out.pairs, want, "{step}: COPYUID pairs");
                     assert_eq!(out.uidvalidity, model.boxes[d].uidvalidity, "{step}");
-                    assert_eq!(out.expunged, if is_move { sources.clone() } else { Vec::new() }, "{step}");
+                    assert_eq!(
+                        out.expunged,
+                        if is_move { sources.clone() } else { Vec::new() },
+                        "{step}"
+                    );
                     if !want.is_empty() {
-                        assert!(out.modseq > before, "{step}: MODSEQ not newer than everything before");
+                        assert!(
+                            out.modseq > before,
+                            "{step}: MODSEQ not newer than everything before"
+                        );
                         assert_eq!(user.modseq().unwrap(), out.modseq, "{step}");
                         for (src, new) in &want {
                             let m = model.boxes[s].msgs[src];
                             model.give_uid(d, *new);
-                            model.boxes[d].msgs.insert(*new, MMsg { modseq: out.modseq, ..m });
+                            model.boxes[d].msgs.insert(
+                                *new,
+                                MMsg {
+                                    modseq: out.modseq,
+                                    ..m
+                                },
+                            );
                         }
                         model.touch(d, out.modseq);
                         if is_move {
@@ -401,14 +630,26 @@ fn run(ops: &[Op]) {
             Op::CreateThird { name } => {
                 if let Some(third) = model.boxes.get(2) {
                     let r = user.create_mailbox(&third.name, None);
-                    assert!(matches!(r, Err(StoreError::MailboxExists(_))), "{step}: {r:?}");
+                    assert!(
+                        matches!(r, Err(StoreError::MailboxExists(_))),
+                        "{step}: {r:?}"
+                    );
                     assert_eq!(user.modseq().unwrap(), before, "{step}");
                 } else {
-                    let info = user.create_mailbox(THIRD_NAMES[usize::from(name)], None).unwrap();
+                    let info = user
+                        .create_mailbox(THIRD_NAMES[usize::from(name)], None)
+                        .unwrap();
                     let modseq = user.modseq().unwrap();
                     assert!(modseq > before, "{step}");
-                    assert!(info.uidvalidity > model.max_uidvalidity, "{step}: UIDVALIDITY not new");
-                    assert_eq!((info.uidnext, info.highestmodseq, info.modseq), (1, modseq, modseq), "{step}");
+                    assert!(
+                        info.uidvalidity > model.max_uidvalidity,
+                        "{step}: UIDVALIDITY not new"
+                    );
+                    assert_eq!(
+                        (info.uidnext, info.highestmodseq, info.modseq),
+                        (1, modseq, modseq),
+                        "{step}"
+                    );
                     model.max_uidvalidity = info.uidvalidity;
                     model.boxes.push(MBox {
                         id: info.id,
@@ -424,19 +665,39 @@ fn run(ops: &[Op]) {
             }
             Op::RenameThird => {
                 if let Some(third) = model.boxes.get(2).cloned() {
-                    let to = if third.name == THIRD_NAMES[0] { THIRD_NAMES[1] } else { THIRD_NAMES[0] };
+                    let to = if third.name == THIRD_NAMES[0] {
+                        THIRD_NAMES[1]
+                    } else {
+                        THIRD_NAMES[0]
+                    };
                     user.rename_mailbox(&third.name, to).unwrap();
                     let modseq = user.modseq().unwrap();
                     assert!(modseq > before, "{step}");
                     let info = user.mailbox(to).unwrap();
-                    assert_eq!((info.id, info.modseq), (third.id, modseq), "{step}: renamed record");
-                    assert!(matches!(user.mailbox(&third.name), Err(StoreError::NoSuchMailbox(_))), "{step}");
+                    assert_eq!(
+                        (info.id, info.modseq),
+                        (third.id, modseq),
+                        "{step}: renamed record"
+                    );
+                    assert!(
+                        matches!(user.mailbox(&third.name), Err(StoreError::NoSuchMailbox(_))),
+                        "{step}"
+                    );
                     let changes = user.changes_since(before).unwrap();
-                    assert!(changes.mailboxes.iter().any(|m| m.id == third.id && m.name == to), "{step}: change log");
+                    assert!(
+                        changes
+                            .mailboxes
+                            .iter()
+                            .any(|m| m.id == third.id && m.name == to),
+                        "{step}: change log"
+                    );
                     model.boxes[2].name = to.to_string();
                 } else {
                     let r = user.rename_mailbox(THIRD_NAMES[0], THIRD_NAMES[1]);
-                    assert!(matches!(r, Err(StoreError::NoSuchMailbox(_))), "{step}: {r:?}");
+                    assert!(
+                        matches!(r, Err(StoreError::NoSuchMailbox(_))),
+                        "{step}: {r:?}"
+                    );
                     assert_eq!(user.modseq().unwrap(), before, "{step}");
                 }
             }
@@ -445,16 +706,25 @@ fn run(ops: &[Op]) {
                     user.delete_mailbox(&third.name).unwrap();
                     let modseq = user.modseq().unwrap();
                     assert!(modseq > before, "{step}");
-                    assert!(matches!(user.snapshot(third.id), Err(StoreError::NoSuchMailbox(_))), "{step}");
+                    assert!(
+                        matches!(user.snapshot(third.id), Err(StoreError::NoSuchMailbox(_))),
+                        "{step}"
+                    );
                     let changes = user.changes_since(before).unwrap();
                     assert!(
-                        changes.deleted.iter().any(|t| t.mailbox_id == third.mailbox_id && t.modseq == modseq),
+                        changes
+                            .deleted
+                            .iter()
+                            .any(|t| t.mailbox_id == third.mailbox_id && t.modseq == modseq),
                         "{step}: no tombstone in the change log: {changes:?}"
                     );
                     model.boxes.pop();
                 } else {
                     let r = user.delete_mailbox(THIRD_NAMES[0]);
-                    assert!(matches!(r, Err(StoreError::NoSuchMailbox(_))), "{step}: {r:?}");
+                    assert!(
+                        matches!(r, Err(StoreError::NoSuchMailbox(_))),
+                        "{step}: {r:?}"
+                    );
                     assert_eq!(user.modseq().unwrap(), before, "{step}");
                 }
             }
@@ -462,7 +732,12 @@ fn run(ops: &[Op]) {
         check_all(&user, &mut model, &step);
     }
     let report = slot.scrub(false);
-    assert!(report.findings.is_empty(), "scrub after {} steps: {:#?}", ops.len(), report.findings);
+    assert!(
+        report.findings.is_empty(),
+        "scrub after {} steps: {:#?}",
+        ops.len(),
+        report.findings
+    );
 }
 
 proptest! {
@@ -487,12 +762,16 @@ fn copy_into_the_same_mailbox_copies_only_messages_that_existed_before() {
     let user = slot.user("m").unwrap();
     let inbox = user.mailbox("INBOX").unwrap().id;
     for n in 0..3 {
-        user.append(inbox, &content(n), &Flags::empty(), Some(DATE)).unwrap();
+        user.append(inbox, &content(n), &Flags::empty(), Some(DATE))
+            .unwrap();
     }
     let out = user.copy(inbox, &[1, 2, 3, 4, 5, 6], inbox).unwrap();
     assert_eq!(out.pairs, [(1, 4), (2, 5), (3, 6)]);
     let (info, msgs) = user.snapshot(inbox).unwrap();
-    assert_eq!(msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        msgs.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
     assert_eq!(info.uidnext, 7);
     assert_eq!(user.quota().unwrap().used_messages, 6);
     assert!(slot.scrub(false).findings.is_empty());

@@ -207,7 +207,7 @@ fn change_listener_sees_every_commit() {
     let (_d, slot) = slot();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    slot.set_change_listener(Arc::new(move |user, modseq| s2.lock().unwrap().push((user.to_string(), modseq))));
+    slot.add_change_listener(Arc::new(move |user, modseq| s2.lock().unwrap().push((user.to_string(), modseq))));
     slot.create_user("u", "pw", false).unwrap();
     let user = slot.user("u").unwrap();
     let inbox = user.mailbox("INBOX").unwrap().id;

@@ -35,7 +35,7 @@ impl Fixture {
         let ctx = Context::new(self.slot.clone(), config);
         let hub = ctx.hub.clone();
         self.slot
-            .set_change_listener(Arc::new(move |u: &str, m: u64| hub.notify(u, m)));
+            .add_change_listener(Arc::new(move |u: &str, m: u64| hub.notify(u, m)));
         ctx
     }
 

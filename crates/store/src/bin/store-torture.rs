@@ -81,8 +81,12 @@ pub fn message_size(seed: u64, seq: u64) -> usize {
 /// printable text, cut to `message_size(seed, seq)` bytes.
 pub fn message(seed: u64, seq: u64) -> Vec<u8> {
     let size = message_size(seed, seq);
-    let mut out = format!("From: torture@example.com\r\nSubject: seed {seed} seq {seq}\r\n\r\n").into_bytes();
-    assert!(out.len() <= SIZE_MIN, "header longer than the smallest message");
+    let mut out =
+        format!("From: torture@example.com\r\nSubject: seed {seed} seq {seq}\r\n\r\n").into_bytes();
+    assert!(
+        out.len() <= SIZE_MIN,
+        "header longer than the smallest message"
+    );
     out.reserve(size.saturating_sub(out.len()));
     let mut rng = Rng::new(seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut column = 0;
@@ -127,7 +131,11 @@ pub fn code_of(flags: &Flags) -> Option<u8> {
 
 /// A random flag code: half the time none, else any combination.
 pub fn random_code(rng: &mut Rng) -> u8 {
-    if rng.below(2) == 0 { 0 } else { rng.below(128) as u8 }
+    if rng.below(2) == 0 {
+        0
+    } else {
+        rng.below(128) as u8
+    }
 }
 
 fn main() {
@@ -166,7 +174,8 @@ fn run(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
     for (mb, id) in ids.iter().enumerate() {
         let (_, msgs) = user.snapshot(*id).map_err(ctx("snapshot"))?;
         for m in msgs {
-            let code = code_of(&m.flags).ok_or_else(|| format!("unexpected flags {:?}", m.flags))?;
+            let code =
+                code_of(&m.flags).ok_or_else(|| format!("unexpected flags {:?}", m.flags))?;
             state[mb].insert(m.uid, code);
         }
     }
@@ -180,7 +189,11 @@ fn run(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
     let mut rng = Rng::new(seed ^ round.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x7073);
     let mut seq = first_seq;
     let pick = |rng: &mut Rng, m: &BTreeMap<u32, u8>| -> Option<u32> {
-        (!m.is_empty()).then(|| *m.keys().nth(rng.below(m.len() as u64) as usize).expect("in range"))
+        (!m.is_empty()).then(|| {
+            *m.keys()
+                .nth(rng.below(m.len() as u64) as usize)
+                .expect("in range")
+        })
     };
     loop {
         let r = rng.below(100);
@@ -196,7 +209,11 @@ fn run(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
             state[0].insert(done.uid, code);
             seq += 1;
         } else if r < 80 {
-            let mb = if state[1].is_empty() || (rng.below(3) != 0 && !state[0].is_empty()) { 0 } else { 1 };
+            let mb = if state[1].is_empty() || (rng.below(3) != 0 && !state[0].is_empty()) {
+                0
+            } else {
+                1
+            };
             let uid = pick(&mut rng, &state[mb]).expect("mailbox not empty");
             let code = random_code(&mut rng);
             say(format!("I F {} {uid} {code}", NAMES[mb]))?;
@@ -204,7 +221,10 @@ fn run(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
                 .store_flags(ids[mb], &[uid], FlagOp::Set, &flags_of(code), None)
                 .map_err(ctx("store flags"))?;
             if done.changed.len() + done.unchanged.len() != 1 {
-                return Err(format!("store flags on {}:{uid} did not find it: {done:?}", NAMES[mb]));
+                return Err(format!(
+                    "store flags on {}:{uid} did not find it: {done:?}",
+                    NAMES[mb]
+                ));
             }
             say(format!("K F {} {uid} {code}", NAMES[mb]))?;
             state[mb].insert(uid, code);
@@ -237,7 +257,9 @@ fn run(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
             }
             let (mb, uid) = deleted[rng.below(deleted.len() as u64) as usize];
             say(format!("I E {} {uid}", NAMES[mb]))?;
-            let done = user.expunge(ids[mb], Some(&[uid])).map_err(ctx("expunge"))?;
+            let done = user
+                .expunge(ids[mb], Some(&[uid]))
+                .map_err(ctx("expunge"))?;
             say(format!("K E {} {uid} {}", NAMES[mb], done.len()))?;
             if done != [uid] {
                 return Err(format!("UID EXPUNGE {}:{uid} expunged {done:?}", NAMES[mb]));
