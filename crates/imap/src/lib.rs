@@ -7,9 +7,9 @@
 //!   command family): a sans-I/O state machine fed one parsed command at a
 //!   time. It calls the store (`slotmail_store::User`) synchronously and
 //!   writes responses into an [`Out`]; what the connection must do next
-//!   comes back as an [`Action`]. The selected mailbox is a compact
-//!   [`view`](crate::session) of UIDs; changes by other sessions are found
-//!   with `User::delta` at every command boundary and during IDLE.
+//!   comes back as an [`Action`]. The selected mailbox is a compact view
+//!   (`view.rs`: one `u32` UID per message); changes by other sessions are
+//!   found with `User::delta` at every command boundary and during IDLE.
 //! * the **tokio shell** ([`serve`], `server.rs`): listeners, TLS
 //!   (implicit and STARTTLS), COMPRESS=DEFLATE, literal continuations,
 //!   IDLE wake-ups through the per-user [`Hub`], timers and shutdown.

@@ -271,9 +271,7 @@ impl Session {
             view.uids.extend_from_slice(&new);
             if rev1 && !view.read_only && claim_allowed {
                 match user.claim_recent(view.id) {
-                    Ok(old) => view
-                        .recent
-                        .push((old.max(view.uidnext), delta.mailbox.uidnext)),
+                    Ok(old) => view.add_recent(old.max(view.uidnext), delta.mailbox.uidnext),
                     Err(e) => {
                         tracing::warn!(user = user.name(), cause = %e, "IMAP: cannot claim \\Recent")
                     }

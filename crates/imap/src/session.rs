@@ -513,6 +513,19 @@ impl Session {
             );
             return Err(out);
         }
+        let limit = self.append_limit();
+        if size > limit {
+            let mut out = Vec::new();
+            let text = format!("Literal too large (limit {limit} bytes)");
+            write_status(
+                &mut out,
+                tag,
+                StatusKind::No,
+                Some(&ResponseCode::TooBig),
+                &text,
+            );
+            return Err(out);
+        }
         Ok(())
     }
 

@@ -64,6 +64,21 @@ impl View {
         self.recent.iter().any(|&(lo, hi)| uid >= lo && uid < hi)
     }
 
+    /// UIDs `lo..hi` became `\Recent` in this session (merged with the
+    /// previous range when they touch, so the list stays short).
+    pub fn add_recent(&mut self, lo: u32, hi: u32) {
+        if lo >= hi {
+            return;
+        }
+        match self.recent.last_mut() {
+            Some(last) if last.1 >= lo && last.0 <= hi => {
+                last.0 = last.0.min(lo);
+                last.1 = last.1.max(hi);
+            }
+            _ => self.recent.push((lo, hi)),
+        }
+    }
+
     /// Messages of the view that are `\Recent`.
     pub fn recent_count(&self) -> u32 {
         if self.recent.is_empty() {
@@ -216,6 +231,12 @@ mod tests {
         v.recent = vec![(5, 10)];
         assert!(v.is_recent(9) && !v.is_recent(10) && !v.is_recent(3));
         assert_eq!(v.recent_count(), 2);
+        v.add_recent(10, 12);
+        v.add_recent(12, 13);
+        v.add_recent(20, 20);
+        assert_eq!(v.recent, [(5, 13)]);
+        v.add_recent(30, 31);
+        assert_eq!(v.recent, [(5, 13), (30, 31)]);
     }
 
     proptest! {

@@ -637,13 +637,24 @@ fn append_forms() {
 #[test]
 fn literal_size_limits() {
     let f = Fixture::new();
-    let (mut c, _) = Client::new(f.context(Fixture::config()), false, false);
+    let mut config = Fixture::config();
+    config.limits.literal_bytes_max = 1 << 40;
+    let (mut c, _) = Client::new(f.context(config), false, false);
     c.run(
         "a1 LOGIN {100000}",
         &["a1 NO [TOOBIG] Literal too large before login (limit 8192 bytes)"],
     );
     c.run("a2 LOGIN {5}", &["+ Ready"]);
     c.run("alice secret", &["a2 OK [CAPABILITY {*}] Logged in"]);
+    // After login the limit is APPENDLIMIT: the smaller of the configured
+    // literal limit and the store's largest message.
+    let limit = slotmail_store::MESSAGE_SIZE_MAX_DEFAULT;
+    assert!(c.session.check_literal(None, limit).is_ok());
+    let refusal = c.session.check_literal(None, limit + 1).unwrap_err();
+    assert_eq!(
+        String::from_utf8(refusal).unwrap(),
+        format!("* NO [TOOBIG] Literal too large (limit {limit} bytes)\r\n")
+    );
 }
 
 #[test]
@@ -1479,5 +1490,43 @@ fn read_only_switch_refuses_every_write() {
             "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))",
             "a9 OK STORE completed",
         ],
+    );
+}
+
+#[test]
+fn move_under_qresync_and_check() {
+    let f = Fixture::new();
+    for i in 0..3 {
+        f.deliver("alice", "INBOX", &message(&format!("m{i}"), "x"));
+    }
+    let mut c = logged_in(&f, "alice");
+    c.run(
+        "e ENABLE QRESYNC",
+        &["* ENABLED QRESYNC", "e OK ENABLE completed"],
+    );
+    c.send("s SELECT INBOX");
+    c.run("a1 CHECK", &["a1 OK CHECK completed"]);
+    c.run(
+        "a2 MOVE 1,3 Archive",
+        &[
+            "* OK [COPYUID {*} 1,3 1:2] Moved",
+            "* VANISHED 1,3",
+            "a2 OK [HIGHESTMODSEQ {*}] MOVE completed",
+        ],
+    );
+    c.run(
+        "a3 FETCH 1 (UID)",
+        &["* 1 FETCH (UID 2)", "a3 OK FETCH completed"],
+    );
+    c.run(
+        "a4 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+        &[
+            "* 1 FETCH (UID 2 FLAGS (\\Recent) MODSEQ ({*}))",
+            "a4 OK FETCH completed",
+        ],
+    );
+    c.run(
+        "a5 FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+        &["a5 BAD VANISHED requires UID FETCH with CHANGEDSINCE"],
     );
 }

@@ -151,12 +151,12 @@ fn wait_for(addrs: &[SocketAddr], mut guard: ChildGuard<'_>) -> Result<()> {
     let start = Instant::now();
     for addr in addrs {
         while std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_err() {
-            if let Some(child) = guard.0.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "the slot exited ({status}) during start-up; see its log in the demo directory"
-                    );
-                }
+            if let Some(child) = guard.0.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "the slot exited ({status}) during start-up; see its log in the demo directory"
+                );
             }
             if start.elapsed() > START_TIMEOUT {
                 bail!("the slot did not listen on {addr} within {START_TIMEOUT:?}");

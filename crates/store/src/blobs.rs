@@ -48,7 +48,11 @@ impl Blobs {
     /// Make `bytes` durable under its GUID. On error nothing is left in `msg/`
     /// that was not there before, and the temporary file is removed.
     pub(crate) fn put(&self, guid: &Guid, bytes: &[u8]) -> Result<(), StoreError> {
-        debug_assert_eq!(Guid::of(bytes), *guid, "put with a GUID that is not the bytes' hash");
+        debug_assert_eq!(
+            Guid::of(bytes),
+            *guid,
+            "put with a GUID that is not the bytes' hash"
+        );
         let tmp = self.tmp_dir.join(format!(
             "{}.{}.{}",
             std::process::id(),
@@ -154,9 +158,15 @@ impl Blobs {
                 strays.push(fan.path());
                 continue;
             }
-            for file in std::fs::read_dir(fan.path()).map_err(io_err("list directory", fan.path()))? {
+            for file in
+                std::fs::read_dir(fan.path()).map_err(io_err("list directory", fan.path()))?
+            {
                 let file = file.map_err(io_err("list directory", fan.path()))?;
-                match file.file_name().to_str().and_then(|n| n.parse::<Guid>().ok()) {
+                match file
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<Guid>().ok())
+                {
                     Some(g) => guids.push(g),
                     None => strays.push(file.path()),
                 }

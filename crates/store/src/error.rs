@@ -117,7 +117,10 @@ pub enum OpenError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Attach an operation and a path to an I/O error.
-pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.into();
     move |source| StoreError::Io { op, path, source }
 }

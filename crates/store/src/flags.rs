@@ -185,7 +185,8 @@ pub fn validate_keyword(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= KEYWORD_LEN_MAX
         && name.bytes().all(|b| {
-            b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
         });
     if ok {
         Ok(())
@@ -202,7 +203,10 @@ mod tests {
     fn parse_and_names() {
         let f = Flags::from_names(["\\seen", "$Forwarded", "\\Flagged", "$forwarded"]).unwrap();
         assert!(f.has(SEEN) && f.has(FLAGGED) && !f.has(DELETED));
-        assert_eq!(f.names().collect::<Vec<_>>(), ["\\Flagged", "\\Seen", "$Forwarded"]);
+        assert_eq!(
+            f.names().collect::<Vec<_>>(),
+            ["\\Flagged", "\\Seen", "$Forwarded"]
+        );
     }
 
     #[test]
@@ -218,8 +222,14 @@ mod tests {
     fn apply_ops() {
         let a = Flags::from_names(["\\Seen", "k1"]).unwrap();
         let b = Flags::from_names(["\\Deleted", "K1", "k2"]).unwrap();
-        assert_eq!(a.apply(FlagOp::Add, &b).names().collect::<Vec<_>>(), ["\\Deleted", "\\Seen", "k1", "k2"]);
-        assert_eq!(a.apply(FlagOp::Remove, &b).names().collect::<Vec<_>>(), ["\\Seen"]);
+        assert_eq!(
+            a.apply(FlagOp::Add, &b).names().collect::<Vec<_>>(),
+            ["\\Deleted", "\\Seen", "k1", "k2"]
+        );
+        assert_eq!(
+            a.apply(FlagOp::Remove, &b).names().collect::<Vec<_>>(),
+            ["\\Seen"]
+        );
         assert_eq!(a.apply(FlagOp::Set, &b), b);
     }
 

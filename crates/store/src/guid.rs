@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A message's content hash.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Guid(pub [u8; 32]);
 
 impl Guid {
@@ -46,7 +48,10 @@ impl FromStr for Guid {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() != 64 {
-            return Err(format!("a GUID is 64 hex digits, got {} characters", s.len()));
+            return Err(format!(
+                "a GUID is 64 hex digits, got {} characters",
+                s.len()
+            ));
         }
         let mut out = [0u8; 32];
         for (i, chunk) in s.as_bytes().chunks(2).enumerate() {

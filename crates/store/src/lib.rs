@@ -29,10 +29,15 @@ mod user;
 
 pub use disk::{Disk, Fault, FaultyDisk, RealDisk};
 pub use error::{OpenError, Result, StoreError};
-pub use flags::{ANSWERED, DELETED, DRAFT, FLAGGED, FlagOp, Flags, KEYWORD_LEN_MAX, SEEN, validate_keyword};
+pub use flags::{
+    ANSWERED, DELETED, DRAFT, FLAGGED, FlagOp, Flags, KEYWORD_LEN_MAX, SEEN, validate_keyword,
+};
 pub use guid::Guid;
 pub use model::*;
-pub use names::{MAILBOX_DEPTH_MAX, MAILBOX_NAME_LEN_MAX, SEPARATOR, is_inferior, normalize as normalize_mailbox_name};
+pub use names::{
+    MAILBOX_DEPTH_MAX, MAILBOX_NAME_LEN_MAX, SEPARATOR, is_inferior,
+    normalize as normalize_mailbox_name,
+};
 pub use slot::{Options, Slot, hash_password, validate_user_name};
 pub use user::{DEFAULT_MAILBOXES, SPECIAL_USES, User};
 

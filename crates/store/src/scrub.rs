@@ -9,7 +9,9 @@
 use crate::blobs::Read;
 use crate::guid::Guid;
 use crate::slot::Slot;
-use crate::user::{DbContext, User, content_crc, mailbox_crc, mailbox_from_row, message_crc, meta_int};
+use crate::user::{
+    DbContext, User, content_crc, mailbox_crc, mailbox_from_row, message_crc, meta_int,
+};
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -131,7 +133,11 @@ pub(crate) fn quick_check(conn: &Connection, path: &Path, user: &str, report: &m
             Kind::Database,
             format!("{}: {}", path.display(), lines.join("; ")),
         )),
-        Err(e) => report.push(Finding::new(user, Kind::Database, format!("{}: {e}", path.display()))),
+        Err(e) => report.push(Finding::new(
+            user,
+            Kind::Database,
+            format!("{}: {e}", path.display()),
+        )),
     }
 }
 
@@ -141,7 +147,11 @@ pub(crate) fn scrub_slot(slot: &Slot, repair: bool) -> Report {
     let accounts = match slot.accounts() {
         Ok(a) => a,
         Err(e) => {
-            report.push(Finding::new("", Kind::Database, format!("cannot list accounts: {e}")));
+            report.push(Finding::new(
+                "",
+                Kind::Database,
+                format!("cannot list accounts: {e}"),
+            ));
             Vec::new()
         }
     };
@@ -155,7 +165,11 @@ pub(crate) fn scrub_slot(slot: &Slot, repair: bool) -> Report {
                     report.push(Finding::new(&account.name, Kind::Database, e.to_string()));
                 }
             }
-            Err(e) => report.push(Finding::new(&account.name, Kind::Database, format!("cannot open: {e}"))),
+            Err(e) => report.push(Finding::new(
+                &account.name,
+                Kind::Database,
+                format!("cannot open: {e}"),
+            )),
         }
     }
     if let Ok(entries) = std::fs::read_dir(slot.root().join("users")) {
@@ -312,13 +326,19 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
         }
     }
     for stray in strays {
-        report.push(Finding::new(&name, Kind::Garbage, format!("stray file {}", stray.display())));
+        report.push(Finding::new(
+            &name,
+            Kind::Garbage,
+            format!("stray file {}", stray.display()),
+        ));
     }
     Ok(())
 }
 
 /// `message_from_row` over a row whose first column is the mailbox.
-fn message_from_row_offset(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Result<crate::MessageMeta, String>, i64)> {
+fn message_from_row_offset(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(Result<crate::MessageMeta, String>, i64)> {
     message_from_row_at(r, 1)
 }
 

@@ -112,7 +112,11 @@ impl Slot {
     }
 
     /// Open with a given `Disk` (tests inject faults this way).
-    pub fn open_with_disk(root: impl AsRef<Path>, options: Options, disk: Arc<dyn Disk>) -> Result<Slot, OpenError> {
+    pub fn open_with_disk(
+        root: impl AsRef<Path>,
+        options: Options,
+        disk: Arc<dyn Disk>,
+    ) -> Result<Slot, OpenError> {
         let root = root.as_ref().to_path_buf();
         let open_io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -142,7 +146,8 @@ impl Slot {
                         found: format!("no FORMAT file but {:?} is present", stray.file_name()),
                     });
                 }
-                std::fs::create_dir_all(root.join("users")).map_err(open_io("create directory", &root))?;
+                std::fs::create_dir_all(root.join("users"))
+                    .map_err(open_io("create directory", &root))?;
                 crate::write_file_durably(&format_path, FORMAT_LINE.as_bytes())?;
             }
             Err(e) => return Err(open_io("read", &format_path)(e)),
@@ -194,7 +199,10 @@ impl Slot {
     /// outside the user's lock: they must be quick (wake a task, no I/O).
     /// IMAP sessions (IDLE), and replication hang off this.
     pub fn add_change_listener(&self, listener: ChangeListener) {
-        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -264,8 +272,15 @@ impl Slot {
         self.catalog()
             .execute("DELETE FROM accounts WHERE name = ?1", [name])
             .db(&self.catalog_path)?;
-        self.users.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
-        self.auth_cache.lock().unwrap_or_else(|e| e.into_inner()).entries.remove(name);
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.auth_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .remove(name);
         let dir = self.user_dir(&account.user_id);
         std::fs::remove_dir_all(&dir).map_err(io_err("remove user directory", &dir))?;
         tracing::info!(user = name, "deleted user");
@@ -282,7 +297,11 @@ impl Slot {
     pub fn set_password_hash(&self, name: &str, hash: &str) -> Result<()> {
         PasswordHash::new(hash).map_err(|e| StoreError::Password(e.to_string()))?;
         self.update_account(name, |_, h| *h = hash.to_string())?;
-        self.auth_cache.lock().unwrap_or_else(|e| e.into_inner()).entries.remove(name);
+        self.auth_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .remove(name);
         Ok(())
     }
 
@@ -292,7 +311,12 @@ impl Slot {
             a.quota_bytes = bytes;
             a.quota_messages = messages;
         })?;
-        if let Some(user) = self.users.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(user) = self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             user.set_quota_limits(bytes, messages);
         }
         Ok(())
@@ -303,7 +327,11 @@ impl Slot {
         self.update_account(name, |a, _| a.is_admin = is_admin)
     }
 
-    fn update_account(&self, name: &str, change: impl FnOnce(&mut Account, &mut String)) -> Result<()> {
+    fn update_account(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Account, &mut String),
+    ) -> Result<()> {
         let mut conn = self.catalog();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -381,32 +409,46 @@ impl Slot {
             let cache = self.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
             let tag = cache.tag(name, password, &hash);
             if let Some((stored, at)) = cache.entries.get(name)
-                && *stored == tag && at.elapsed() < AUTH_CACHE_TTL {
-                    return Ok(Some(account));
-                }
+                && *stored == tag
+                && at.elapsed() < AUTH_CACHE_TTL
+            {
+                return Ok(Some(account));
+            }
         }
         let parsed = PasswordHash::new(&hash).map_err(|e| StoreError::Corrupt {
             user: name.to_string(),
             what: format!("password hash does not parse: {e}"),
         })?;
-        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
+        if Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_err()
+        {
             return Ok(None);
         }
         let mut cache = self.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.entries.len() >= AUTH_CACHE_ENTRIES_MAX {
-            cache.entries.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+            cache
+                .entries
+                .retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
             if cache.entries.len() >= AUTH_CACHE_ENTRIES_MAX {
                 cache.entries.clear();
             }
         }
         let tag = cache.tag(name, password, &hash);
-        cache.entries.insert(name.to_string(), (tag, Instant::now()));
+        cache
+            .entries
+            .insert(name.to_string(), (tag, Instant::now()));
         Ok(Some(account))
     }
 
     /// The open store of a user.
     pub fn user(&self, name: &str) -> Result<Arc<User>> {
-        if let Some(u) = self.users.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(u) = self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(u.clone());
         }
         let account = self
@@ -445,7 +487,11 @@ impl Slot {
             .prepare("SELECT name, user_id, password_hash, is_admin, quota_bytes, quota_messages, modseq, crc FROM accounts")
             .and_then(|mut s| s.query_map([], account_from_row)?.collect());
         match rows {
-            Err(e) => report.push(crate::scrub::Finding::new("", crate::scrub::Kind::Database, e.to_string())),
+            Err(e) => report.push(crate::scrub::Finding::new(
+                "",
+                crate::scrub::Kind::Database,
+                e.to_string(),
+            )),
             Ok(rows) => {
                 for (a, hash, crc) in rows {
                     if account_crc(&a, &hash) != crc {
@@ -528,7 +574,9 @@ pub fn hash_password(password: &str) -> Result<String> {
 pub fn validate_user_name(name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > USER_NAME_LEN_MAX
-        || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
     {
         return Err(StoreError::InvalidUserName(format!(
             "{name:?}: 1 to {USER_NAME_LEN_MAX} bytes, no spaces, quotes, backslashes or control characters"

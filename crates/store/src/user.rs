@@ -59,13 +59,20 @@ pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
 
 /// The special-use attributes of RFC 6154.
 pub const SPECIAL_USES: [&str; 7] = [
-    "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
 ];
 
 /// Columns of `mailboxes` in the order `mailbox_from_row` reads them.
 const MAILBOX_COLUMNS: &str = "id, mailbox_id, name, uidvalidity, uidnext, highestmodseq, special_use, keywords, recent_uid, modseq, crc";
 /// Columns of `messages` in the order `message_from_row` reads them.
-const MESSAGE_COLUMNS: &str = "uid, guid, size, internaldate, tz_offset, flags, keywords, modseq, crc";
+const MESSAGE_COLUMNS: &str =
+    "uid, guid, size, internaldate, tz_offset, flags, keywords, modseq, crc";
 
 /// A user's mail store. Cheap to share (`Arc<User>`); all methods take `&self`.
 pub struct User {
@@ -110,7 +117,8 @@ pub(crate) fn open_db(path: &Path) -> Result<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
     )
     .db(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).db(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .db(path)?;
     Ok(conn)
 }
 
@@ -141,8 +149,11 @@ pub(crate) fn create_user_dir(dir: &Path, user_id: &str) -> Result<()> {
         ("quota_used_bytes", rusqlite::types::Value::Integer(0)),
         ("quota_used_messages", rusqlite::types::Value::Integer(0)),
     ] {
-        tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v])
-            .db(&db_path)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![k, v],
+        )
+        .db(&db_path)?;
     }
     let mut w = Tx::begin(tx, &db_path, user_id)?;
     for (name, special_use) in DEFAULT_MAILBOXES {
@@ -172,12 +183,17 @@ impl User {
         }
         let conn = open_db(&db_path)?;
         let stored_id: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'user_id'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'user_id'", [], |r| {
+                r.get(0)
+            })
             .db(&db_path)?;
         if stored_id != account.user_id {
             return Err(StoreError::Corrupt {
                 user: name.to_string(),
-                what: format!("index belongs to user id {stored_id}, expected {}", account.user_id),
+                what: format!(
+                    "index belongs to user id {stored_id}, expected {}",
+                    account.user_id
+                ),
             });
         }
         let blobs = Blobs::new(name, &dir, disk);
@@ -249,7 +265,11 @@ impl User {
         }
         drop(conn);
         if let Some(modseq) = modseq {
-            let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let listeners = self
+                .listeners
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             for listener in listeners {
                 listener(&self.name, modseq);
             }
@@ -274,7 +294,9 @@ impl User {
     pub fn mailboxes(&self) -> Result<Vec<MailboxInfo>> {
         self.read(|c, p| {
             let mut stmt = c
-                .prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes ORDER BY name"))
+                .prepare_cached(&format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes ORDER BY name"
+                ))
                 .db(p)?;
             let rows = stmt.query_map([], mailbox_from_row).db(p)?;
             let mut out = Vec::new();
@@ -296,7 +318,9 @@ impl User {
     pub fn mailbox_by_id(&self, id: i64) -> Result<MailboxInfo> {
         self.read(|c, p| {
             let row = c
-                .prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"))
+                .prepare_cached(&format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"
+                ))
                 .db(p)?
                 .query_row([id], mailbox_from_row)
                 .optional()
@@ -309,9 +333,16 @@ impl User {
         .ok_or_else(|| StoreError::NoSuchMailbox(format!("(mailbox {id} no longer exists)")))
     }
 
-    fn mailbox_by_name_in(&self, c: &Connection, p: &Path, name: &str) -> Result<Option<MailboxInfo>> {
+    fn mailbox_by_name_in(
+        &self,
+        c: &Connection,
+        p: &Path,
+        name: &str,
+    ) -> Result<Option<MailboxInfo>> {
         let row = c
-            .prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1"
+            ))
             .db(p)?
             .query_row([name], mailbox_from_row)
             .optional()
@@ -331,9 +362,12 @@ impl User {
     pub fn create_mailbox(&self, name: &str, special_use: Option<&str>) -> Result<MailboxInfo> {
         let name = names::normalize(name)?;
         if let Some(su) = special_use
-            && !SPECIAL_USES.iter().any(|s| s.eq_ignore_ascii_case(su)) {
-                return Err(StoreError::NotAllowed(format!("unknown special-use attribute {su}")));
-            }
+            && !SPECIAL_USES.iter().any(|s| s.eq_ignore_ascii_case(su))
+        {
+            return Err(StoreError::NotAllowed(format!(
+                "unknown special-use attribute {su}"
+            )));
+        }
         let special_use = special_use.map(|su| {
             SPECIAL_USES
                 .iter()
@@ -346,9 +380,13 @@ impl User {
             if w.mailbox_by_name(&name)?.is_some() {
                 return Err(StoreError::MailboxExists(name.clone()));
             }
-            let count: i64 = w.tx.query_row("SELECT count(*) FROM mailboxes", [], |r| r.get(0)).db(w.path)?;
+            let count: i64 =
+                w.tx.query_row("SELECT count(*) FROM mailboxes", [], |r| r.get(0))
+                    .db(w.path)?;
             if count as u64 >= u64::from(max) {
-                return Err(StoreError::Limit(format!("at most {max} mailboxes per user")));
+                return Err(StoreError::Limit(format!(
+                    "at most {max} mailboxes per user"
+                )));
             }
             for sup in names::superiors(&name) {
                 if w.mailbox_by_name(sup)?.is_none() {
@@ -372,11 +410,11 @@ impl User {
                 .mailbox_by_name(&name)?
                 .ok_or_else(|| StoreError::NoSuchMailbox(name.clone()))?;
             let prefix = format!("{name}/");
-            let children: i64 = w
-                .tx
-                .query_row(
-                    "SELECT count(*) FROM mailboxes WHERE substr(name, 1, ?2) = ?1",
-                    params![prefix, prefix.len() as i64],
+            let children: i64 =
+                w.tx.query_row(
+                    // substr and length both count characters, not bytes.
+                    "SELECT count(*) FROM mailboxes WHERE substr(name, 1, length(?1)) = ?1",
+                    params![prefix],
                     |r| r.get(0),
                 )
                 .db(w.path)?;
@@ -393,7 +431,9 @@ impl User {
         let from = names::normalize(from)?;
         let to = names::normalize(to)?;
         if to == "INBOX" || names::is_inferior(&to, &from) || from == to {
-            return Err(StoreError::NotAllowed(format!("cannot rename {from} to {to}")));
+            return Err(StoreError::NotAllowed(format!(
+                "cannot rename {from} to {to}"
+            )));
         }
         self.write(|w| {
             let src = w
@@ -417,11 +457,11 @@ impl User {
             let mut stmt = w
                 .tx
                 .prepare(&format!(
-                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1 OR substr(name, 1, ?3) = ?2"
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1 OR substr(name, 1, length(?2)) = ?2"
                 ))
                 .db(w.path)?;
             let affected: Vec<MailboxInfo> = stmt
-                .query_map(params![from, prefix, prefix.len() as i64], mailbox_from_row)
+                .query_map(params![from, prefix], mailbox_from_row)
                 .db(w.path)?
                 .map(|r| r.map(|(m, _)| m))
                 .collect::<rusqlite::Result<_>>()
@@ -444,9 +484,12 @@ impl User {
     /// Set or clear a mailbox's special-use attribute.
     pub fn set_special_use(&self, mailbox: i64, special_use: Option<&str>) -> Result<()> {
         if let Some(su) = special_use
-            && !SPECIAL_USES.contains(&su) {
-                return Err(StoreError::NotAllowed(format!("unknown special-use attribute {su}")));
-            }
+            && !SPECIAL_USES.contains(&su)
+        {
+            return Err(StoreError::NotAllowed(format!(
+                "unknown special-use attribute {su}"
+            )));
+        }
         self.write(|w| {
             let mut m = w.mailbox_by_id(mailbox)?;
             m.special_use = special_use.map(str::to_string);
@@ -482,13 +525,18 @@ impl User {
     pub fn unsubscribe(&self, name: &str) -> Result<()> {
         let name = names::normalize(name)?;
         self.write(|w| {
-            let present: Option<i64> = w
-                .tx
-                .query_row("SELECT subscribed FROM subscriptions WHERE name = ?1", [&name], |r| r.get(0))
+            let present: Option<i64> =
+                w.tx.query_row(
+                    "SELECT subscribed FROM subscriptions WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
                 .optional()
                 .db(w.path)?;
             if present != Some(1) {
-                return Err(StoreError::NoSuchMailbox(format!("{name} is not subscribed")));
+                return Err(StoreError::NoSuchMailbox(format!(
+                    "{name} is not subscribed"
+                )));
             }
             w.set_subscription(&name, false)
         })
@@ -546,7 +594,10 @@ impl User {
             let modseq = w.modseq();
             let uid = mbox.uidnext;
             if uid == u32::MAX {
-                return Err(StoreError::Limit(format!("mailbox {} has used every UID", mbox.name)));
+                return Err(StoreError::Limit(format!(
+                    "mailbox {} has used every UID",
+                    mbox.name
+                )));
             }
             let meta = MessageMeta {
                 uid,
@@ -603,27 +654,65 @@ impl User {
         })
     }
 
+    /// The messages with the given UIDs that exist, in the order given:
+    /// point lookups, so fetching one message of a large mailbox costs one
+    /// index probe, not a scan.
+    pub fn messages_by_uid(&self, mailbox: i64, uids: &[u32]) -> Result<Vec<MessageMeta>> {
+        self.read(|c, p| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND uid = ?2"
+                ))
+                .db(p)?;
+            let mut out = Vec::with_capacity(uids.len());
+            for &uid in uids {
+                let mut rows = stmt.query(params![mailbox, uid]).db(p)?;
+                if let Some(row) = rows.next().db(p)? {
+                    let (meta, crc) = message_from_row(row).db(p)?;
+                    out.push(self.check_message(mailbox, meta, crc)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn mailbox_in(&self, c: &Connection, p: &Path, id: i64) -> Result<MailboxInfo> {
         let row = c
-            .prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"
+            ))
             .db(p)?
             .query_row([id], mailbox_from_row)
             .optional()
             .db(p)?;
         match row {
             Some(r) => self.check_mailbox(r),
-            None => Err(StoreError::NoSuchMailbox(format!("(mailbox {id} no longer exists)"))),
+            None => Err(StoreError::NoSuchMailbox(format!(
+                "(mailbox {id} no longer exists)"
+            ))),
         }
     }
 
     /// Messages of a mailbox by UID: all of them, or those changed after `since`.
-    fn messages_where(&self, c: &Connection, p: &Path, mailbox: i64, since: Option<u64>) -> Result<Vec<MessageMeta>> {
+    fn messages_where(
+        &self,
+        c: &Connection,
+        p: &Path,
+        mailbox: i64,
+        since: Option<u64>,
+    ) -> Result<Vec<MessageMeta>> {
         let sql = match since {
-            None => format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND ?2 = 0 ORDER BY uid"),
-            Some(_) => format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid"),
+            None => format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND ?2 = 0 ORDER BY uid"
+            ),
+            Some(_) => format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid"
+            ),
         };
         let mut stmt = c.prepare_cached(&sql).db(p)?;
-        let mut rows = stmt.query(params![mailbox, since.unwrap_or(0) as i64]).db(p)?;
+        let mut rows = stmt
+            .query(params![mailbox, since.unwrap_or(0) as i64])
+            .db(p)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().db(p)? {
             let (meta, crc) = message_from_row(row).db(p)?;
@@ -632,8 +721,14 @@ impl User {
         Ok(out)
     }
 
-    fn check_message(&self, mailbox: i64, meta: Result<MessageMeta, String>, crc: i64) -> Result<MessageMeta> {
-        let meta = meta.map_err(|why| self.corrupt(format!("message record in mailbox {mailbox}: {why}")))?;
+    fn check_message(
+        &self,
+        mailbox: i64,
+        meta: Result<MessageMeta, String>,
+        crc: i64,
+    ) -> Result<MessageMeta> {
+        let meta = meta
+            .map_err(|why| self.corrupt(format!("message record in mailbox {mailbox}: {why}")))?;
         if message_crc(mailbox, &meta) != crc {
             return Err(self.corrupt(format!(
                 "message record mailbox {mailbox} uid {} fails its checksum",
@@ -657,7 +752,9 @@ impl User {
             }
             let changed = self.messages_where(c, p, mailbox, Some(since))?;
             let mut stmt = c
-                .prepare_cached("SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid")
+                .prepare_cached(
+                    "SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid",
+                )
                 .db(p)?;
             let expunged = stmt
                 .query_map(params![mailbox, since as i64], |r| r.get::<_, u32>(0))
@@ -720,10 +817,11 @@ impl User {
                     continue;
                 };
                 if let Some(limit) = unchanged_since
-                    && meta.modseq > limit {
-                        out.modified.push(uid);
-                        continue;
-                    }
+                    && meta.modseq > limit
+                {
+                    out.modified.push(uid);
+                    continue;
+                }
                 let new = meta.flags.apply(op, flags);
                 if new == meta.flags {
                     out.unchanged.push(meta);
@@ -772,7 +870,9 @@ impl User {
     /// transaction.
     pub fn move_messages(&self, from: i64, uids: &[u32], to: i64) -> Result<CopyOutcome> {
         if from == to {
-            return Err(StoreError::NotAllowed("source and destination are the same mailbox".into()));
+            return Err(StoreError::NotAllowed(
+                "source and destination are the same mailbox".into(),
+            ));
         }
         self.write(|w| w.copy_messages(from, uids, to, true))
     }
@@ -781,7 +881,9 @@ impl User {
     pub fn expunged_since(&self, mailbox: i64, since: u64) -> Result<Vec<u32>> {
         self.read(|c, p| {
             let mut stmt = c
-                .prepare_cached("SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid")
+                .prepare_cached(
+                    "SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid",
+                )
                 .db(p)?;
             stmt.query_map(params![mailbox, since as i64], |r| r.get::<_, u32>(0))
                 .db(p)?
@@ -836,7 +938,8 @@ impl User {
 
     /// Quota usage and limits.
     pub fn quota(&self) -> Result<Quota> {
-        let (limit_bytes, limit_messages) = *self.quota_limits.read().unwrap_or_else(|e| e.into_inner());
+        let (limit_bytes, limit_messages) =
+            *self.quota_limits.read().unwrap_or_else(|e| e.into_inner());
         self.read(|c, p| {
             Ok(Quota {
                 used_bytes: meta_int(c, p, "quota_used_bytes")?,
@@ -907,7 +1010,10 @@ impl User {
         &self.blobs
     }
 
-    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection, &Path) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Path) -> Result<T>,
+    ) -> Result<T> {
         self.read(f)
     }
 }
@@ -950,7 +1056,10 @@ impl<'c> Tx<'c> {
         if let Some(m) = self.modseq_new {
             assert!(m > self.modseq_old, "MODSEQ must grow");
             self.tx
-                .execute("UPDATE meta SET value = ?1 WHERE key = 'modseq'", [m as i64])
+                .execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'modseq'",
+                    [m as i64],
+                )
                 .db(self.path)?;
         }
         self.tx.commit().db(self.path)?;
@@ -968,14 +1077,18 @@ impl<'c> Tx<'c> {
     fn mailbox_by_name(&self, name: &str) -> Result<Option<MailboxInfo>> {
         let row = self
             .tx
-            .prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1"
+            ))
             .db(self.path)?
             .query_row([name], mailbox_from_row)
             .optional()
             .db(self.path)?;
         match row {
             Some((m, crc)) if mailbox_crc(&m) == crc => Ok(Some(m)),
-            Some((m, _)) => Err(self.corrupt(format!("mailbox record {:?} fails its checksum", m.name))),
+            Some((m, _)) => {
+                Err(self.corrupt(format!("mailbox record {:?} fails its checksum", m.name)))
+            }
             None => Ok(None),
         }
     }
@@ -983,15 +1096,21 @@ impl<'c> Tx<'c> {
     pub(crate) fn mailbox_by_id(&self, id: i64) -> Result<MailboxInfo> {
         let row = self
             .tx
-            .prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"
+            ))
             .db(self.path)?
             .query_row([id], mailbox_from_row)
             .optional()
             .db(self.path)?;
         match row {
             Some((m, crc)) if mailbox_crc(&m) == crc => Ok(m),
-            Some((m, _)) => Err(self.corrupt(format!("mailbox record {:?} fails its checksum", m.name))),
-            None => Err(StoreError::NoSuchMailbox(format!("(mailbox {id} no longer exists)"))),
+            Some((m, _)) => {
+                Err(self.corrupt(format!("mailbox record {:?} fails its checksum", m.name)))
+            }
+            None => Err(StoreError::NoSuchMailbox(format!(
+                "(mailbox {id} no longer exists)"
+            ))),
         }
     }
 
@@ -1010,9 +1129,13 @@ impl<'c> Tx<'c> {
                 let last = meta_int(&self.tx, self.path, "uidvalidity_last")?;
                 let now = crate::now_secs().clamp(1, i64::from(u32::MAX)) as u64;
                 let v = now.max(last + 1);
-                let v = u32::try_from(v).map_err(|_| StoreError::Limit("UIDVALIDITY space exhausted".into()))?;
+                let v = u32::try_from(v)
+                    .map_err(|_| StoreError::Limit("UIDVALIDITY space exhausted".into()))?;
                 self.tx
-                    .execute("UPDATE meta SET value = ?1 WHERE key = 'uidvalidity_last'", [i64::from(v)])
+                    .execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'uidvalidity_last'",
+                        [i64::from(v)],
+                    )
                     .db(self.path)?;
                 v
             }
@@ -1117,7 +1240,9 @@ impl<'c> Tx<'c> {
     pub(crate) fn message(&self, mailbox: i64, uid: u32) -> Result<Option<MessageMeta>> {
         let row = self
             .tx
-            .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND uid = ?2"))
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND uid = ?2"
+            ))
             .db(self.path)?
             .query_row(params![mailbox, uid], message_from_row)
             .optional()
@@ -1129,15 +1254,24 @@ impl<'c> Tx<'c> {
                 "message record mailbox {mailbox} uid {} fails its checksum",
                 meta.uid
             ))),
-            Some((Err(why), _)) => Err(self.corrupt(format!("message record mailbox {mailbox} uid {uid}: {why}"))),
+            Some((Err(why), _)) => {
+                Err(self.corrupt(format!("message record mailbox {mailbox} uid {uid}: {why}")))
+            }
         }
     }
 
     pub(crate) fn insert_content(&self, guid: &Guid, size: u64, info: &[u8]) -> Result<()> {
         self.tx
-            .prepare_cached("INSERT OR IGNORE INTO contents (guid, size, info, crc) VALUES (?1, ?2, ?3, ?4)")
+            .prepare_cached(
+                "INSERT OR IGNORE INTO contents (guid, size, info, crc) VALUES (?1, ?2, ?3, ?4)",
+            )
             .db(self.path)?
-            .execute(params![&guid.0[..], size as i64, info, content_crc(guid, size, info)])
+            .execute(params![
+                &guid.0[..],
+                size as i64,
+                info,
+                content_crc(guid, size, info)
+            ])
             .db(self.path)?;
         Ok(())
     }
@@ -1197,7 +1331,9 @@ impl<'c> Tx<'c> {
     fn deleted_uids(&self, mailbox: i64) -> Result<Vec<u32>> {
         let mut stmt = self
             .tx
-            .prepare_cached("SELECT uid FROM messages WHERE mailbox = ?1 AND (flags & ?2) != 0 ORDER BY uid")
+            .prepare_cached(
+                "SELECT uid FROM messages WHERE mailbox = ?1 AND (flags & ?2) != 0 ORDER BY uid",
+            )
             .db(self.path)?;
         stmt.query_map(params![mailbox, flags::DELETED], |r| r.get(0))
             .db(self.path)?
@@ -1252,7 +1388,9 @@ impl<'c> Tx<'c> {
                 .execute(params![mailbox, uid])
                 .db(self.path)?;
             self.tx
-                .prepare_cached("INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
+                )
                 .db(self.path)?
                 .execute(params![mailbox, uid, modseq as i64])
                 .db(self.path)?;
@@ -1288,7 +1426,13 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    fn copy_messages(&mut self, from: i64, uids: &[u32], to: i64, expunge_source: bool) -> Result<CopyOutcome> {
+    fn copy_messages(
+        &mut self,
+        from: i64,
+        uids: &[u32],
+        to: i64,
+        expunge_source: bool,
+    ) -> Result<CopyOutcome> {
         let mut dest = self.mailbox_by_id(to)?;
         let src = self.mailbox_by_id(from)?;
         let modseq = self.modseq();
@@ -1303,7 +1447,10 @@ impl<'c> Tx<'c> {
         for mut m in sources {
             let uid = m.uid;
             if dest.uidnext == u32::MAX {
-                return Err(StoreError::Limit(format!("mailbox {} has used every UID", dest.name)));
+                return Err(StoreError::Limit(format!(
+                    "mailbox {} has used every UID",
+                    dest.name
+                )));
             }
             let new_uid = dest.uidnext;
             dest.uidnext += 1;
@@ -1338,22 +1485,29 @@ impl<'c> Tx<'c> {
         })
     }
 
-    fn check_quota(&self, (limit_bytes, limit_messages): (Option<u64>, Option<u64>), bytes: u64, count: u64) -> Result<()> {
+    fn check_quota(
+        &self,
+        (limit_bytes, limit_messages): (Option<u64>, Option<u64>),
+        bytes: u64,
+        count: u64,
+    ) -> Result<()> {
         let used_bytes = meta_int(&self.tx, self.path, "quota_used_bytes")?;
         let used_messages = meta_int(&self.tx, self.path, "quota_used_messages")?;
         if let Some(limit) = limit_bytes
-            && used_bytes + bytes > limit {
-                return Err(StoreError::OverQuota(format!(
-                    "storage {} + {bytes} bytes exceeds {limit}",
-                    used_bytes
-                )));
-            }
+            && used_bytes + bytes > limit
+        {
+            return Err(StoreError::OverQuota(format!(
+                "storage {} + {bytes} bytes exceeds {limit}",
+                used_bytes
+            )));
+        }
         if let Some(limit) = limit_messages
-            && used_messages + count > limit {
-                return Err(StoreError::OverQuota(format!(
-                    "{used_messages} + {count} messages exceeds {limit}"
-                )));
-            }
+            && used_messages + count > limit
+        {
+            return Err(StoreError::OverQuota(format!(
+                "{used_messages} + {count} messages exceeds {limit}"
+            )));
+        }
         Ok(())
     }
 
@@ -1399,7 +1553,11 @@ pub(crate) fn mailbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Mailb
             uidnext: r.get(4)?,
             highestmodseq: r.get::<_, i64>(5)? as u64,
             special_use: r.get(6)?,
-            keywords: keywords.split(' ').filter(|k| !k.is_empty()).map(str::to_string).collect(),
+            keywords: keywords
+                .split(' ')
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect(),
             recent_uid: r.get(8)?,
             modseq: r.get::<_, i64>(9)? as u64,
         },
@@ -1422,7 +1580,9 @@ pub(crate) fn mailbox_crc(m: &MailboxInfo) -> i64 {
 }
 
 /// A message row; the inner `Err` is a row whose values cannot be valid.
-pub(crate) fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Result<MessageMeta, String>, i64)> {
+pub(crate) fn message_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(Result<MessageMeta, String>, i64)> {
     message_from_row_at(r, 0)
 }
 
@@ -1441,7 +1601,8 @@ pub(crate) fn message_from_row_at(
     let modseq: i64 = r.get(at + 7)?;
     let crc: i64 = r.get(at + 8)?;
     let meta = (|| {
-        let guid = Guid::from_slice(&guid).ok_or_else(|| format!("uid {uid}: GUID of {} bytes", guid.len()))?;
+        let guid = Guid::from_slice(&guid)
+            .ok_or_else(|| format!("uid {uid}: GUID of {} bytes", guid.len()))?;
         let system = u8::try_from(system).map_err(|_| format!("uid {uid}: flag bits {system}"))?;
         let flags = Flags::from_stored(system, &keywords).map_err(|e| format!("uid {uid}: {e}"))?;
         Ok(MessageMeta {
@@ -1472,14 +1633,20 @@ pub(crate) fn message_crc(mailbox: i64, m: &MessageMeta) -> i64 {
 }
 
 pub(crate) fn content_crc(guid: &Guid, size: u64, info: &[u8]) -> i64 {
-    RecordCrc::new().bytes(&guid.0).int(size as i64).bytes(info).finish()
+    RecordCrc::new()
+        .bytes(&guid.0)
+        .int(size as i64)
+        .bytes(info)
+        .finish()
 }
 
 fn merge_keywords(mbox: &mut MailboxInfo, flags: &Flags, max: usize) -> Result<()> {
     for k in flags.keywords() {
         if !mbox.keywords.iter().any(|m| m.eq_ignore_ascii_case(k)) {
             if mbox.keywords.len() >= max {
-                return Err(StoreError::Limit(format!("at most {max} keywords per mailbox")));
+                return Err(StoreError::Limit(format!(
+                    "at most {max} keywords per mailbox"
+                )));
             }
             mbox.keywords.push(k.to_string());
         }
@@ -1487,4 +1654,3 @@ fn merge_keywords(mbox: &mut MailboxInfo, flags: &Flags, max: usize) -> Result<(
     mbox.keywords.sort();
     Ok(())
 }
-

@@ -10,7 +10,8 @@ fn slot() -> (tempfile::TempDir, Slot) {
 }
 
 fn msg(n: u32) -> Vec<u8> {
-    format!("From: a@example.com\r\nTo: b@example.com\r\nSubject: test {n}\r\n\r\nbody {n}\r\n").into_bytes()
+    format!("From: a@example.com\r\nTo: b@example.com\r\nSubject: test {n}\r\n\r\nbody {n}\r\n")
+        .into_bytes()
 }
 
 #[test]
@@ -18,8 +19,16 @@ fn new_user_has_default_mailboxes_subscribed() {
     let (_d, slot) = slot();
     slot.create_user("alice", "secret", false).unwrap();
     let user = slot.user("alice").unwrap();
-    let names: Vec<String> = user.mailboxes().unwrap().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]);
+    let names: Vec<String> = user
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    );
     assert_eq!(user.subscriptions().unwrap().len(), 6);
     let sent = user.mailbox("Sent").unwrap();
     assert_eq!(sent.special_use.as_deref(), Some("\\Sent"));
@@ -31,8 +40,17 @@ fn append_read_back_byte_identical_and_uids_grow() {
     slot.create_user("alice", "secret", false).unwrap();
     let user = slot.user("alice").unwrap();
     let inbox = user.mailbox("inbox").unwrap();
-    let a = user.append(inbox.id, &msg(1), &Flags::empty(), None).unwrap();
-    let b = user.append(inbox.id, &msg(2), &Flags::from_names(["\\Seen"]).unwrap(), Some((1_000_000, 60))).unwrap();
+    let a = user
+        .append(inbox.id, &msg(1), &Flags::empty(), None)
+        .unwrap();
+    let b = user
+        .append(
+            inbox.id,
+            &msg(2),
+            &Flags::from_names(["\\Seen"]).unwrap(),
+            Some((1_000_000, 60)),
+        )
+        .unwrap();
     assert_eq!((a.uid, b.uid), (1, 2));
     assert!(b.modseq > a.modseq);
     assert_eq!(a.uidvalidity, inbox.uidvalidity);
@@ -42,7 +60,10 @@ fn append_read_back_byte_identical_and_uids_grow() {
     assert_eq!(msgs[1].internaldate, 1_000_000);
     assert_eq!(msgs[1].tz_offset_min, 60);
     assert!(msgs[1].flags.has(SEEN));
-    assert_eq!(user.read_message(&msgs[0].guid, msgs[0].size).unwrap(), msg(1));
+    assert_eq!(
+        user.read_message(&msgs[0].guid, msgs[0].size).unwrap(),
+        msg(1)
+    );
     let q = user.quota().unwrap();
     assert_eq!(q.used_messages, 2);
     assert_eq!(q.used_bytes, (msg(1).len() + msg(2).len()) as u64);
@@ -56,18 +77,25 @@ fn store_flags_with_unchangedsince() {
     let inbox = user.mailbox("INBOX").unwrap().id;
     let a = user.append(inbox, &msg(1), &Flags::empty(), None).unwrap();
     let seen = Flags::from_names(["\\Seen"]).unwrap();
-    let out = user.store_flags(inbox, &[a.uid, 99], FlagOp::Add, &seen, None).unwrap();
+    let out = user
+        .store_flags(inbox, &[a.uid, 99], FlagOp::Add, &seen, None)
+        .unwrap();
     assert_eq!(out.changed.len(), 1);
     let m1 = out.changed[0].modseq;
     assert!(m1 > a.modseq);
     // Same change again: nothing changes, no new MODSEQ.
-    let again = user.store_flags(inbox, &[a.uid], FlagOp::Add, &seen, None).unwrap();
+    let again = user
+        .store_flags(inbox, &[a.uid], FlagOp::Add, &seen, None)
+        .unwrap();
     assert!(again.changed.is_empty() && again.unchanged.len() == 1);
     // UNCHANGEDSINCE older than the message's MODSEQ: refused as MODIFIED.
-    let refused = user.store_flags(inbox, &[a.uid], FlagOp::Remove, &seen, Some(a.modseq)).unwrap();
+    let refused = user
+        .store_flags(inbox, &[a.uid], FlagOp::Remove, &seen, Some(a.modseq))
+        .unwrap();
     assert_eq!(refused.modified, [a.uid]);
     let kw = Flags::from_names(["$Label1"]).unwrap();
-    user.store_flags(inbox, &[a.uid], FlagOp::Add, &kw, Some(m1)).unwrap();
+    user.store_flags(inbox, &[a.uid], FlagOp::Add, &kw, Some(m1))
+        .unwrap();
     assert_eq!(user.mailbox_by_id(inbox).unwrap().keywords, ["$Label1"]);
 }
 
@@ -88,17 +116,24 @@ fn expunge_copy_move_and_vanished() {
     assert_eq!(moved.pairs, [(3, 3)]);
     assert_eq!(moved.expunged, [3]);
     let del = Flags::from_names(["\\Deleted"]).unwrap();
-    user.store_flags(inbox, &[1, 4], FlagOp::Add, &del, None).unwrap();
+    user.store_flags(inbox, &[1, 4], FlagOp::Add, &del, None)
+        .unwrap();
     assert_eq!(user.expunge(inbox, Some(&[4])).unwrap(), [4]);
     assert_eq!(user.expunge(inbox, None).unwrap(), [1]);
     assert_eq!(user.expunged_since(inbox, before).unwrap(), [1, 3, 4]);
     let delta = user.delta(inbox, before).unwrap();
     assert_eq!(delta.expunged, [1, 3, 4]);
+    let some = user.messages_by_uid(inbox, &[5, 3, 2, 99]).unwrap();
+    assert_eq!(some.iter().map(|m| m.uid).collect::<Vec<_>>(), [5, 2]);
     let (_, left) = user.snapshot(inbox).unwrap();
     assert_eq!(left.iter().map(|m| m.uid).collect::<Vec<_>>(), [2, 5]);
     // Message 1 is gone from INBOX but its copy in Archive still reads.
     let (_, arch_msgs) = user.snapshot(arch).unwrap();
-    assert_eq!(user.read_message(&arch_msgs[0].guid, arch_msgs[0].size).unwrap(), msg(1));
+    assert_eq!(
+        user.read_message(&arch_msgs[0].guid, arch_msgs[0].size)
+            .unwrap(),
+        msg(1)
+    );
     let q = user.quota().unwrap();
     assert_eq!(q.used_messages, 5);
     assert!(slot.scrub(false).is_clean());
@@ -111,14 +146,26 @@ fn mailbox_hierarchy_rename_delete() {
     let user = slot.user("u").unwrap();
     let c = user.create_mailbox("a/b/c", None).unwrap();
     assert!(user.mailbox("a").is_ok() && user.mailbox("a/b").is_ok());
-    assert!(matches!(user.create_mailbox("a/b", None), Err(StoreError::MailboxExists(_))));
-    assert!(matches!(user.delete_mailbox("a"), Err(StoreError::HasChildren(_))));
+    assert!(matches!(
+        user.create_mailbox("a/b", None),
+        Err(StoreError::MailboxExists(_))
+    ));
+    assert!(matches!(
+        user.delete_mailbox("a"),
+        Err(StoreError::HasChildren(_))
+    ));
     user.rename_mailbox("a", "x/y").unwrap();
     let renamed = user.mailbox("x/y/b/c").unwrap();
-    assert_eq!((renamed.mailbox_id, renamed.uidvalidity), (c.mailbox_id, c.uidvalidity));
+    assert_eq!(
+        (renamed.mailbox_id, renamed.uidvalidity),
+        (c.mailbox_id, c.uidvalidity)
+    );
     assert!(user.mailbox("a").is_err());
     user.delete_mailbox("x/y/b/c").unwrap();
-    assert!(matches!(user.delete_mailbox("INBOX"), Err(StoreError::NotAllowed(_))));
+    assert!(matches!(
+        user.delete_mailbox("INBOX"),
+        Err(StoreError::NotAllowed(_))
+    ));
     let changes = user.changes_since(0).unwrap();
     assert!(changes.deleted.iter().any(|t| t.name == "x/y/b/c"));
     // Re-creating a deleted name gives a new UIDVALIDITY.
@@ -144,15 +191,34 @@ fn rename_inbox_moves_messages_and_keeps_inbox() {
 fn passwords_and_accounts() {
     let (_d, slot) = slot();
     slot.create_user("alice", "correct horse", true).unwrap();
-    assert!(slot.verify_password("alice", "correct horse").unwrap().is_some());
-    assert!(slot.verify_password("alice", "correct horse").unwrap().unwrap().is_admin);
+    assert!(
+        slot.verify_password("alice", "correct horse")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        slot.verify_password("alice", "correct horse")
+            .unwrap()
+            .unwrap()
+            .is_admin
+    );
     assert!(slot.verify_password("alice", "wrong").unwrap().is_none());
     assert!(slot.verify_password("nobody", "x").unwrap().is_none());
     slot.set_password("alice", "new one").unwrap();
-    assert!(slot.verify_password("alice", "correct horse").unwrap().is_none());
+    assert!(
+        slot.verify_password("alice", "correct horse")
+            .unwrap()
+            .is_none()
+    );
     assert!(slot.verify_password("alice", "new one").unwrap().is_some());
-    assert!(matches!(slot.create_user("alice", "x", false), Err(StoreError::UserExists(_))));
-    assert!(matches!(slot.create_user("bad name", "x", false), Err(StoreError::InvalidUserName(_))));
+    assert!(matches!(
+        slot.create_user("alice", "x", false),
+        Err(StoreError::UserExists(_))
+    ));
+    assert!(matches!(
+        slot.create_user("bad name", "x", false),
+        Err(StoreError::InvalidUserName(_))
+    ));
     let hash = slot.password_hash("alice").unwrap().unwrap();
     assert!(hash.starts_with("$argon2id$"));
     slot.delete_user("alice").unwrap();
@@ -168,7 +234,10 @@ fn quota_is_enforced() {
     let inbox = user.mailbox("INBOX").unwrap().id;
     user.append(inbox, &msg(1), &Flags::empty(), None).unwrap();
     let big = vec![b'x'; 200];
-    assert!(matches!(user.append(inbox, &big, &Flags::empty(), None), Err(StoreError::OverQuota(_))));
+    assert!(matches!(
+        user.append(inbox, &big, &Flags::empty(), None),
+        Err(StoreError::OverQuota(_))
+    ));
     assert_eq!(user.quota().unwrap().used_messages, 1);
 }
 
@@ -181,7 +250,10 @@ fn second_process_is_locked_out_and_reopen_keeps_data() {
     let user = slot.user("u").unwrap();
     let inbox = user.mailbox("INBOX").unwrap().id;
     let a = user.append(inbox, &msg(7), &Flags::empty(), None).unwrap();
-    assert!(matches!(Slot::open(&path, Options::default()), Err(OpenError::Locked(_))));
+    assert!(matches!(
+        Slot::open(&path, Options::default()),
+        Err(OpenError::Locked(_))
+    ));
     drop(user);
     drop(slot);
     let slot = Slot::open(&path, Options::default()).unwrap();
@@ -195,10 +267,16 @@ fn second_process_is_locked_out_and_reopen_keeps_data() {
 fn unknown_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("FORMAT"), "slotmail-slot 99\n").unwrap();
-    assert!(matches!(Slot::open(dir.path(), Options::default()), Err(OpenError::UnknownFormat { .. })));
+    assert!(matches!(
+        Slot::open(dir.path(), Options::default()),
+        Err(OpenError::UnknownFormat { .. })
+    ));
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("something"), "x").unwrap();
-    assert!(matches!(Slot::open(other.path(), Options::default()), Err(OpenError::UnknownFormat { .. })));
+    assert!(matches!(
+        Slot::open(other.path(), Options::default()),
+        Err(OpenError::UnknownFormat { .. })
+    ));
 }
 
 #[test]
@@ -207,10 +285,32 @@ fn change_listener_sees_every_commit() {
     let (_d, slot) = slot();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    slot.add_change_listener(Arc::new(move |user, modseq| s2.lock().unwrap().push((user.to_string(), modseq))));
+    slot.add_change_listener(Arc::new(move |user, modseq| {
+        s2.lock().unwrap().push((user.to_string(), modseq))
+    }));
     slot.create_user("u", "pw", false).unwrap();
     let user = slot.user("u").unwrap();
     let inbox = user.mailbox("INBOX").unwrap().id;
     let a = user.append(inbox, &msg(1), &Flags::empty(), None).unwrap();
-    assert_eq!(seen.lock().unwrap().last().unwrap(), &("u".to_string(), a.modseq));
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &("u".to_string(), a.modseq)
+    );
+}
+
+/// Regression: hierarchy checks compared a byte length with SQLite's
+/// character count, so non-ASCII parents lost track of their children.
+#[test]
+fn non_ascii_parent_keeps_its_children() {
+    let (_d, slot) = slot();
+    slot.create_user("u", "pw", false).unwrap();
+    let user = slot.user("u").unwrap();
+    user.create_mailbox("Entwürfe/Alt/Ältere", None).unwrap();
+    assert!(matches!(
+        user.delete_mailbox("Entwürfe"),
+        Err(StoreError::HasChildren(_))
+    ));
+    user.rename_mailbox("Entwürfe", "Brouillons é").unwrap();
+    assert!(user.mailbox("Brouillons é/Alt/Ältere").is_ok());
+    assert!(user.mailbox("Entwürfe/Alt").is_err());
 }

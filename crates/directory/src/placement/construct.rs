@@ -362,13 +362,23 @@ pub(crate) fn triples(m: usize, s: usize, max_steps: usize, seed: u64) -> (Vec<[
 fn improve(t: &mut Triples, max_steps: usize, seed: u64) {
     let m = t.m;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut steps = 0;
-    while steps < max_steps {
+    // Give up after this many steps without a new best Σ P² (some inputs
+    // cannot be balanced within one, e.g. 4 machines with unused slots).
+    let patience = 200 + 2 * t.stores.len();
+    let mut best = t.pair.iter().map(|&p| u64::from(p).pow(2)).sum::<u64>();
+    let mut since_best = 0;
+    for _ in 0..max_steps {
         let (lo, hi) = t.range();
-        if hi <= lo + 1 {
+        if hi <= lo + 1 || since_best > patience {
             return;
         }
-        steps += 1;
+        let now = t.pair.iter().map(|&p| u64::from(p).pow(2)).sum::<u64>();
+        if now < best {
+            best = now;
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
         let sideways = rng.random_ratio(1, 8);
         // The worst pairs first: split a most-shared pair or join a
         // least-shared one, whichever finds a move.

@@ -297,3 +297,37 @@ impl Layout {
         Layout { machines, stores }
     }
 }
+
+/// Whether stores of 3 slots over machines with these slot counts
+/// (`degrees[v]` = slots of machine v in stores) can possibly have every
+/// pair of machines share ⌊λ⌋ or ⌈λ⌉ stores. A necessary condition: for some
+/// λ, each machine v must share λ+1 stores with exactly
+/// `h_v = 2·degrees[v] − (M−1)·λ` partners and λ with the rest, so `h` must
+/// be the degree sequence of a simple graph (Erdős–Gallai). When this says
+/// no, the imbalance is a property of the input, not of the planner.
+pub fn triple_pair_balance_possible(degrees: &[usize]) -> bool {
+    let m = degrees.len();
+    if m < 3 {
+        return true;
+    }
+    let top = *degrees.iter().max().expect("machines");
+    let bottom = *degrees.iter().min().expect("machines");
+    let lo_lambda = (2 * top).saturating_sub(m - 1).div_ceil(m - 1);
+    let hi_lambda = 2 * bottom / (m - 1);
+    (lo_lambda..=hi_lambda).any(|lambda| {
+        let mut h: Vec<usize> = degrees
+            .iter()
+            .map(|&d| 2 * d - (m - 1) * lambda)
+            .collect();
+        if h.iter().any(|&x| x > m - 1) || h.iter().sum::<usize>() % 2 == 1 {
+            return false;
+        }
+        h.sort_unstable_by(|a, b| b.cmp(a));
+        let mut prefix = 0;
+        (1..=m).all(|r| {
+            prefix += h[r - 1];
+            let rest: usize = h[r..].iter().map(|&x| x.min(r)).sum();
+            prefix <= r * (r - 1) + rest
+        })
+    })
+}

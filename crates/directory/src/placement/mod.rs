@@ -24,10 +24,13 @@
 
 mod assign;
 mod construct;
+mod flow;
 mod layout;
 mod rebalance;
 
-pub use layout::{FailureImpact, Layout, MachineImpact, PairImpact, SurvivorLoad};
+pub use layout::{
+    FailureImpact, Layout, MachineImpact, PairImpact, SurvivorLoad, triple_pair_balance_possible,
+};
 pub use rebalance::{Move, apply_moves, rebalance};
 
 use crate::limits::{
@@ -203,42 +206,94 @@ pub fn plan(
     Ok(to_plan(layout, slots_per_machine, replicas_per_store, &unused))
 }
 
-/// Masters and failover order for unordered triples: masters balanced by a
-/// b-matching, then each master's first replicas spread over the other
-/// machines (at most ⌈masters/(M−1)⌉ each where possible, else one more).
+/// Masters and failover order for unordered triples, chosen together by a
+/// max-flow: every store picks one ordered (master, first replica) pair of
+/// its machines; every machine masters ⌊T/M⌋ or ⌈T/M⌉ stores; and no
+/// machine's masters fail over to one survivor more than `cap` times, with
+/// `cap` = ⌈⌊T/M⌋/(M−1)⌉ if that is feasible, else one more (still within
+/// the bound ⌈masters/(M−1)⌉ + 1).
 fn order_triples(m: usize, triples: &[[usize; 3]]) -> Result<Vec<Vec<usize>>, PlanError> {
     let t = triples.len();
-    let cands: Vec<Vec<usize>> = triples.iter().map(|x| x.to_vec()).collect();
-    let lo = vec![t / m; m];
-    let hi = vec![div_ceil(t, m); m];
-    let masters = assign::balanced_choice(m, &cands, &lo, &hi)
-        .ok_or_else(|| PlanError::PropertyViolated("no balanced choice of masters".into()))?;
-    let mut out: Vec<Vec<usize>> = Vec::with_capacity(t);
-    let mut first = vec![usize::MAX; t];
-    for d in 0..m {
-        let mine: Vec<usize> = (0..t).filter(|&i| masters[i] == d).collect();
-        let cands: Vec<Vec<usize>> = mine
-            .iter()
-            .map(|&i| triples[i].iter().copied().filter(|&x| x != d).collect())
-            .collect();
-        let cap = div_ceil(mine.len(), m - 1);
-        let choice = [cap, cap + 1]
-            .into_iter()
-            .find_map(|c| assign::balanced_choice(m, &cands, &vec![0; m], &vec![c; m]))
-            .ok_or_else(|| {
-                PlanError::PropertyViolated(format!("no failover order for machine {d}"))
-            })?;
-        for (j, &i) in mine.iter().enumerate() {
-            first[i] = choice[j];
+    let lo = t / m;
+    let hi = div_ceil(t, m);
+    let c0 = div_ceil(lo, m - 1).max(1);
+    for cap in [c0, c0 + 1] {
+        if let Some(order) = order_triples_with_cap(m, triples, lo, hi, cap) {
+            return Ok(order);
         }
     }
-    for (i, tri) in triples.iter().enumerate() {
-        let d = masters[i];
-        let f = first[i];
-        let rest = tri.iter().copied().find(|&x| x != d && x != f).expect("three machines");
-        out.push(vec![d, f, rest]);
+    Err(PlanError::PropertyViolated(
+        "no order of masters and first replicas keeps failover within the bound".into(),
+    ))
+}
+
+fn order_triples_with_cap(
+    m: usize,
+    triples: &[[usize; 3]],
+    lo: usize,
+    hi: usize,
+    cap: usize,
+) -> Option<Vec<Vec<usize>>> {
+    let t = triples.len();
+    let (source, sink) = (0, 1);
+    let item = |i: usize| 2 + i;
+    let master = |d: usize| 2 + t + d;
+    let mut arc_node: std::collections::HashMap<(usize, usize), usize> = Default::default();
+    let mut next_node = 2 + t + m;
+    for tri in triples {
+        for &d in tri {
+            for &f in tri {
+                if d != f {
+                    arc_node.entry((d, f)).or_insert_with(|| {
+                        next_node += 1;
+                        next_node - 1
+                    });
+                }
+            }
+        }
     }
-    Ok(out)
+    let mut g = flow::Flow::new(next_node);
+    let mut choices: Vec<Vec<(usize, usize, usize)>> = Vec::with_capacity(t); // (edge, d, f)
+    for (i, tri) in triples.iter().enumerate() {
+        g.edge(source, item(i), 1);
+        let mut mine = Vec::with_capacity(6);
+        for &d in tri {
+            for &f in tri {
+                if d != f {
+                    mine.push((g.edge(item(i), arc_node[&(d, f)], 1), d, f));
+                }
+            }
+        }
+        choices.push(mine);
+    }
+    let mut arcs: Vec<(&(usize, usize), &usize)> = arc_node.iter().collect();
+    arcs.sort_unstable();
+    for (&(d, _), &node) in arcs {
+        g.edge(node, master(d), cap as i64);
+    }
+    let to_sink: Vec<usize> = (0..m).map(|d| g.edge(master(d), sink, lo as i64)).collect();
+    if g.max_flow(source, sink) != (lo * m) as i64 {
+        return None;
+    }
+    for &e in &to_sink {
+        g.raise(e, (hi - lo) as i64);
+    }
+    if g.max_flow(source, sink) != (t - lo * m) as i64 {
+        return None;
+    }
+    let order = triples
+        .iter()
+        .zip(&choices)
+        .map(|(tri, mine)| {
+            let &(_, d, f) = mine
+                .iter()
+                .find(|&&(e, _, _)| g.flow(e) == 1)
+                .expect("every store carries one unit of flow");
+            let r = *tri.iter().find(|&&x| x != d && x != f).expect("three machines");
+            vec![d, f, r]
+        })
+        .collect();
+    Some(order)
 }
 
 /// Order stores so that masters take turns: every machine's first store,

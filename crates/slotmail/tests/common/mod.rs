@@ -194,3 +194,168 @@ impl TestSlot {
         TcpStream::connect_timeout(&self.imap, Duration::from_millis(500)).is_ok()
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the IMAP conformance and mbsync tests.
+
+/// Run a command to completion within `timeout` (killed after it), returning
+/// its output and whether it finished in time.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Output, bool) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    // Drain both pipes on threads so a chatty child never blocks.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut in_time = true;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            in_time = false;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = Output {
+        status,
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    };
+    (output, in_time)
+}
+
+/// The directory of the Python scripts (`tests/python`).
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// Run `tests/python/<script>` with `args` against `slot` (at most
+/// `timeout`), and return the JSON report it prints on its last line
+/// (see `tests/python/imapt.py`). Panics, showing the script's output and
+/// the slot's log, when the script fails, times out, or reports a failed
+/// check.
+pub fn python_report(
+    slot: &TestSlot,
+    script: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> serde_json::Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg(python_dir().join(script))
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1");
+    let started = Instant::now();
+    let (out, in_time) = run_bounded(&mut cmd, timeout);
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let context = || {
+        format!(
+            "--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- slot log (last 8000 bytes)\n{}",
+            tail(&slot.log(), 8000)
+        )
+    };
+    assert!(
+        in_time,
+        "{script} did not finish within {timeout:?}\n{}",
+        context()
+    );
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{}",
+        out.status,
+        context()
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let report: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{script}: no JSON report ({e})\n{}", context()));
+    let failures = report["failures"].as_array().cloned().unwrap_or_default();
+    eprintln!(
+        "{script}: {} checks, {} passed, {} failed in {:.2} s",
+        report["checks"],
+        report["passed"],
+        failures.len(),
+        elapsed.as_secs_f64()
+    );
+    if !report["info"].is_null() {
+        eprintln!("{script} info: {}", report["info"]);
+    }
+    if !failures.is_empty() {
+        let mut text = String::new();
+        for f in &failures {
+            text.push_str(&format!(
+                "\n  FAILED {}\n      {}",
+                f["check"].as_str().unwrap_or("?"),
+                f["detail"].as_str().unwrap_or("").replace('\n', "\n      ")
+            ));
+        }
+        panic!(
+            "{script}: {} of {} checks failed:{text}\n--- stderr\n{stderr}\n--- slot log (last 8000 bytes)\n{}",
+            failures.len(),
+            report["checks"],
+            tail(&slot.log(), 8000)
+        );
+    }
+    report
+}
+
+/// The last `n` bytes of `s` (at a character boundary), without the ANSI
+/// colour sequences of the slot's log.
+pub fn tail(s: &str, n: usize) -> String {
+    let mut plain = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    let mut start = plain.len().saturating_sub(n);
+    while !plain.is_char_boundary(start) {
+        start += 1;
+    }
+    plain[start..].to_string()
+}
+
+impl TestSlot {
+    /// Rewrite the (not yet started) slot's configuration file.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
+    }
+
+    /// Whether the process is still running (it has not crashed).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! IMAP conformance: a real slot process driven by independent clients
+//! (Python's imaplib and raw sockets, standard library only), one script per
+//! command family under `tests/python/`. Each script prints a JSON report of
+//! named checks (see `tests/python/imapt.py`); a failed check fails the test
+//! with the command sent, the response the RFC asks for and the response
+//! received, plus the slot's log.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Most time one script may take (the whole test stays under a minute).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// The users every conformance slot has: two ordinary ones and an admin.
+const USERS: &[(&str, &str, bool)] = &[
+    ("alice", "pw-alice", false),
+    ("bob", "pw-bob", false),
+    ("admin", "pw-admin", true),
+];
+
+/// A running slot with `USERS`, plaintext authentication allowed.
+fn slot(dir: &std::path::Path) -> TestSlot {
+    let mut slot = TestSlot::create(dir, USERS);
+    slot.start();
+    slot
+}
+
+/// Run one script against a fresh slot; assert that the report has at
+/// least `min_checks` checks (a script that checks nothing is a failure)
+/// and that the slot survived it.
+fn conformance(script: &str, min_checks: u64) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slot = slot(dir.path());
+    let report = run_script(&mut slot, script, &[], min_checks);
+    slot.stop();
+    report
+}
+
+fn run_script(
+    slot: &mut TestSlot,
+    script: &str,
+    extra: &[&str],
+    min_checks: u64,
+) -> serde_json::Value {
+    let imap = slot.imap.port().to_string();
+    let lmtp = slot.lmtp.port().to_string();
+    let mut args = vec![imap.as_str(), lmtp.as_str()];
+    args.extend_from_slice(extra);
+    let report = python_report(slot, script, &args, SCRIPT_TIMEOUT);
+    let checks = report["checks"].as_u64().unwrap_or(0);
+    assert!(
+        checks >= min_checks,
+        "{script} ran only {checks} checks (expected at least {min_checks}): {report}"
+    );
+    assert!(
+        slot.is_running(),
+        "the slot died during {script}\n{}",
+        tail(&slot.log(), 8000)
+    );
+    assert!(
+        !slot.log().contains("panicked"),
+        "the slot panicked during {script}\n{}",
+        tail(&slot.log(), 8000)
+    );
+    report
+}
+
+/// CAPABILITY before and after login, LOGIN (atoms, quoted, literals,
+/// LITERAL+), AUTHENTICATE PLAIN (SASL-IR, continuation, cancel, bad
+/// BASE64, admin authzid, non-admin AUTHORIZATIONFAILED), ENABLE, ID,
+/// LOGOUT, commands before login.
+#[test]
+fn capability_login_authenticate_enable_id() {
+    conformance("auth.py", 80);
+}
+
+/// A slot that refuses plaintext credentials: LOGINDISABLED and
+/// PRIVACYREQUIRED before TLS, STARTTLS (discarding pipelined plaintext),
+/// then LOGIN and AUTHENTICATE; and the implicit-TLS port.
+#[test]
+fn logindisabled_and_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slot = TestSlot::create(dir.path(), USERS);
+    slotmail_slot::tls::write_self_signed(
+        &["slot.test".to_string(), "127.0.0.1".to_string()],
+        &dir.path().join("cert.pem"),
+        &dir.path().join("key.pem"),
+    )
+    .unwrap();
+    let tls_port = free_port();
+    slot.edit_config(|text| {
+        let replaced = text.replace(
+            "allow_plaintext_auth = true\n",
+            &format!("allow_plaintext_auth = false\ntls_listen = \"127.0.0.1:{tls_port}\"\n"),
+        );
+        assert_ne!(replaced, text, "config layout changed: {text}");
+        replaced + "\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"
+    });
+    slot.start();
+    wait_for_port(
+        format!("127.0.0.1:{tls_port}").parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    run_script(&mut slot, "starttls.py", &[&tls_port.to_string()], 25);
+    slot.stop();
+}
+
+/// CREATE (USE), DELETE (HASCHILDREN, NONEXISTENT), RENAME (INBOX),
+/// SUBSCRIBE/UNSUBSCRIBE/LSUB, LIST (wildcards, LIST-EXTENDED, LIST-STATUS,
+/// SPECIAL-USE, CHILDREN, modified UTF-7, UTF-8), NAMESPACE, STATUS,
+/// GETQUOTA/GETQUOTAROOT.
+#[test]
+fn mailbox_commands() {
+    conformance("mailboxes.py", 120);
+}
