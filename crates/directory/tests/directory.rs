@@ -411,7 +411,7 @@ fn damage_inside_the_file_is_reported_as_corrupt() {
     }
     let mut bytes = std::fs::read(&path).unwrap();
     assert!(bytes.len() > 4 * 4096);
-    for b in &mut bytes[2 * 4096..bytes.len()] {
+    for b in &mut bytes[2 * 4096..] {
         *b = 0xa5;
     }
     std::fs::write(&path, &bytes).unwrap();

@@ -115,3 +115,26 @@ fn logindisabled_and_starttls() {
 fn mailbox_commands() {
     conformance("mailboxes.py", 120);
 }
+
+/// APPEND (flags, date, APPENDUID, TRYCREATE, LITERAL+, 8-bit),
+/// SELECT/EXAMINE response items (rev1, CONDSTORE, QRESYNC, rev2), CHECK,
+/// CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE.
+#[test]
+fn select_examine_append_expunge() {
+    conformance("select_append.py", 80);
+}
+
+/// SEARCH and UID SEARCH: every key family, CHARSET UTF-8 on non-ASCII
+/// headers and bodies (QP, base64, 8bit), NOT/OR nesting, MODSEQ, ESEARCH.
+#[test]
+fn search_and_uid_search() {
+    conformance("search.py", 100);
+}
+
+/// FETCH: every data item, BODY[section] and partials compared byte for
+/// byte with what was appended, ENVELOPE and BODYSTRUCTURE, BODY versus
+/// BODY.PEEK and \Seen, RFC822 items, macros, MODSEQ and CHANGEDSINCE.
+#[test]
+fn fetch_every_item() {
+    conformance("fetch.py", 100);
+}

@@ -175,7 +175,30 @@ pub(crate) fn scrub_slot(slot: &Slot, repair: bool) -> Report {
     if let Ok(entries) = std::fs::read_dir(slot.root().join("users")) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !known_dirs.contains(&name) {
+            if known_dirs.contains(&name) {
+                continue;
+            }
+            let leftover = name.ends_with(crate::slot::STAGING_SUFFIX)
+                || name.ends_with(crate::slot::DELETED_SUFFIX);
+            if leftover {
+                // An interrupted create_user or delete_user: never visible.
+                if repair {
+                    match std::fs::remove_dir_all(entry.path()) {
+                        Ok(()) => report.removed += 1,
+                        Err(e) => report.push(Finding::new(
+                            "",
+                            Kind::Garbage,
+                            format!("cannot remove {name}: {e}"),
+                        )),
+                    }
+                } else {
+                    report.push(Finding::new(
+                        "",
+                        Kind::Garbage,
+                        format!("leftover user directory {name}"),
+                    ));
+                }
+            } else {
                 report.push(Finding::new(
                     "",
                     Kind::Orphan,

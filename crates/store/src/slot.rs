@@ -231,12 +231,22 @@ impl Slot {
             return Err(StoreError::UserExists(name.to_string()));
         }
         let user_id = user_id.map(str::to_string).unwrap_or_else(random_id);
+        // Built under a temporary name, committed to the catalogue, then
+        // renamed into place: a crash leaves either a `.new` directory
+        // (garbage, no account) or an account whose directory `user()`
+        // finishes renaming — never an account without its mail.
         let dir = self.user_dir(&user_id);
-        if dir.exists() {
-            // Left by a creation that crashed before its catalogue commit.
-            std::fs::remove_dir_all(&dir).map_err(io_err("remove stale user directory", &dir))?;
+        let staging = self
+            .root
+            .join("users")
+            .join(format!("{user_id}{STAGING_SUFFIX}"));
+        for stale in [&dir, &staging] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale)
+                    .map_err(io_err("remove stale user directory", stale))?;
+            }
         }
-        create_user_dir(&dir, &user_id)?;
+        create_user_dir(&staging, &user_id)?;
         crate::sync_dir(&self.root.join("users"))?;
         let account = Account {
             name: name.to_string(),
@@ -260,6 +270,8 @@ impl Slot {
             ],
         )
         .db(&self.catalog_path)?;
+        drop(conn);
+        finish_staged_user(&staging, &dir)?;
         tracing::info!(user = name, user_id = %account.user_id, "created user");
         Ok(account)
     }
@@ -281,8 +293,16 @@ impl Slot {
             .unwrap_or_else(|e| e.into_inner())
             .entries
             .remove(name);
+        // Renamed out of the way first, so a crash mid-removal leaves an
+        // obvious `.deleted` leftover rather than a half-removed user.
         let dir = self.user_dir(&account.user_id);
-        std::fs::remove_dir_all(&dir).map_err(io_err("remove user directory", &dir))?;
+        let doomed = self
+            .root
+            .join("users")
+            .join(format!("{}{DELETED_SUFFIX}", account.user_id));
+        std::fs::rename(&dir, &doomed).map_err(io_err("rename user directory", &dir))?;
+        crate::sync_dir(&self.root.join("users"))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_err("remove user directory", &doomed))?;
         tracing::info!(user = name, "deleted user");
         Ok(())
     }
@@ -458,10 +478,19 @@ impl Slot {
         if let Some(u) = users.get(name) {
             return Ok(u.clone());
         }
+        let dir = self.user_dir(&account.user_id);
+        let staging = self
+            .root
+            .join("users")
+            .join(format!("{}{STAGING_SUFFIX}", account.user_id));
+        if !dir.exists() && staging.exists() {
+            // A creation committed its account, then crashed before the rename.
+            finish_staged_user(&staging, &dir)?;
+        }
         let user = Arc::new(User::open(
             name,
             &account,
-            self.user_dir(&account.user_id),
+            dir,
             self.disk.clone(),
             self.limits.clone(),
             self.listeners.clone(),
@@ -505,6 +534,16 @@ impl Slot {
             }
         }
     }
+}
+
+/// Suffix of a user directory being created.
+pub(crate) const STAGING_SUFFIX: &str = ".new";
+/// Suffix of a user directory being deleted.
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
+
+fn finish_staged_user(staging: &Path, dir: &Path) -> Result<()> {
+    std::fs::rename(staging, dir).map_err(io_err("rename user directory", dir))?;
+    crate::sync_dir(dir.parent().expect("user directory has a parent"))
 }
 
 fn read_account(conn: &Connection, path: &Path, name: &str) -> Result<Option<(Account, String)>> {

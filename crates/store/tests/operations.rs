@@ -314,3 +314,29 @@ fn non_ascii_parent_keeps_its_children() {
     assert!(user.mailbox("Brouillons é/Alt/Ältere").is_ok());
     assert!(user.mailbox("Entwürfe/Alt").is_err());
 }
+
+/// A user is built as `users/<id>.new` and renamed after its account is
+/// committed: both crash windows recover without losing or inventing a user.
+#[test]
+fn interrupted_user_creation_and_deletion_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slot");
+    let slot = Slot::open(&path, Options::default()).unwrap();
+    let account = slot.create_user("u", "pw", false).unwrap();
+    drop(slot);
+    // Crash after the catalogue commit, before the rename.
+    let users = path.join("users");
+    std::fs::rename(users.join(&account.user_id), users.join(format!("{}.new", account.user_id))).unwrap();
+    // Crash before the catalogue commit of another user, and during a delete.
+    std::fs::create_dir(users.join("0123456789abcdef0123456789abcdef.new")).unwrap();
+    std::fs::create_dir(users.join("fedcba9876543210fedcba9876543210.deleted")).unwrap();
+    let slot = Slot::open(&path, Options::default()).unwrap();
+    let user = slot.user("u").unwrap();
+    assert_eq!(user.mailbox("INBOX").unwrap().name, "INBOX");
+    let report = slot.scrub(false);
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.findings.iter().filter(|f| f.kind == scrub::Kind::Garbage).count(), 2);
+    let repaired = slot.scrub(true);
+    assert_eq!(repaired.removed, 2);
+    assert!(slot.scrub(false).findings.is_empty());
+}

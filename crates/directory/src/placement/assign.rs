@@ -10,22 +10,11 @@
 
 use std::collections::VecDeque;
 
-/// Choose, for each item, one index into its candidate list.
-/// `candidates[i]` lists item `i`'s candidates (vertex numbers < `n`).
-/// Returns the chosen vertex per item, or `None` if no assignment keeps
-/// every load within its bounds.
-pub(crate) fn balanced_choice(
-    n: usize,
-    candidates: &[Vec<usize>],
-    lo: &[usize],
-    hi: &[usize],
-) -> Option<Vec<usize>> {
-    balanced_choice_from(n, candidates, lo, hi, None)
-}
-
-/// As [`balanced_choice`], starting from `initial` (a chosen vertex per
-/// item, one of its candidates) instead of the greedy choice, so that only
-/// what must change changes.
+/// Choose, for each item, one of its candidates: `candidates[i]` lists item
+/// `i`'s candidates (vertex numbers < `n`). Starts from `initial` (a chosen
+/// vertex per item, one of its candidates) if given, so that only what must
+/// change changes, else from the greedy choice. Returns the chosen vertex
+/// per item, or `None` if no assignment keeps every load within its bounds.
 pub(crate) fn balanced_choice_from(
     n: usize,
     candidates: &[Vec<usize>],
@@ -124,7 +113,7 @@ mod tests {
     fn balances_a_triangle_of_choices() {
         // Three items all wanting vertex 0 first; bounds force one each.
         let cands = vec![vec![0, 1], vec![0, 2], vec![0, 1, 2]];
-        let c = balanced_choice(3, &cands, &[1, 1, 1], &[1, 1, 1]).unwrap();
+        let c = balanced_choice_from(3, &cands, &[1, 1, 1], &[1, 1, 1], None).unwrap();
         let mut load = [0; 3];
         for v in c {
             load[v] += 1;
@@ -135,8 +124,8 @@ mod tests {
     #[test]
     fn reports_infeasible() {
         let cands = vec![vec![0], vec![0]];
-        assert!(balanced_choice(2, &cands, &[0, 0], &[1, 1]).is_none());
-        assert!(balanced_choice(2, &cands, &[0, 1], &[2, 2]).is_none());
+        assert!(balanced_choice_from(2, &cands, &[0, 0], &[1, 1], None).is_none());
+        assert!(balanced_choice_from(2, &cands, &[0, 1], &[2, 2], None).is_none());
     }
 
     #[test]
@@ -145,7 +134,7 @@ mod tests {
         // only item 1 can give, and then vertex 1 needs item 0's... bounds
         // allow 0 there, so a direct hand-over suffices.
         let cands = vec![vec![0, 1], vec![1, 2]];
-        let c = balanced_choice(3, &cands, &[0, 0, 1], &[1, 1, 1]).unwrap();
+        let c = balanced_choice_from(3, &cands, &[0, 0, 1], &[1, 1, 1], None).unwrap();
         assert_eq!(c[1], 2);
     }
 }

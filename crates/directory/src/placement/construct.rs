@@ -353,52 +353,69 @@ pub(crate) fn triples(m: usize, s: usize, max_steps: usize, seed: u64) -> (Vec<[
             t.of[v].push(id);
         }
     }
-    improve(&mut t, max_steps, seed);
+    let degrees: Vec<usize> = (0..m).map(|v| s - usize::from(unused.contains(&v))).collect();
+    improve(&mut t, &degrees, max_steps, seed);
     (t.stores, unused)
 }
 
-/// Local search until every pair shares ⌊λ⌋ or ⌈λ⌉ stores or the step
-/// budget runs out.
-fn improve(t: &mut Triples, max_steps: usize, seed: u64) {
+/// Local search until every pair shares ⌊λ⌋ or ⌈λ⌉ stores (or, when the
+/// input makes that impossible, until the spread is at most two), or until
+/// it stops finding better layouts.
+fn improve(t: &mut Triples, degrees: &[usize], max_steps: usize, seed: u64) {
     let m = t.m;
+    let pairs = (m * (m - 1) / 2) as u64;
+    let incidences = 3 * t.stores.len() as u64;
+    let lam_lo = u32::try_from(incidences / pairs).unwrap_or(u32::MAX);
+    let lam_hi = u32::try_from(incidences.div_ceil(pairs)).unwrap_or(u32::MAX);
+    let goal = if super::layout::triple_pair_balance_possible(degrees) { 1 } else { 2 };
     let mut rng = StdRng::seed_from_u64(seed);
-    // Give up after this many steps without a new best Σ P² (some inputs
-    // cannot be balanced within one, e.g. 4 machines with unused slots).
-    let patience = 200 + 2 * t.stores.len();
-    let mut best = t.pair.iter().map(|&p| u64::from(p).pow(2)).sum::<u64>();
+    // Give up after this many steps without a new best Σ P².
+    let patience = 100 + t.stores.len() / 2;
+    let sum_sq = |t: &Triples| t.pair.iter().map(|&p| u64::from(p).pow(2)).sum::<u64>();
+    let mut best = sum_sq(t);
     let mut since_best = 0;
     for _ in 0..max_steps {
         let (lo, hi) = t.range();
-        if hi <= lo + 1 || since_best > patience {
+        if hi <= lo + goal || since_best > patience {
             return;
         }
-        let now = t.pair.iter().map(|&p| u64::from(p).pow(2)).sum::<u64>();
+        let now = sum_sq(t);
         if now < best {
             best = now;
             since_best = 0;
         } else {
             since_best += 1;
         }
-        let sideways = rng.random_ratio(1, 8);
-        // The worst pairs first: split a most-shared pair or join a
-        // least-shared one, whichever finds a move.
+        // Split pairs above ⌈λ⌉, join pairs below ⌊λ⌋.
         let mut targets: Vec<(usize, usize, bool)> = Vec::new();
         for a in 0..m {
             for b in a + 1..m {
-                if t.p(a, b) == hi {
+                if t.p(a, b) > lam_hi {
                     targets.push((a, b, true));
-                } else if t.p(a, b) == lo {
+                } else if t.p(a, b) < lam_lo {
                     targets.push((a, b, false));
                 }
             }
         }
+        if targets.is_empty() {
+            // Spread is at most ⌈λ⌉ − ⌊λ⌋ ≤ 1 already.
+            return;
+        }
         let start = rng.random_range(0..targets.len());
         let mut moved = false;
-        for k in 0..targets.len() {
-            let (x, y, split) = targets[(start + k) % targets.len()];
-            if let Some((sa, a, sb, b)) = t.find_move(x, y, split, sideways) {
-                t.apply_swap(sa, a, sb, b);
-                moved = true;
+        for sideways in [false, true] {
+            if sideways && !rng.random_ratio(1, 2) {
+                break;
+            }
+            for k in 0..targets.len() {
+                let (x, y, split) = targets[(start + k) % targets.len()];
+                if let Some((sa, a, sb, b)) = t.find_move(x, y, split, sideways) {
+                    t.apply_swap(sa, a, sb, b);
+                    moved = true;
+                    break;
+                }
+            }
+            if moved {
                 break;
             }
         }

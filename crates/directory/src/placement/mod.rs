@@ -117,6 +117,10 @@ pub struct Plan {
     pub unused: Vec<PlannedSlot>,
     /// Why those slots are unused.
     pub unused_reason: Option<String>,
+    /// Why pairs of machines share stores more unevenly than within one, if
+    /// they do (a property of the input, see
+    /// [`triple_pair_balance_possible`]).
+    pub pair_sharing_note: Option<String>,
 }
 
 /// The slot id the planner proposes for slot `index` (from 1) of `machine`:
@@ -200,50 +204,80 @@ pub fn plan(
         .collect();
     verify(&layout, k, &expected_use)?;
     let (lo, hi) = layout.pair_sharing_range();
+    let mut plan = to_plan(layout, slots_per_machine, replicas_per_store, &unused);
     if hi > lo + 1 {
-        tracing::warn!(machines = m, slots = s, lo, hi, "pair sharing not balanced within one");
+        let note = if triple_pair_balance_possible(&expected_use) {
+            tracing::warn!(machines = m, slots = s, lo, hi, "pair sharing not balanced within one");
+            format!("pairs of machines share {lo} to {hi} stores: the search found no better layout")
+        } else {
+            format!(
+                "pairs of machines share {lo} to {hi} stores: with these slot counts no layout \
+                 of 3-slot stores can keep every pair within one of each other"
+            )
+        };
+        plan.pair_sharing_note = Some(note);
     }
-    Ok(to_plan(layout, slots_per_machine, replicas_per_store, &unused))
+    Ok(plan)
 }
 
-/// Masters and failover order for unordered triples, chosen together by a
-/// max-flow: every store picks one ordered (master, first replica) pair of
-/// its machines; every machine masters ⌊T/M⌋ or ⌈T/M⌉ stores; and no
-/// machine's masters fail over to one survivor more than `cap` times, with
-/// `cap` = ⌈⌊T/M⌋/(M−1)⌉ if that is feasible, else one more (still within
-/// the bound ⌈masters/(M−1)⌉ + 1).
+/// Masters and failover order for unordered triples (see [`order_stores`]).
 fn order_triples(m: usize, triples: &[[usize; 3]]) -> Result<Vec<Vec<usize>>, PlanError> {
-    let t = triples.len();
-    let lo = t / m;
-    let hi = div_ceil(t, m);
-    let c0 = div_ceil(lo, m - 1).max(1);
-    for cap in [c0, c0 + 1] {
-        if let Some(order) = order_triples_with_cap(m, triples, lo, hi, cap) {
-            return Ok(order);
-        }
-    }
-    Err(PlanError::PropertyViolated(
-        "no order of masters and first replicas keeps failover within the bound".into(),
-    ))
+    let stores: Vec<Vec<usize>> = triples.iter().map(|t| t.to_vec()).collect();
+    order_stores(m, &stores, &vec![true; m], false).ok_or_else(|| {
+        PlanError::PropertyViolated(
+            "no order of masters and first replicas keeps failover within the bound".into(),
+        )
+    })
 }
 
-fn order_triples_with_cap(
+/// Masters and failover order for stores (machine lists), chosen together
+/// by a max-flow: every store picks one ordered (master, first replica)
+/// pair of its machines; every live machine masters ⌊T/M⌋ or ⌈T/M⌉ stores;
+/// and no machine's masters fail over to one survivor more than `cap` times,
+/// with `cap` = ⌈⌊T/M⌋/(M−1)⌉ if feasible, else one more (still within the
+/// bound ⌈masters/(M−1)⌉ + 1). With `prefer_current`, each store's current
+/// (first, second) pair is tried before any other, so few roles change.
+/// Returns the stores reordered: master, first replica, then the others in
+/// their current order.
+pub(crate) fn order_stores(
     m: usize,
-    triples: &[[usize; 3]],
+    stores: &[Vec<usize>],
+    live: &[bool],
+    prefer_current: bool,
+) -> Option<Vec<Vec<usize>>> {
+    let t = stores.len();
+    let live_count = live.iter().filter(|&&l| l).count();
+    if live_count < 2 {
+        return None;
+    }
+    let lo = t / live_count;
+    let hi = div_ceil(t, live_count);
+    let c0 = div_ceil(lo, live_count - 1).max(1);
+    [c0, c0 + 1]
+        .into_iter()
+        .find_map(|cap| order_stores_with_cap(m, stores, live, lo, hi, cap, prefer_current))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn order_stores_with_cap(
+    m: usize,
+    stores: &[Vec<usize>],
+    live: &[bool],
     lo: usize,
     hi: usize,
     cap: usize,
+    prefer_current: bool,
 ) -> Option<Vec<Vec<usize>>> {
-    let t = triples.len();
+    let t = stores.len();
     let (source, sink) = (0, 1);
     let item = |i: usize| 2 + i;
     let master = |d: usize| 2 + t + d;
-    let mut arc_node: std::collections::HashMap<(usize, usize), usize> = Default::default();
+    let mut arc_node: std::collections::BTreeMap<(usize, usize), usize> = Default::default();
     let mut next_node = 2 + t + m;
-    for tri in triples {
-        for &d in tri {
-            for &f in tri {
-                if d != f {
+    for st in stores {
+        for &d in st {
+            for &f in st {
+                if d != f && live[d] && live[f] {
                     arc_node.entry((d, f)).or_insert_with(|| {
                         next_node += 1;
                         next_node - 1
@@ -253,44 +287,63 @@ fn order_triples_with_cap(
         }
     }
     let mut g = flow::Flow::new(next_node);
-    let mut choices: Vec<Vec<(usize, usize, usize)>> = Vec::with_capacity(t); // (edge, d, f)
-    for (i, tri) in triples.iter().enumerate() {
+    // (edge, d, f, is the current pair)
+    let mut choices: Vec<Vec<(usize, usize, usize, bool)>> = Vec::with_capacity(t);
+    for (i, st) in stores.iter().enumerate() {
         g.edge(source, item(i), 1);
         let mut mine = Vec::with_capacity(6);
-        for &d in tri {
-            for &f in tri {
-                if d != f {
-                    mine.push((g.edge(item(i), arc_node[&(d, f)], 1), d, f));
+        for &d in st {
+            for &f in st {
+                if d != f && live[d] && live[f] {
+                    let current = st.len() >= 2 && st[0] == d && st[1] == f;
+                    let cap = i64::from(!prefer_current || current);
+                    mine.push((g.edge(item(i), arc_node[&(d, f)], cap), d, f, current));
                 }
             }
         }
         choices.push(mine);
     }
-    let mut arcs: Vec<(&(usize, usize), &usize)> = arc_node.iter().collect();
-    arcs.sort_unstable();
-    for (&(d, _), &node) in arcs {
+    for (&(d, _), &node) in &arc_node {
         g.edge(node, master(d), cap as i64);
     }
-    let to_sink: Vec<usize> = (0..m).map(|d| g.edge(master(d), sink, lo as i64)).collect();
-    if g.max_flow(source, sink) != (lo * m) as i64 {
+    let to_sink: Vec<usize> = (0..m)
+        .map(|d| g.edge(master(d), sink, if live[d] { lo as i64 } else { 0 }))
+        .collect();
+    let mut total = g.max_flow(source, sink);
+    if prefer_current {
+        for mine in &choices {
+            for &(e, _, _, current) in mine {
+                if !current {
+                    g.raise(e, 1);
+                }
+            }
+        }
+        total += g.max_flow(source, sink);
+    }
+    let live_count = live.iter().filter(|&&l| l).count();
+    if total != (lo * live_count) as i64 {
         return None;
     }
-    for &e in &to_sink {
-        g.raise(e, (hi - lo) as i64);
+    for (d, &e) in to_sink.iter().enumerate() {
+        if live[d] {
+            g.raise(e, (hi - lo) as i64);
+        }
     }
-    if g.max_flow(source, sink) != (t - lo * m) as i64 {
+    total += g.max_flow(source, sink);
+    if total != t as i64 {
         return None;
     }
-    let order = triples
+    let order = stores
         .iter()
         .zip(&choices)
-        .map(|(tri, mine)| {
-            let &(_, d, f) = mine
+        .map(|(st, mine)| {
+            let &(_, d, f, _) = mine
                 .iter()
-                .find(|&&(e, _, _)| g.flow(e) == 1)
+                .find(|&&(e, _, _, _)| g.flow(e) == 1)
                 .expect("every store carries one unit of flow");
-            let r = *tri.iter().find(|&&x| x != d && x != f).expect("three machines");
-            vec![d, f, r]
+            let mut out = vec![d, f];
+            out.extend(st.iter().copied().filter(|&x| x != d && x != f));
+            out
         })
         .collect();
     Some(order)
@@ -381,6 +434,7 @@ fn to_plan(layout: Layout, s: u32, replicas: u32, unused: &[usize]) -> Plan {
         stores,
         unused,
         unused_reason,
+        pair_sharing_note: None,
     }
 }
 
@@ -436,6 +490,9 @@ impl Plan {
         for st in &self.stores {
             let reps: Vec<&str> = st.slots[1..].iter().map(|x| x.id.as_str()).collect();
             let _ = writeln!(out, "{:<5}  {:<6}  {}", st.id, st.slots[0].id, reps.join(" "));
+        }
+        if let Some(note) = &self.pair_sharing_note {
+            let _ = writeln!(out, "note: {note}");
         }
         if let Some(why) = &self.unused_reason {
             let ids: Vec<&str> = self.unused.iter().map(|x| x.id.as_str()).collect();
