@@ -7,6 +7,7 @@
 //!   would deliver them.
 //! - [`machine`]: the machine facts recorded with every report.
 
+pub mod imap;
 pub mod machine;
 pub mod mbox;
 pub mod store;

@@ -70,6 +70,10 @@ pub trait Directory: Send + Sync {
         reason: &str,
     ) -> Result<u64>;
 
+    /// Set the replicas' failover order (`replicas` must be a reordering of
+    /// the store's replicas; the master and the epoch stay).
+    fn set_replica_order(&self, store: &str, replicas: &[String]) -> Result<()>;
+
     /// Turn durable delivery on or off for a store.
     fn set_sync(&self, store: &str, sync: bool) -> Result<()>;
 

@@ -965,6 +965,39 @@ impl Directory for SqliteDirectory {
         })
     }
 
+    fn set_replica_order(&self, store: &str, replicas: &[String]) -> Result<()> {
+        self.write("set_replica_order", |c, ctx| {
+            let st = require_store(c, ctx, store)?;
+            for slot in replicas {
+                if !st.replicas().contains(slot) {
+                    return Err(if st.master() == slot {
+                        DirectoryError::IsMaster {
+                            slot: slot.clone(),
+                            store: store.to_string(),
+                        }
+                    } else {
+                        DirectoryError::NotInStore {
+                            slot: slot.clone(),
+                            store: store.to_string(),
+                        }
+                    });
+                }
+            }
+            let mut want = replicas.to_vec();
+            want.sort();
+            want.dedup();
+            if want.len() != replicas.len() || want.len() != st.replicas().len() {
+                return Err(DirectoryError::InvalidValue(format!(
+                    "store {store}: the new order must name each of its {} replicas once",
+                    st.replicas().len()
+                )));
+            }
+            let mut slots = vec![st.master().to_string()];
+            slots.extend(replicas.iter().cloned());
+            write_store_slots(c, ctx, store, &slots)
+        })
+    }
+
     fn set_sync(&self, store: &str, sync: bool) -> Result<()> {
         self.write("set_sync", |c, ctx| {
             require_store(c, ctx, store)?;

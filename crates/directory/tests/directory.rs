@@ -222,6 +222,27 @@ fn replicas_add_and_drop() {
 }
 
 #[test]
+fn replica_order_can_be_changed_without_an_epoch_change() {
+    let (_t, d) = setup();
+    d.add_replica("s1", "c1").unwrap();
+    let order = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    d.set_replica_order("s1", &order(&["c1", "b1"])).unwrap();
+    let st = d.snapshot().unwrap().stores["s1"].clone();
+    assert_eq!(st.slots, ["a1", "c1", "b1"]);
+    assert_eq!(st.epoch, 1);
+    let e = refused(&d, |d| d.set_replica_order("s1", &order(&["c1"])));
+    assert!(matches!(e, DirectoryError::InvalidValue(_)));
+    let e = refused(&d, |d| d.set_replica_order("s1", &order(&["c1", "c1"])));
+    assert!(matches!(e, DirectoryError::InvalidValue(_)));
+    let e = refused(&d, |d| d.set_replica_order("s1", &order(&["a1", "b1"])));
+    assert!(matches!(e, DirectoryError::IsMaster { .. }));
+    let e = refused(&d, |d| d.set_replica_order("s1", &order(&["c2", "b1"])));
+    assert!(matches!(e, DirectoryError::NotInStore { .. }));
+    let e = refused(&d, |d| d.set_replica_order("zz", &order(&["c1", "b1"])));
+    assert!(matches!(e, DirectoryError::UnknownStore(_)));
+}
+
+#[test]
 fn set_master_is_a_compare_and_set_on_the_epoch() {
     let (_t, d) = setup();
     d.add_replica("s1", "c1").unwrap();

@@ -341,3 +341,81 @@ fn apply_moves_refuses_invalid_steps() {
     let ok = apply_moves(&t, &[Move::SwitchMaster { store: store.clone(), from: master, to: replica }]).unwrap();
     assert_eq!(ok.stores[&store].epoch, 2);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_rebalances_keep_the_properties(
+        m in 3usize..=12,
+        s in 2u32..=12,
+        replicas in 1u32..=2,
+        add in any::<bool>(),
+        which in 0usize..12,
+    ) {
+        prop_assume!(m > replicas as usize + 1 || add);
+        let p = plan(&names(m), s, replicas).unwrap();
+        let k = replicas as usize + 1;
+        if add {
+            let mut t = topology_of(&p, s);
+            add_machine(&mut t, "n00x", m, s);
+            let mut live = names(m);
+            live.push("n00x".into());
+            let after = apply_moves(&t, &rebalance(&t, &live).unwrap()).unwrap();
+            check_rebalanced(&t, &after, &live, k, "random add");
+        } else {
+            let t = topology_of(&p, s + (s as usize).div_ceil(m - 1) as u32);
+            let mut live = names(m);
+            live.remove(which % m);
+            let after = apply_moves(&t, &rebalance(&t, &live).unwrap()).unwrap();
+            check_rebalanced(&t, &after, &live, k, "random remove");
+        }
+    }
+}
+
+/// The moves are valid for the real directory too: applied one by one
+/// through the `Directory` trait they give what `apply_moves` says.
+#[test]
+fn rebalance_moves_apply_to_a_sqlite_directory() {
+    use slotmail_directory::{Directory, SqliteDirectory, StoreSpec};
+    let p = plan(&names(6), 4, 2).unwrap();
+    let before = topology_of(&p, 6);
+    let dir = tempfile::tempdir().unwrap();
+    let d = SqliteDirectory::create(dir.path().join("directory.db")).unwrap();
+    for machine in before.machines.values() {
+        d.add_machine(machine).unwrap();
+    }
+    for slot in before.slots.values() {
+        d.add_slot(slot).unwrap();
+    }
+    for st in before.stores.values() {
+        d.create_store(&StoreSpec { id: st.id.clone(), slots: st.slots.clone(), sync: false }, "plan").unwrap();
+    }
+    let mut live = names(6);
+    live.remove(2);
+    let moves = rebalance(&before, &live).unwrap();
+    for mv in &moves {
+        match mv {
+            Move::AddReplica { store, slot } => d.add_replica(store, slot).unwrap(),
+            Move::WaitForSync { .. } => {}
+            Move::DropReplica { store, slot } => d.drop_replica(store, slot).unwrap(),
+            Move::SwitchMaster { store, to, .. } => {
+                let epoch = d.snapshot().unwrap().stores[store].epoch;
+                d.set_master(store, to, epoch, "rebalance").unwrap();
+            }
+            Move::ReorderReplicas { store, replicas } => d.set_replica_order(store, replicas).unwrap(),
+        }
+    }
+    let expected = apply_moves(&before, &moves).unwrap();
+    let got = d.snapshot().unwrap();
+    for (id, st) in &expected.stores {
+        assert_eq!(got.stores[id].slots, st.slots, "store {id}");
+        assert_eq!(got.stores[id].epoch, st.epoch, "store {id}");
+    }
+    let removed = &names(6)[2];
+    d.remove_machine(removed).unwrap_err(); // its (now free) slots are still declared
+    for slot in got.slots_on(removed) {
+        d.remove_slot(&slot.id).unwrap();
+    }
+    d.remove_machine(removed).unwrap();
+}

@@ -34,9 +34,10 @@ pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
 fn decode_unstructured(value: &[u8]) -> String {
     let mut text = header_text(value).into_bytes();
     text.push(b'\n');
-    match MessageStream::new(&text).parse_unstructured() {
-        HeaderValue::Text(t) => t.into_owned(),
-        _ => String::new(),
+    match crate::decode::guarded(|| MessageStream::new(&text).parse_unstructured()) {
+        Some(HeaderValue::Text(t)) => t.into_owned(),
+        Some(_) => String::new(),
+        None => String::from_utf8_lossy(&text).trim_end().to_string(),
     }
 }
 
@@ -68,7 +69,7 @@ fn collect_text(raw: &[u8], node: &Node, out: &mut String) {
             let bytes = transfer_decode(body, &node.mime.encoding_lower());
             let text = charset_decode(&bytes, ct.param("charset"));
             let text = if ct.subtype.eq_ignore_ascii_case("html") {
-                html_to_text(&text)
+                crate::decode::guarded(|| html_to_text(&text)).unwrap_or(text)
             } else {
                 text
             };

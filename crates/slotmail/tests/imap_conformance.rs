@@ -138,3 +138,26 @@ fn search_and_uid_search() {
 fn fetch_every_item() {
     conformance("fetch.py", 100);
 }
+
+/// STORE (+/-FLAGS, FLAGS, .SILENT, keywords, UNCHANGEDSINCE/MODIFIED),
+/// COPY/UID COPY (COPYUID, TRYCREATE), MOVE/UID MOVE.
+#[test]
+fn store_copy_move() {
+    conformance("store_copy_move.py", 55);
+}
+
+/// IDLE: another connection's APPEND, an LMTP delivery, a STORE and an
+/// EXPUNGE wake an idling session in under a second (latencies printed),
+/// several idlers at once, IDLE without a mailbox, DONE and a bad DONE.
+#[test]
+fn idle_wakes_within_a_second() {
+    let report = conformance("idle.py", 40);
+    for kind in ["append", "lmtp", "store", "expunge"] {
+        let l = &report["info"][format!("{kind}_latency_ms")];
+        println!("IDLE wake-up after {kind}: {l} (ms)");
+        let max = l["max"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {kind} latency measured: {report}"));
+        assert!(max < 1000.0, "IDLE wake-up after {kind} took {max} ms");
+    }
+}

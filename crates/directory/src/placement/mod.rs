@@ -22,7 +22,6 @@
 //! the worst pair. [`rebalance`] suggests the moves that restore the
 //! properties of a live topology after machines are added or removed.
 
-mod assign;
 mod construct;
 mod flow;
 mod layout;
@@ -292,14 +291,19 @@ fn order_stores_with_cap(
     for (i, st) in stores.iter().enumerate() {
         g.edge(source, item(i), 1);
         let mut mine = Vec::with_capacity(6);
+        // The current pair last: edges are explored newest first.
+        let mut arcs: Vec<(bool, usize, usize)> = Vec::with_capacity(6);
         for &d in st {
             for &f in st {
                 if d != f && live[d] && live[f] {
-                    let current = st.len() >= 2 && st[0] == d && st[1] == f;
-                    let cap = i64::from(!prefer_current || current);
-                    mine.push((g.edge(item(i), arc_node[&(d, f)], cap), d, f, current));
+                    arcs.push((st.len() >= 2 && st[0] == d && st[1] == f, d, f));
                 }
             }
+        }
+        arcs.sort_by_key(|&(current, _, _)| current);
+        for (current, d, f) in arcs {
+            let cap = i64::from(!prefer_current || current);
+            mine.push((g.edge(item(i), arc_node[&(d, f)], cap), d, f, current));
         }
         choices.push(mine);
     }

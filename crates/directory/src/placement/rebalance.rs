@@ -7,11 +7,10 @@
 //! the store never has fewer copies than before. Targets are chosen to keep
 //! slot use even across machines first, and stores shared per pair of
 //! machines even second. Masters are then rebalanced with the fewest master
-//! switches (a b-matching started from the current masters).
+//! switches and failover-order changes (a max-flow that tries the current
+//! roles first), so that a dead machine's masters spread over the others.
 
 use super::PlanError;
-use super::assign::balanced_choice_from;
-use super::layout::div_ceil;
 use crate::model::Topology;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +32,9 @@ pub enum Move {
         from: String,
         to: String,
     },
+    /// Change the replicas' failover order (the master stays; no epoch
+    /// change).
+    ReorderReplicas { store: String, replicas: Vec<String> },
 }
 
 impl std::fmt::Display for Move {
@@ -47,6 +49,9 @@ impl std::fmt::Display for Move {
             }
             Move::SwitchMaster { store, from, to } => {
                 write!(f, "switch store {store}'s master from {from} to {to}")
+            }
+            Move::ReorderReplicas { store, replicas } => {
+                write!(f, "set store {store}'s failover order to {}", replicas.join(" "))
             }
         }
     }
@@ -94,26 +99,80 @@ impl Work {
         p
     }
 
-    /// The best machine to take store `si`'s slot at `pos`: alive, not in
-    /// the store, with a free slot; least used first, then sharing the
-    /// fewest stores with the store's other machines.
-    fn target(&self, si: usize, pos: usize) -> Option<usize> {
+    /// Where the next round of slots on removed machines goes (at most one
+    /// per store): a max-flow from those slots to live machines that the
+    /// store does not use and that have free slots, each machine taking no
+    /// more than keeps slot use even if that suffices. Preference within the
+    /// flow: machines sharing fewer stores with the store's other machines.
+    fn evacuation_targets(&self) -> Result<Option<Vec<(usize, usize, usize)>>, PlanError> {
+        let moving: Vec<(usize, usize)> = self
+            .stores
+            .iter()
+            .enumerate()
+            .filter_map(|(si, (_, st))| {
+                st.iter().position(|&(_, m)| !self.live[m]).map(|pos| (si, pos))
+            })
+            .collect();
+        if moving.is_empty() {
+            return Ok(None);
+        }
         let n = self.names.len();
         let used = self.used();
         let pairs = self.pairs();
-        let st = &self.stores[si].1;
-        (0..n)
-            .filter(|&t| self.live[t] && !self.free[t].is_empty())
-            .filter(|&t| st.iter().all(|&(_, m)| m != t))
-            .min_by_key(|&t| {
-                let share: usize = st
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, &(_, m))| i != pos && self.live[m])
-                    .map(|(_, &(_, m))| pairs[t * n + m])
-                    .sum();
-                (used[t], share, t)
-            })
+        let live_count = self.live.iter().filter(|&&l| l).count().max(1);
+        let total: usize = self.stores.iter().map(|(_, st)| st.len()).sum();
+        let even = total.div_ceil(live_count);
+        for even_only in [true, false] {
+            let (source, sink) = (0, 1);
+            let mut g = super::flow::Flow::new(2 + moving.len() + n);
+            let mut edges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(moving.len());
+            for (j, &(si, pos)) in moving.iter().enumerate() {
+                g.edge(source, 2 + j, 1);
+                let st = &self.stores[si].1;
+                let mut cands: Vec<(usize, usize)> = (0..n)
+                    .filter(|&t| self.live[t] && !self.free[t].is_empty())
+                    .filter(|&t| st.iter().all(|&(_, m)| m != t))
+                    .map(|t| {
+                        let share: usize = st
+                            .iter()
+                            .enumerate()
+                            .filter(|&(i, &(_, m))| i != pos && self.live[m])
+                            .map(|(_, &(_, m))| pairs[t * n + m])
+                            .sum();
+                        (share, t)
+                    })
+                    .collect();
+                // Most preferred last: edges are explored newest first.
+                cands.sort_by(|a, b| b.cmp(a));
+                edges.push(
+                    cands
+                        .into_iter()
+                        .map(|(_, t)| (g.edge(2 + j, 2 + moving.len() + t, 1), t))
+                        .collect(),
+                );
+            }
+            for t in 0..n {
+                let room = self.free[t].len();
+                let cap = if even_only { room.min(even.saturating_sub(used[t])) } else { room };
+                g.edge(2 + moving.len() + t, sink, cap as i64);
+            }
+            if g.max_flow(source, sink) == moving.len() as i64 {
+                return Ok(Some(
+                    moving
+                        .iter()
+                        .zip(&edges)
+                        .map(|(&(si, pos), es)| {
+                            let &(_, t) = es.iter().find(|&&(e, _)| g.flow(e) == 1).expect("routed");
+                            (si, pos, t)
+                        })
+                        .collect(),
+                ));
+            }
+        }
+        let (si, _) = moving[0];
+        Err(PlanError::NoFreeSlot {
+            store: self.stores[si].0.clone(),
+        })
     }
 
     /// Move store `si`'s slot at `pos` to a free slot of machine `to`.
@@ -210,12 +269,11 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
         moves: Vec::new(),
     };
 
-    // 1. Evacuate the machines that go.
-    for si in 0..w.stores.len() {
-        while let Some(pos) = w.stores[si].1.iter().position(|&(_, m)| !w.live[m]) {
-            let to = w.target(si, pos).ok_or_else(|| PlanError::NoFreeSlot {
-                store: w.stores[si].0.clone(),
-            })?;
+    // 1. Evacuate the machines that go: a matching of the slots that must
+    //    move onto live machines with free slots (a store's slots in
+    //    rounds, so two of them never land on one machine).
+    while let Some(targets) = w.evacuation_targets()? {
+        for (si, pos, to) in targets {
             w.relocate(si, pos, to);
         }
     }
@@ -257,35 +315,45 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
         w.relocate(si, pos, lo);
     }
 
-    // 3. Balance masters with as few switches as possible.
+    // 3. Masters and failover order: balanced masters and the failover
+    //    bound, keeping current roles where possible.
     let n = w.names.len();
-    let live_count = w.live.iter().filter(|&&l| l).count().max(1);
-    let t = w.stores.len();
-    let lo: Vec<usize> = (0..n).map(|m| if w.live[m] { t / live_count } else { 0 }).collect();
-    let hi: Vec<usize> = (0..n)
-        .map(|m| if w.live[m] { div_ceil(t, live_count) } else { 0 })
-        .collect();
-    let cands: Vec<Vec<usize>> = w
+    let current: Vec<Vec<usize>> = w
         .stores
         .iter()
         .map(|(_, st)| st.iter().map(|&(_, m)| m).collect())
         .collect();
-    let initial: Vec<usize> = w.stores.iter().map(|(_, st)| st[0].1).collect();
-    if let Some(choice) = balanced_choice_from(n, &cands, &lo, &hi, Some(&initial)) {
-        for (si, &m) in choice.iter().enumerate() {
-            if m != initial[si] {
+    match super::order_stores(n, &current, &w.live, true) {
+        Some(order) => {
+            for (si, want) in order.iter().enumerate() {
                 let (store, st) = &mut w.stores[si];
-                let pos = st.iter().position(|&(_, x)| x == m).expect("candidate in store");
-                w.moves.push(Move::SwitchMaster {
-                    store: store.clone(),
-                    from: st[0].0.clone(),
-                    to: st[pos].0.clone(),
-                });
-                st.swap(0, pos);
+                if st[0].1 != want[0] {
+                    let pos = st.iter().position(|&(_, x)| x == want[0]).expect("in store");
+                    w.moves.push(Move::SwitchMaster {
+                        store: store.clone(),
+                        from: st[0].0.clone(),
+                        to: st[pos].0.clone(),
+                    });
+                    st.swap(0, pos);
+                }
+                let now: Vec<usize> = st.iter().map(|&(_, m)| m).collect();
+                if now != *want {
+                    let slot_on = |m: usize| {
+                        st.iter()
+                            .find(|&&(_, x)| x == m)
+                            .expect("in store")
+                            .clone()
+                    };
+                    let reordered: Vec<(String, usize)> = want.iter().map(|&m| slot_on(m)).collect();
+                    w.moves.push(Move::ReorderReplicas {
+                        store: store.clone(),
+                        replicas: reordered[1..].iter().map(|(s, _)| s.clone()).collect(),
+                    });
+                    *st = reordered;
+                }
             }
         }
-    } else {
-        tracing::warn!("masters cannot be balanced over the remaining machines");
+        None => tracing::warn!("masters cannot be balanced over the remaining machines"),
     }
     Ok(w.moves)
 }
@@ -304,7 +372,8 @@ pub fn apply_moves(topology: &Topology, moves: &[Move]) -> Result<Topology, Plan
             Move::AddReplica { store, .. }
             | Move::WaitForSync { store, .. }
             | Move::DropReplica { store, .. }
-            | Move::SwitchMaster { store, .. } => store,
+            | Move::SwitchMaster { store, .. }
+            | Move::ReorderReplicas { store, .. } => store,
         };
         if !t.stores.contains_key(store_id) {
             return Err(bad("no such store".into()));
@@ -359,6 +428,18 @@ pub fn apply_moves(topology: &Topology, moves: &[Move]) -> Result<Topology, Plan
                 }
                 st.slots.swap(0, pos);
                 st.epoch += 1;
+            }
+            Move::ReorderReplicas { store, replicas } => {
+                let st = t.stores.get_mut(store).expect("store");
+                let mut want = replicas.clone();
+                let mut have = st.replicas().to_vec();
+                want.sort();
+                have.sort();
+                if want != have {
+                    return Err(bad("not a reordering of the store's replicas".into()));
+                }
+                st.slots.truncate(1);
+                st.slots.extend(replicas.iter().cloned());
             }
         }
     }
