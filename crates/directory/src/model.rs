@@ -184,7 +184,9 @@ pub struct Topology {
 impl Topology {
     /// The store a slot belongs to, if any.
     pub fn store_of_slot(&self, slot: &str) -> Option<&Store> {
-        self.stores.values().find(|s| s.slots.iter().any(|x| x == slot))
+        self.stores
+            .values()
+            .find(|s| s.slots.iter().any(|x| x == slot))
     }
 
     /// The slots of a machine, by id.

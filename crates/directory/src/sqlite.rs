@@ -19,8 +19,8 @@ use crate::limits::{
     SLOTS_PER_STORE_MAX, SLOTS_PER_STORE_MIN, STORES_MAX, USERS_MAX,
 };
 use crate::model::{
-    CheckResult, CheckStatus, IdKind, Machine, RoleChange, Route, Slot, Store, StoreSpec,
-    Topology, validate_id, validate_slot, validate_text, validate_user,
+    CheckResult, CheckStatus, IdKind, Machine, RoleChange, Route, Slot, Store, StoreSpec, Topology,
+    validate_id, validate_slot, validate_text, validate_user,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -280,10 +280,7 @@ impl SqliteDirectory {
             .db(ctx)?;
         match versions.as_slice() {
             [v] => Ok(Some(*v)),
-            _ => Err(ctx.corrupt(format!(
-                "schema_version has {} rows, not 1",
-                versions.len()
-            ))),
+            _ => Err(ctx.corrupt(format!("schema_version has {} rows, not 1", versions.len()))),
         }
     }
 
@@ -350,7 +347,11 @@ impl SqliteDirectory {
 
     /// Run `f` in a write transaction; commit and raise the revision if it
     /// returns `Ok`, roll back if it returns `Err`.
-    fn write<T>(&self, op: &'static str, f: impl FnOnce(&Connection, &Ctx<'_>) -> Result<T>) -> Result<T> {
+    fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection, &Ctx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut conn = self.lock();
         let ctx = self.ctx();
         let started = Instant::now();
@@ -364,8 +365,11 @@ impl SqliteDirectory {
                 other => other,
             })?;
         let out = f(&tx, &ctx)?;
-        tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'", [])
-            .db(&ctx)?;
+        tx.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'revision'",
+            [],
+        )
+        .db(&ctx)?;
         tx.commit().db(&ctx)?;
         tracing::debug!(op, path = %self.path.display(), "directory updated");
         Ok(out)
@@ -376,7 +380,9 @@ impl SqliteDirectory {
 
 fn revision(c: &Connection, ctx: &Ctx<'_>) -> Result<u64> {
     let v: Option<i64> = c
-        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+            r.get(0)
+        })
         .optional()
         .db(ctx)?;
     let v = v.ok_or_else(|| ctx.corrupt("meta has no revision"))?;
@@ -395,7 +401,11 @@ fn parse_address(ctx: &Ctx<'_>, name: &str, s: &str) -> Result<IpAddr> {
 
 fn get_machine(c: &Connection, ctx: &Ctx<'_>, name: &str) -> Result<Option<Machine>> {
     let row: Option<String> = c
-        .query_row("SELECT address FROM machines WHERE name = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT address FROM machines WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .optional()
         .db(ctx)?;
     row.map(|a| {
@@ -460,8 +470,13 @@ fn store_of_slot(c: &Connection, ctx: &Ctx<'_>, slot: &str) -> Result<Option<(St
         )
         .optional()
         .db(ctx)?;
-    row.map(|(s, p)| Ok((s, usize::try_from(p).map_err(|_| ctx.corrupt("bad position"))?)))
-        .transpose()
+    row.map(|(s, p)| {
+        Ok((
+            s,
+            usize::try_from(p).map_err(|_| ctx.corrupt("bad position"))?,
+        ))
+    })
+    .transpose()
 }
 
 fn get_store(c: &Connection, ctx: &Ctx<'_>, id: &str) -> Result<Option<Store>> {
@@ -484,7 +499,9 @@ fn get_store(c: &Connection, ctx: &Ctx<'_>, id: &str) -> Result<Option<Store>> {
         .db(ctx)?
         .collect::<rusqlite::Result<_>>()
         .db(ctx)?;
-    Ok(Some(store_from_parts(ctx, id, epoch, sync, at, status, summary, slots)?))
+    Ok(Some(store_from_parts(
+        ctx, id, epoch, sync, at, status, summary, slots,
+    )?))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -529,9 +546,11 @@ fn require_slot(c: &Connection, ctx: &Ctx<'_>, id: &str) -> Result<Slot> {
 }
 
 fn user_store(c: &Connection, ctx: &Ctx<'_>, user: &str) -> Result<Option<String>> {
-    c.query_row("SELECT store FROM users WHERE name = ?1", [user], |r| r.get(0))
-        .optional()
-        .db(ctx)
+    c.query_row("SELECT store FROM users WHERE name = ?1", [user], |r| {
+        r.get(0)
+    })
+    .optional()
+    .db(ctx)
 }
 
 fn write_store_slots(c: &Connection, ctx: &Ctx<'_>, store: &str, slots: &[String]) -> Result<()> {
@@ -541,7 +560,8 @@ fn write_store_slots(c: &Connection, ctx: &Ctx<'_>, store: &str, slots: &[String
         .prepare_cached("INSERT INTO store_slots (store, slot, position) VALUES (?1, ?2, ?3)")
         .db(ctx)?;
     for (i, slot) in slots.iter().enumerate() {
-        stmt.execute(params![store, slot, to_i64(i as u64)]).db(ctx)?;
+        stmt.execute(params![store, slot, to_i64(i as u64)])
+            .db(ctx)?;
     }
     Ok(())
 }
@@ -558,7 +578,14 @@ fn add_history(
     c.execute(
         "INSERT INTO history (at_ms, store, old_master, new_master, epoch, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![to_i64(now_unix_ms()), store, old_master, new_master, to_i64(epoch), reason],
+        params![
+            to_i64(now_unix_ms()),
+            store,
+            old_master,
+            new_master,
+            to_i64(epoch),
+            reason
+        ],
     )
     .db(ctx)?;
     Ok(())
@@ -603,7 +630,8 @@ impl Directory for SqliteDirectory {
                 .db(ctx)?;
             for (name, address) in machines {
                 let address = parse_address(ctx, &name, &address)?;
-                topo.machines.insert(name.clone(), Machine { name, address });
+                topo.machines
+                    .insert(name.clone(), Machine { name, address });
             }
             let mut stmt = c
                 .prepare(&format!("SELECT {SLOT_COLUMNS} FROM slots"))
@@ -625,7 +653,9 @@ impl Directory for SqliteDirectory {
                     .push(r.get(1).db(ctx)?);
             }
             let mut stmt = c
-                .prepare("SELECT id, epoch, sync, check_at, check_status, check_summary FROM stores")
+                .prepare(
+                    "SELECT id, epoch, sync, check_at, check_status, check_summary FROM stores",
+                )
                 .db(ctx)?;
             let mut rows = stmt.query([]).db(ctx)?;
             while let Some(r) = rows.next().db(ctx)? {
@@ -830,11 +860,14 @@ impl Directory for SqliteDirectory {
                 });
             }
             let last: Option<i64> = c
-                .query_row("SELECT max(epoch) FROM history WHERE store = ?1", [&spec.id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT max(epoch) FROM history WHERE store = ?1",
+                    [&spec.id],
+                    |r| r.get(0),
+                )
                 .db(ctx)?;
-            let epoch = u64::try_from(last.unwrap_or(0)).map_err(|_| ctx.corrupt("negative epoch"))? + 1;
+            let epoch =
+                u64::try_from(last.unwrap_or(0)).map_err(|_| ctx.corrupt("negative epoch"))? + 1;
             c.execute(
                 "INSERT INTO stores (id, epoch, sync) VALUES (?1, ?2, ?3)",
                 params![spec.id, to_i64(epoch), spec.sync],
@@ -864,7 +897,8 @@ impl Directory for SqliteDirectory {
             }
             c.execute("DELETE FROM store_slots WHERE store = ?1", [id])
                 .db(ctx)?;
-            c.execute("DELETE FROM stores WHERE id = ?1", [id]).db(ctx)?;
+            c.execute("DELETE FROM stores WHERE id = ?1", [id])
+                .db(ctx)?;
             Ok(())
         })
     }
@@ -957,7 +991,10 @@ impl Directory for SqliteDirectory {
                     params![to_i64(epoch), store, to_i64(expected_epoch)],
                 )
                 .db(ctx)?;
-            assert_eq!(changed, 1, "the store's epoch changed inside our write transaction");
+            assert_eq!(
+                changed, 1,
+                "the store's epoch changed inside our write transaction"
+            );
             write_store_slots(c, ctx, store, &st.slots)?;
             add_history(c, ctx, store, Some(&old), new_master, epoch, reason)?;
             tracing::info!(store, old_master = %old, new_master, epoch, reason, "master changed");
@@ -1001,8 +1038,11 @@ impl Directory for SqliteDirectory {
     fn set_sync(&self, store: &str, sync: bool) -> Result<()> {
         self.write("set_sync", |c, ctx| {
             require_store(c, ctx, store)?;
-            c.execute("UPDATE stores SET sync = ?1 WHERE id = ?2", params![sync, store])
-                .db(ctx)?;
+            c.execute(
+                "UPDATE stores SET sync = ?1 WHERE id = ?2",
+                params![sync, store],
+            )
+            .db(ctx)?;
             Ok(())
         })
     }
@@ -1050,15 +1090,21 @@ impl Directory for SqliteDirectory {
                 });
             }
             require_store(c, ctx, to)?;
-            c.execute("UPDATE users SET store = ?1 WHERE name = ?2", params![to, user])
-                .db(ctx)?;
+            c.execute(
+                "UPDATE users SET store = ?1 WHERE name = ?2",
+                params![to, user],
+            )
+            .db(ctx)?;
             Ok(())
         })
     }
 
     fn remove_user(&self, user: &str) -> Result<()> {
         self.write("remove_user", |c, ctx| {
-            if c.execute("DELETE FROM users WHERE name = ?1", [user]).db(ctx)? == 0 {
+            if c.execute("DELETE FROM users WHERE name = ?1", [user])
+                .db(ctx)?
+                == 0
+            {
                 return Err(DirectoryError::UnknownUser(user.to_string()));
             }
             Ok(())

@@ -45,7 +45,8 @@ fn setup() -> (tempfile::TempDir, SqliteDirectory) {
         d.add_slot(&slot(&format!("{m}1"), m, 1)).unwrap();
         d.add_slot(&slot(&format!("{m}2"), m, 2)).unwrap();
     }
-    d.create_store(&spec("s1", &["a1", "b1"]), "created").unwrap();
+    d.create_store(&spec("s1", &["a1", "b1"]), "created")
+        .unwrap();
     d.assign_user("alice", "s1").unwrap();
     (dir, d)
 }
@@ -57,11 +58,18 @@ fn state(d: &SqliteDirectory) -> (Topology, Vec<slotmail_directory::RoleChange>)
 
 /// Run a mutation that must be refused, check the error and that nothing
 /// changed.
-fn refused(d: &SqliteDirectory, f: impl FnOnce(&SqliteDirectory) -> Result<(), DirectoryError>) -> DirectoryError {
+fn refused(
+    d: &SqliteDirectory,
+    f: impl FnOnce(&SqliteDirectory) -> Result<(), DirectoryError>,
+) -> DirectoryError {
     let before = state(d);
     let err = f(d).expect_err("mutation must be refused");
     assert!(err.is_refusal(), "{err:?}");
-    assert_eq!(state(d), before, "a refused mutation changed the directory: {err}");
+    assert_eq!(
+        state(d),
+        before,
+        "a refused mutation changed the directory: {err}"
+    );
     err
 }
 
@@ -71,7 +79,10 @@ fn machines_add_and_remove() {
     let r0 = d.revision().unwrap();
     d.add_machine(&machine("d", 9)).unwrap();
     assert_eq!(d.revision().unwrap(), r0 + 1);
-    assert_eq!(d.snapshot().unwrap().machines["d"].address, IpAddr::from([127, 0, 0, 9]));
+    assert_eq!(
+        d.snapshot().unwrap().machines["d"].address,
+        IpAddr::from([127, 0, 0, 9])
+    );
     d.remove_machine("d").unwrap();
     assert!(!d.snapshot().unwrap().machines.contains_key("d"));
 
@@ -86,7 +97,11 @@ fn machines_add_and_remove() {
     // a holds master a1 and free slot a2.
     let e = refused(&d, |d| d.remove_machine("a"));
     match e {
-        DirectoryError::MachineNotEmpty { machine, slots, masters } => {
+        DirectoryError::MachineNotEmpty {
+            machine,
+            slots,
+            masters,
+        } => {
             assert_eq!(machine, "a");
             assert_eq!(slots, vec!["a1".to_string(), "a2".to_string()]);
             assert_eq!(masters, 1);
@@ -95,7 +110,10 @@ fn machines_add_and_remove() {
     }
     // c holds only free slots: still refused.
     let e = refused(&d, |d| d.remove_machine("c"));
-    assert!(matches!(e, DirectoryError::MachineNotEmpty { masters: 0, .. }));
+    assert!(matches!(
+        e,
+        DirectoryError::MachineNotEmpty { masters: 0, .. }
+    ));
 }
 
 #[test]
@@ -120,34 +138,60 @@ fn slots_add_and_remove() {
     assert!(matches!(e, DirectoryError::DataDirInUse { slot, .. } if slot == "a2"));
     let mut bad = slot("a3", "a", 3);
     bad.sync_port = bad.imap_port;
-    assert!(matches!(refused(&d, |d| d.add_slot(&bad)), DirectoryError::InvalidValue(_)));
+    assert!(matches!(
+        refused(&d, |d| d.add_slot(&bad)),
+        DirectoryError::InvalidValue(_)
+    ));
     let mut bad = slot("a3", "a", 3);
     bad.weight = 0;
-    assert!(matches!(refused(&d, |d| d.add_slot(&bad)), DirectoryError::InvalidValue(_)));
+    assert!(matches!(
+        refused(&d, |d| d.add_slot(&bad)),
+        DirectoryError::InvalidValue(_)
+    ));
     let mut bad = slot("a3", "a", 3);
     bad.imap_port = 0;
-    assert!(matches!(refused(&d, |d| d.add_slot(&bad)), DirectoryError::InvalidValue(_)));
+    assert!(matches!(
+        refused(&d, |d| d.add_slot(&bad)),
+        DirectoryError::InvalidValue(_)
+    ));
     let mut bad = slot("a3", "a", 3);
     bad.data_dir.clear();
-    assert!(matches!(refused(&d, |d| d.add_slot(&bad)), DirectoryError::InvalidValue(_)));
+    assert!(matches!(
+        refused(&d, |d| d.add_slot(&bad)),
+        DirectoryError::InvalidValue(_)
+    ));
     assert!(matches!(
         refused(&d, |d| d.add_slot(&slot("A3", "a", 3))),
         DirectoryError::InvalidId { .. }
     ));
     // The same ports on another machine are fine (another address).
     d.add_slot(&slot("c3", "c", 1)).unwrap_err();
-    d.add_slot(&Slot { id: "c3".into(), data_dir: "/other".into(), ..slot("c3", "c", 9) }).unwrap();
+    d.add_slot(&Slot {
+        id: "c3".into(),
+        data_dir: "/other".into(),
+        ..slot("c3", "c", 9)
+    })
+    .unwrap();
 
     let e = refused(&d, |d| d.remove_slot("a1"));
     assert!(matches!(e, DirectoryError::SlotInStore { store, .. } if store == "s1"));
-    assert!(matches!(refused(&d, |d| d.remove_slot("zz")), DirectoryError::UnknownSlot(_)));
+    assert!(matches!(
+        refused(&d, |d| d.remove_slot("zz")),
+        DirectoryError::UnknownSlot(_)
+    ));
 }
 
 #[test]
 fn stores_create_and_remove() {
     let (_t, d) = setup();
     let st = d
-        .create_store(&StoreSpec { sync: true, ..spec("s2", &["b2", "c1", "a2"]) }, "plan")
+        .create_store(
+            &StoreSpec {
+                sync: true,
+                ..spec("s2", &["b2", "c1", "a2"])
+            },
+            "plan",
+        )
         .unwrap();
     assert_eq!(st.epoch, 1);
     assert_eq!(st.master(), "b2");
@@ -157,33 +201,62 @@ fn stores_create_and_remove() {
     assert!(snap.stores["s2"].sync);
     let h = d.history(Some("s2"), 10).unwrap();
     assert_eq!(h.len(), 1);
-    assert_eq!((h[0].old_master.as_deref(), h[0].new_master.as_str(), h[0].epoch), (None, "b2", 1));
+    assert_eq!(
+        (
+            h[0].old_master.as_deref(),
+            h[0].new_master.as_str(),
+            h[0].epoch
+        ),
+        (None, "b2", 1)
+    );
 
-    let e = refused(&d, |d| d.create_store(&spec("s1", &["a2", "c2"]), "").map(drop));
+    let e = refused(&d, |d| {
+        d.create_store(&spec("s1", &["a2", "c2"]), "").map(drop)
+    });
     assert!(matches!(e, DirectoryError::StoreExists(_)));
-    let e = refused(&d, |d| d.create_store(&spec("s3", &["a2", "c2", "a1"]), "").map(drop));
+    let e = refused(&d, |d| {
+        d.create_store(&spec("s3", &["a2", "c2", "a1"]), "")
+            .map(drop)
+    });
     assert!(matches!(e, DirectoryError::SlotInStore { .. }));
     d.add_slot(&slot("c3", "c", 3)).unwrap();
-    let e = refused(&d, |d| d.create_store(&spec("s3", &["c2", "c3"]), "").map(drop));
+    let e = refused(&d, |d| {
+        d.create_store(&spec("s3", &["c2", "c3"]), "").map(drop)
+    });
     assert!(matches!(e, DirectoryError::SameMachine { machine, .. } if machine == "c"));
     let e = refused(&d, |d| d.create_store(&spec("s3", &["c2"]), "").map(drop));
     assert!(matches!(e, DirectoryError::TooFewSlots { min: 2, .. }));
-    let e = refused(&d, |d| d.create_store(&spec("s3", &["c2", "c2"]), "").map(drop));
+    let e = refused(&d, |d| {
+        d.create_store(&spec("s3", &["c2", "c2"]), "").map(drop)
+    });
     assert!(matches!(e, DirectoryError::DuplicateSlot { .. }));
-    let e = refused(&d, |d| d.create_store(&spec("s3", &["c2", "zz"]), "").map(drop));
+    let e = refused(&d, |d| {
+        d.create_store(&spec("s3", &["c2", "zz"]), "").map(drop)
+    });
     assert!(matches!(e, DirectoryError::UnknownSlot(_)));
     let nine: Vec<String> = (0..9).map(|i| format!("x{i}")).collect();
     let refs: Vec<&str> = nine.iter().map(String::as_str).collect();
     let e = refused(&d, |d| d.create_store(&spec("s3", &refs), "").map(drop));
     assert!(matches!(e, DirectoryError::TooManySlots { max: 8, .. }));
-    let e = refused(&d, |d| d.create_store(&spec("S 3", &["c2", "a2"]), "").map(drop));
+    let e = refused(&d, |d| {
+        d.create_store(&spec("S 3", &["c2", "a2"]), "").map(drop)
+    });
     assert!(matches!(e, DirectoryError::InvalidId { .. }));
 
     let e = refused(&d, |d| d.remove_store("s1"));
     assert!(matches!(e, DirectoryError::StoreHasUsers { users: 1, .. }));
-    assert!(matches!(refused(&d, |d| d.remove_store("zz")), DirectoryError::UnknownStore(_)));
+    assert!(matches!(
+        refused(&d, |d| d.remove_store("zz")),
+        DirectoryError::UnknownStore(_)
+    ));
     d.remove_store("s2").unwrap();
-    assert!(d.snapshot().unwrap().free_slots().iter().any(|s| s.id == "b2"));
+    assert!(
+        d.snapshot()
+            .unwrap()
+            .free_slots()
+            .iter()
+            .any(|s| s.id == "b2")
+    );
 }
 
 #[test]
@@ -206,8 +279,14 @@ fn replicas_add_and_drop() {
     assert!(matches!(e, DirectoryError::SameMachine { machine, .. } if machine == "c"));
     let e = refused(&d, |d| d.add_replica("s1", "b1"));
     assert!(matches!(e, DirectoryError::SlotInStore { .. }));
-    assert!(matches!(refused(&d, |d| d.add_replica("zz", "c2")), DirectoryError::UnknownStore(_)));
-    assert!(matches!(refused(&d, |d| d.add_replica("s1", "zz")), DirectoryError::UnknownSlot(_)));
+    assert!(matches!(
+        refused(&d, |d| d.add_replica("zz", "c2")),
+        DirectoryError::UnknownStore(_)
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.add_replica("s1", "zz")),
+        DirectoryError::UnknownSlot(_)
+    ));
 
     d.drop_replica("s1", "b1").unwrap();
     assert_eq!(d.snapshot().unwrap().stores["s1"].slots, ["a1", "c1"]);
@@ -253,14 +332,23 @@ fn set_master_is_a_compare_and_set_on_the_epoch() {
     assert_eq!(st.epoch, 2);
     // A second operator who read epoch 1 loses.
     let e = refused(&d, |d| d.set_master("s1", "b1", 1, "failover").map(drop));
-    assert!(matches!(e, DirectoryError::StaleEpoch { expected: 1, actual: 2, .. }));
+    assert!(matches!(
+        e,
+        DirectoryError::StaleEpoch {
+            expected: 1,
+            actual: 2,
+            ..
+        }
+    ));
     let e = refused(&d, |d| d.set_master("s1", "c1", 2, "").map(drop));
     assert!(matches!(e, DirectoryError::AlreadyMaster { .. }));
     let e = refused(&d, |d| d.set_master("s1", "a2", 2, "").map(drop));
     assert!(matches!(e, DirectoryError::NotInStore { .. }));
     let e = refused(&d, |d| d.set_master("zz", "a2", 2, "").map(drop));
     assert!(matches!(e, DirectoryError::UnknownStore(_)));
-    let e = refused(&d, |d| d.set_master("s1", "b1", 2, &"x".repeat(5000)).map(drop));
+    let e = refused(&d, |d| {
+        d.set_master("s1", "b1", 2, &"x".repeat(5000)).map(drop)
+    });
     assert!(matches!(e, DirectoryError::InvalidValue(_)));
 
     let h = d.history(Some("s1"), 10).unwrap();
@@ -272,7 +360,10 @@ fn set_master_is_a_compare_and_set_on_the_epoch() {
     assert!(h[0].seq > h[1].seq);
     assert_eq!(d.history(Some("s1"), 1).unwrap().len(), 1);
     assert!(d.history(Some("other"), 10).unwrap().is_empty());
-    assert!(matches!(d.history(None, 1_000_000), Err(DirectoryError::Limit { .. })));
+    assert!(matches!(
+        d.history(None, 1_000_000),
+        Err(DirectoryError::Limit { .. })
+    ));
 }
 
 #[test]
@@ -285,7 +376,8 @@ fn concurrent_promotions_only_one_wins() {
             d.add_machine(&machine(m, 2 + i as u8)).unwrap();
             d.add_slot(&slot(&format!("{m}1"), m, 1)).unwrap();
         }
-        d.create_store(&spec("s1", &["a1", "b1", "c1"]), "").unwrap();
+        d.create_store(&spec("s1", &["a1", "b1", "c1"]), "")
+            .unwrap();
     }
     // Eight connections (as separate processes would have) race to promote.
     let handles: Vec<_> = (0..8)
@@ -303,7 +395,17 @@ fn concurrent_promotions_only_one_wins() {
     assert_eq!(wins, 1, "{results:?}");
     for r in &results {
         if let Err(e) = r {
-            assert!(matches!(e, DirectoryError::StaleEpoch { expected: 1, actual: 2, .. }), "{e:?}");
+            assert!(
+                matches!(
+                    e,
+                    DirectoryError::StaleEpoch {
+                        expected: 1,
+                        actual: 2,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
         }
     }
     let d = SqliteDirectory::open(&path).unwrap();
@@ -316,15 +418,27 @@ fn users_assign_move_remove_and_route() {
     let (_t, d) = setup();
     d.create_store(&spec("s2", &["b2", "c1"]), "").unwrap();
     let r = d.route("alice").unwrap();
-    assert_eq!((r.store.as_str(), r.epoch, r.master.id.as_str()), ("s1", 1, "a1"));
+    assert_eq!(
+        (r.store.as_str(), r.epoch, r.master.id.as_str()),
+        ("s1", 1, "a1")
+    );
     assert_eq!(r.address, IpAddr::from([127, 0, 0, 2]));
     assert_eq!(d.snapshot().unwrap().route("alice"), Some(r));
 
     let e = refused(&d, |d| d.assign_user("alice", "s2"));
     assert!(matches!(e, DirectoryError::UserExists { store, .. } if store == "s1"));
-    assert!(matches!(refused(&d, |d| d.assign_user("bob", "zz")), DirectoryError::UnknownStore(_)));
-    assert!(matches!(refused(&d, |d| d.assign_user("b ob", "s1")), DirectoryError::InvalidId { .. }));
-    assert!(matches!(refused(&d, |d| d.assign_user("", "s1")), DirectoryError::InvalidId { .. }));
+    assert!(matches!(
+        refused(&d, |d| d.assign_user("bob", "zz")),
+        DirectoryError::UnknownStore(_)
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.assign_user("b ob", "s1")),
+        DirectoryError::InvalidId { .. }
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.assign_user("", "s1")),
+        DirectoryError::InvalidId { .. }
+    ));
 
     let e = refused(&d, |d| d.move_user("alice", "s1", "s1"));
     assert!(matches!(e, DirectoryError::AlreadyInStore { .. }));
@@ -333,15 +447,27 @@ fn users_assign_move_remove_and_route() {
     d.create_store(&spec("s3", &["a2", "c2"]), "").unwrap();
     let e = refused(&d, |d| d.move_user("alice", "s2", "s3"));
     assert!(matches!(e, DirectoryError::UserNotInStore { actual, .. } if actual == "s1"));
-    assert!(matches!(refused(&d, |d| d.move_user("alice", "s1", "zz")), DirectoryError::UnknownStore(_)));
-    assert!(matches!(refused(&d, |d| d.move_user("bob", "s1", "s2")), DirectoryError::UnknownUser(_)));
+    assert!(matches!(
+        refused(&d, |d| d.move_user("alice", "s1", "zz")),
+        DirectoryError::UnknownStore(_)
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.move_user("bob", "s1", "s2")),
+        DirectoryError::UnknownUser(_)
+    ));
     d.move_user("alice", "s1", "s2").unwrap();
     assert_eq!(d.route("alice").unwrap().master.id, "b2");
     assert_eq!(d.snapshot().unwrap().users_per_store()["s2"], 1);
 
     d.remove_user("alice").unwrap();
-    assert!(matches!(d.route("alice"), Err(DirectoryError::UnknownUser(_))));
-    assert!(matches!(refused(&d, |d| d.remove_user("alice")), DirectoryError::UnknownUser(_)));
+    assert!(matches!(
+        d.route("alice"),
+        Err(DirectoryError::UnknownUser(_))
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.remove_user("alice")),
+        DirectoryError::UnknownUser(_)
+    ));
 }
 
 #[test]
@@ -351,7 +477,10 @@ fn sync_flag_and_check_results() {
     assert!(d.snapshot().unwrap().stores["s1"].sync);
     d.set_sync("s1", false).unwrap();
     assert!(!d.snapshot().unwrap().stores["s1"].sync);
-    assert!(matches!(refused(&d, |d| d.set_sync("zz", true)), DirectoryError::UnknownStore(_)));
+    assert!(matches!(
+        refused(&d, |d| d.set_sync("zz", true)),
+        DirectoryError::UnknownStore(_)
+    ));
 
     let c = CheckResult {
         at_unix_ms: 1_700_000_000_000,
@@ -359,13 +488,32 @@ fn sync_flag_and_check_results() {
         summary: "alice: INBOX uid 7 body differs".into(),
     };
     d.record_check("s1", &c).unwrap();
-    assert_eq!(d.snapshot().unwrap().stores["s1"].last_check, Some(c.clone()));
-    let c2 = CheckResult { status: CheckStatus::Ok, summary: "ok".into(), ..c };
+    assert_eq!(
+        d.snapshot().unwrap().stores["s1"].last_check,
+        Some(c.clone())
+    );
+    let c2 = CheckResult {
+        status: CheckStatus::Ok,
+        summary: "ok".into(),
+        ..c
+    };
     d.record_check("s1", &c2).unwrap();
-    assert_eq!(d.snapshot().unwrap().stores["s1"].last_check, Some(c2.clone()));
-    assert!(matches!(refused(&d, |d| d.record_check("zz", &c2)), DirectoryError::UnknownStore(_)));
-    let long = CheckResult { summary: "x".repeat(5000), ..c2 };
-    assert!(matches!(refused(&d, |d| d.record_check("s1", &long)), DirectoryError::InvalidValue(_)));
+    assert_eq!(
+        d.snapshot().unwrap().stores["s1"].last_check,
+        Some(c2.clone())
+    );
+    assert!(matches!(
+        refused(&d, |d| d.record_check("zz", &c2)),
+        DirectoryError::UnknownStore(_)
+    ));
+    let long = CheckResult {
+        summary: "x".repeat(5000),
+        ..c2
+    };
+    assert!(matches!(
+        refused(&d, |d| d.record_check("s1", &long)),
+        DirectoryError::InvalidValue(_)
+    ));
 }
 
 #[test]
@@ -387,7 +535,10 @@ fn the_directory_survives_reopening_and_is_shared() {
 fn open_refuses_missing_foreign_corrupt_and_newer_files() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.db");
-    assert!(matches!(SqliteDirectory::open(&missing), Err(DirectoryError::NotFound { .. })));
+    assert!(matches!(
+        SqliteDirectory::open(&missing),
+        Err(DirectoryError::NotFound { .. })
+    ));
     assert!(!missing.exists());
 
     let garbage = dir.path().join("garbage.db");
@@ -401,17 +552,28 @@ fn open_refuses_missing_foreign_corrupt_and_newer_files() {
         let c = rusqlite::Connection::open(&foreign).unwrap();
         c.execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
     }
-    assert!(matches!(SqliteDirectory::create(&foreign), Err(DirectoryError::Corrupt { .. })));
-    assert!(matches!(SqliteDirectory::open(&foreign), Err(DirectoryError::Corrupt { .. })));
+    assert!(matches!(
+        SqliteDirectory::create(&foreign),
+        Err(DirectoryError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        SqliteDirectory::open(&foreign),
+        Err(DirectoryError::Corrupt { .. })
+    ));
 
     let newer = dir.path().join("newer.db");
     drop(SqliteDirectory::create(&newer).unwrap());
     {
         let c = rusqlite::Connection::open(&newer).unwrap();
-        c.execute("UPDATE schema_version SET version = 99", []).unwrap();
+        c.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
     }
     match SqliteDirectory::open(&newer) {
-        Err(DirectoryError::UnsupportedSchema { found: 99, supported: 1, .. }) => {}
+        Err(DirectoryError::UnsupportedSchema {
+            found: 99,
+            supported: 1,
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -423,12 +585,16 @@ fn damage_inside_the_file_is_reported_as_corrupt() {
     {
         let d = SqliteDirectory::create(&path).unwrap();
         for i in 0..200u16 {
-            d.add_machine(&Machine { name: format!("m{i}"), address: IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]) })
-                .unwrap();
+            d.add_machine(&Machine {
+                name: format!("m{i}"),
+                address: IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]),
+            })
+            .unwrap();
         }
         // Fold the WAL into the main file so the damage below hits real pages.
         let c = rusqlite::Connection::open(&path).unwrap();
-        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
     }
     let mut bytes = std::fs::read(&path).unwrap();
     assert!(bytes.len() > 4 * 4096);
@@ -448,9 +614,18 @@ fn a_held_write_lock_gives_locked_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("directory.db");
     drop(SqliteDirectory::create(&path).unwrap());
-    let d = SqliteDirectory::open_with(&path, &SqliteOptions { create: false, busy_timeout_ms: 200 }).unwrap();
+    let d = SqliteDirectory::open_with(
+        &path,
+        &SqliteOptions {
+            create: false,
+            busy_timeout_ms: 200,
+        },
+    )
+    .unwrap();
     let mut other = rusqlite::Connection::open(&path).unwrap();
-    let tx = other.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
     let started = std::time::Instant::now();
     let before = d.snapshot().unwrap(); // readers are not blocked by a writer
     let e = d.add_machine(&machine("a", 2)).unwrap_err();
@@ -467,6 +642,103 @@ fn the_trait_is_object_safe_and_shareable() {
     let (_t, d) = setup();
     let shared: std::sync::Arc<dyn Directory> = std::sync::Arc::new(d);
     let s2 = shared.clone();
-    std::thread::spawn(move || s2.assign_user("bob", "s1").unwrap()).join().unwrap();
+    std::thread::spawn(move || s2.assign_user("bob", "s1").unwrap())
+        .join()
+        .unwrap();
     assert_eq!(shared.snapshot().unwrap().users.len(), 2);
+}
+
+/// Child role for `several_processes_share_one_directory`: when
+/// `SLOTMAIL_DIRECTORY_CHILD` names a directory file, race for the
+/// promotion and add users, then report the promotion's outcome.
+#[test]
+fn child_process_role() {
+    let Ok(path) = std::env::var("SLOTMAIL_DIRECTORY_CHILD") else {
+        return;
+    };
+    let who: usize = std::env::var("SLOTMAIL_DIRECTORY_CHILD_ID")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let d = SqliteDirectory::open(&path).unwrap();
+    let to = if who.is_multiple_of(2) { "b1" } else { "c1" };
+    match d.set_master("s1", to, 1, &format!("process {who}")) {
+        Ok(epoch) => println!("PROMOTED {epoch}"),
+        Err(DirectoryError::StaleEpoch { actual: 2, .. }) => println!("STALE"),
+        Err(e) => panic!("unexpected: {e}"),
+    }
+    for i in 0..25 {
+        d.assign_user(&format!("p{who}-u{i}"), "s1").unwrap();
+    }
+}
+
+#[test]
+fn several_processes_share_one_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("directory.db");
+    {
+        let d = SqliteDirectory::create(&path).unwrap();
+        for (i, m) in ["a", "b", "c"].iter().enumerate() {
+            d.add_machine(&machine(m, 2 + i as u8)).unwrap();
+            d.add_slot(&slot(&format!("{m}1"), m, 1)).unwrap();
+        }
+        d.create_store(&spec("s1", &["a1", "b1", "c1"]), "")
+            .unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_process_role",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("SLOTMAIL_DIRECTORY_CHILD", &path)
+                .env("SLOTMAIL_DIRECTORY_CHILD_ID", i.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut promoted = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("PROMOTED 2") {
+            promoted += 1;
+        } else {
+            assert!(text.contains("STALE"), "{text}");
+        }
+    }
+    assert_eq!(promoted, 1, "exactly one process wins the promotion");
+    let d = SqliteDirectory::open(&path).unwrap();
+    let snap = d.snapshot().unwrap();
+    assert_eq!(snap.users.len(), 100);
+    assert_eq!(snap.stores["s1"].epoch, 2);
+    d.verify().unwrap();
+}
+
+#[test]
+fn a_store_has_at_most_eight_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = SqliteDirectory::create(dir.path().join("directory.db")).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..9u8 {
+        let m = format!("m{i}");
+        d.add_machine(&machine(&m, 10 + i)).unwrap();
+        d.add_slot(&slot(&format!("{m}-1"), &m, 1)).unwrap();
+        ids.push(format!("{m}-1"));
+    }
+    let eight: Vec<&str> = ids[..8].iter().map(String::as_str).collect();
+    d.create_store(&spec("big", &eight), "").unwrap();
+    let e = refused(&d, |d| d.add_replica("big", &ids[8]));
+    assert!(matches!(e, DirectoryError::TooManySlots { max: 8, .. }));
 }

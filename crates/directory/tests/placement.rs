@@ -14,15 +14,29 @@ fn names(m: usize) -> Vec<String> {
 /// Every property the planner promises, checked on the plan's own terms.
 fn check_layout(layout: &Layout, k: usize, expected_use: &[usize], what: &str) {
     let m = layout.machine_count();
-    assert!(layout.stores.iter().all(|s| s.len() == k), "{what}: store sizes");
+    assert!(
+        layout.stores.iter().all(|s| s.len() == k),
+        "{what}: store sizes"
+    );
     // 1. No store has two slots on one machine.
-    assert_eq!(layout.store_with_shared_machine(), None, "{what}: a store twice on one machine");
+    assert_eq!(
+        layout.store_with_shared_machine(),
+        None,
+        "{what}: a store twice on one machine"
+    );
     // 2. Every available slot is used.
-    assert_eq!(layout.slots_per_machine(), expected_use, "{what}: slots used per machine");
+    assert_eq!(
+        layout.slots_per_machine(),
+        expected_use,
+        "{what}: slots used per machine"
+    );
     // 3. Masters balanced: ⌊T/M⌋ or ⌈T/M⌉ each.
     let t = layout.stores.len();
     for (v, &n) in layout.masters_per_machine().iter().enumerate() {
-        assert!(n == t / m || n == t.div_ceil(m), "{what}: machine {v} masters {n} of {t}");
+        assert!(
+            n == t / m || n == t.div_ceil(m),
+            "{what}: machine {v} masters {n} of {t}"
+        );
     }
     // 4. Any single machine's death: no survivor takes more than
     //    ⌈masters/(M−1)⌉ + 1 of its masters.
@@ -30,20 +44,43 @@ fn check_layout(layout: &Layout, k: usize, expected_use: &[usize], what: &str) {
     for (d, mi) in impact.machines.iter().enumerate() {
         let bound = mi.masters.div_ceil(m - 1) + 1;
         assert_eq!(mi.bound, bound);
-        assert!(mi.max_extra <= bound, "{what}: if machine {d} dies a survivor takes {} > {bound}", mi.max_extra);
-        assert_eq!(mi.extra.iter().map(|l| l.extra_masters).sum::<usize>(), mi.masters, "{what}: every master fails over");
+        assert!(
+            mi.max_extra <= bound,
+            "{what}: if machine {d} dies a survivor takes {} > {bound}",
+            mi.max_extra
+        );
+        assert_eq!(
+            mi.extra.iter().map(|l| l.extra_masters).sum::<usize>(),
+            mi.masters,
+            "{what}: every master fails over"
+        );
     }
     // 5. Pairs of machines share stores evenly: within one wherever the
     //    input allows it (always for 2-slot stores), else within two.
     let (lo, hi) = layout.pair_sharing_range();
-    let allowed = if k == 2 || triple_pair_balance_possible(expected_use) { 1 } else { 2 };
-    assert!(hi - lo <= allowed, "{what}: pairs share {lo}..{hi} stores (allowed spread {allowed})");
+    let allowed = if k == 2 || triple_pair_balance_possible(expected_use) {
+        1
+    } else {
+        2
+    };
+    assert!(
+        hi - lo <= allowed,
+        "{what}: pairs share {lo}..{hi} stores (allowed spread {allowed})"
+    );
     // The worst pair is the most-shared pair.
     let worst = impact.worst_pair.expect("at least two machines");
     if k == 2 {
-        assert_eq!((worst.stores_lost, worst.stores_without_redundancy), (hi, 0), "{what}");
+        assert_eq!(
+            (worst.stores_lost, worst.stores_without_redundancy),
+            (hi, 0),
+            "{what}"
+        );
     } else {
-        assert_eq!((worst.stores_lost, worst.stores_without_redundancy), (0, hi), "{what}");
+        assert_eq!(
+            (worst.stores_lost, worst.stores_without_redundancy),
+            (0, hi),
+            "{what}"
+        );
     }
 }
 
@@ -54,15 +91,27 @@ fn check_plan(p: &Plan, m: usize, s: usize, k: usize) {
     // the remainder, on distinct machines.
     let mut seen = BTreeSet::new();
     for slot in p.stores.iter().flat_map(|st| &st.slots).chain(&p.unused) {
-        assert!(seen.insert(slot.id.clone()), "{what}: slot {} twice", slot.id);
-        assert!((1..=s as u32).contains(&slot.index), "{what}: slot number {}", slot.index);
+        assert!(
+            seen.insert(slot.id.clone()),
+            "{what}: slot {} twice",
+            slot.id
+        );
+        assert!(
+            (1..=s as u32).contains(&slot.index),
+            "{what}: slot number {}",
+            slot.index
+        );
         assert_eq!(slot.id, slot_id(&slot.machine, slot.index));
     }
     assert_eq!(seen.len(), m * s, "{what}: every slot accounted for");
     assert_eq!(p.unused.len(), (m * s) % k, "{what}: unused slots");
     assert_eq!(p.unused_reason.is_some(), !p.unused.is_empty());
     let unused_machines: BTreeSet<&str> = p.unused.iter().map(|u| u.machine.as_str()).collect();
-    assert_eq!(unused_machines.len(), p.unused.len(), "{what}: unused slots on distinct machines");
+    assert_eq!(
+        unused_machines.len(),
+        p.unused.len(),
+        "{what}: unused slots on distinct machines"
+    );
     let expected_use: Vec<usize> = p
         .machines
         .iter()
@@ -86,7 +135,8 @@ fn plans_have_their_properties_across_cluster_sizes() {
                 continue;
             }
             for k in [2usize, 3] {
-                let p = plan(&machines, s as u32, (k - 1) as u32).unwrap_or_else(|e| panic!("{m}×{s}/{k}: {e}"));
+                let p = plan(&machines, s as u32, (k - 1) as u32)
+                    .unwrap_or_else(|e| panic!("{m}×{s}/{k}: {e}"));
                 check_plan(&p, m, s, k);
                 plans += 1;
             }
@@ -97,7 +147,14 @@ fn plans_have_their_properties_across_cluster_sizes() {
 
 #[test]
 fn plans_are_deterministic() {
-    for (m, s, r) in [(3, 5, 1), (7, 16, 2), (12, 40, 2), (20, 7, 1), (31, 8, 2), (50, 16, 2)] {
+    for (m, s, r) in [
+        (3, 5, 1),
+        (7, 16, 2),
+        (12, 40, 2),
+        (20, 7, 1),
+        (31, 8, 2),
+        (50, 16, 2),
+    ] {
         let a = plan(&names(m), s, r).unwrap();
         let b = plan(&names(m), s, r).unwrap();
         assert_eq!(a, b);
@@ -123,9 +180,17 @@ fn pairs_on_three_machines_are_the_fastmail_layout() {
 fn unused_slots_are_named_and_explained() {
     let p = plan(&names(5), 3, 1).unwrap();
     assert_eq!(p.unused.len(), 1);
-    assert!(p.unused_reason.as_deref().unwrap().contains("not a multiple of 2"));
+    assert!(
+        p.unused_reason
+            .as_deref()
+            .unwrap()
+            .contains("not a multiple of 2")
+    );
     let text = p.render_text();
-    assert!(text.contains(&format!("unused: {}", p.unused[0].id)), "{text}");
+    assert!(
+        text.contains(&format!("unused: {}", p.unused[0].id)),
+        "{text}"
+    );
     let p = plan(&names(5), 4, 2).unwrap();
     assert_eq!(p.unused.len(), 2);
     // 5 machines × 4 slots in 3-slot stores cannot have pairs within one.
@@ -137,23 +202,47 @@ fn plan_refuses_bad_input() {
     use slotmail_directory::PlanError;
     assert!(matches!(plan(&names(3), 4, 0), Err(PlanError::Replicas(0))));
     assert!(matches!(plan(&names(3), 4, 3), Err(PlanError::Replicas(3))));
-    assert!(matches!(plan(&names(2), 4, 2), Err(PlanError::TooFewMachines { .. })));
-    assert!(matches!(plan(&names(1), 4, 1), Err(PlanError::TooFewMachines { .. })));
+    assert!(matches!(
+        plan(&names(2), 4, 2),
+        Err(PlanError::TooFewMachines { .. })
+    ));
+    assert!(matches!(
+        plan(&names(1), 4, 1),
+        Err(PlanError::TooFewMachines { .. })
+    ));
     assert!(matches!(plan(&names(3), 0, 1), Err(PlanError::NoSlots)));
-    assert!(matches!(plan(&names(3), 1001, 1), Err(PlanError::Limit { .. })));
-    assert!(matches!(plan(&names(1001), 1, 1), Err(PlanError::Limit { .. })));
-    assert!(matches!(plan(&names(500), 1000, 1), Err(PlanError::Limit { .. })));
+    assert!(matches!(
+        plan(&names(3), 1001, 1),
+        Err(PlanError::Limit { .. })
+    ));
+    assert!(matches!(
+        plan(&names(1001), 1, 1),
+        Err(PlanError::Limit { .. })
+    ));
+    assert!(matches!(
+        plan(&names(500), 1000, 1),
+        Err(PlanError::Limit { .. })
+    ));
     let dup = vec!["a".to_string(), "b".into(), "a".into()];
-    assert!(matches!(plan(&dup, 2, 1), Err(PlanError::DuplicateMachine(_))));
+    assert!(matches!(
+        plan(&dup, 2, 1),
+        Err(PlanError::DuplicateMachine(_))
+    ));
     let bad = vec!["a".to_string(), "B c".into(), "d".into()];
-    assert!(matches!(plan(&bad, 2, 1), Err(PlanError::InvalidMachine(_))));
+    assert!(matches!(
+        plan(&bad, 2, 1),
+        Err(PlanError::InvalidMachine(_))
+    ));
 }
 
 #[test]
 fn text_and_json_renderings() {
     let p = plan(&["a".into(), "b".into(), "c".into(), "d".into()], 3, 2).unwrap();
     let text = p.render_text();
-    assert!(text.starts_with("4 machines × 3 slots, stores of 3 slots: 4 stores"), "{text}");
+    assert!(
+        text.starts_with("4 machines × 3 slots, stores of 3 slots: 4 stores"),
+        "{text}"
+    );
     assert!(text.contains("if dies"));
     assert!(text.contains("worst pair:"));
     for st in &p.stores {
@@ -213,7 +302,10 @@ fn topology_of(p: &Plan, slots: u32) -> Topology {
 fn add_machine(t: &mut Topology, name: &str, i: usize, slots: u32) {
     t.machines.insert(
         name.to_string(),
-        Machine { name: name.to_string(), address: IpAddr::from([127, 0, 1, i as u8 + 2]) },
+        Machine {
+            name: name.to_string(),
+            address: IpAddr::from([127, 0, 1, i as u8 + 2]),
+        },
     );
     for n in 1..=slots {
         let id = slot_id(name, n);
@@ -238,17 +330,33 @@ fn add_machine(t: &mut Topology, name: &str, i: usize, slots: u32) {
 fn check_rebalanced(before: &Topology, after: &Topology, live: &[String], k: usize, what: &str) {
     assert_eq!(after.stores.len(), before.stores.len(), "{what}");
     let mut layout = Layout::from_topology(after);
-    let index: BTreeMap<String, usize> = layout.machines.iter().cloned().enumerate().map(|(i, m)| (m, i)).collect();
+    let index: BTreeMap<String, usize> = layout
+        .machines
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, m)| (m, i))
+        .collect();
     let live_idx: BTreeSet<usize> = live.iter().map(|m| index[m]).collect();
     for (id, st) in &after.stores {
         assert_eq!(st.slots.len(), k, "{what}: store {id} size");
         for slot in &st.slots {
-            assert!(live.iter().any(|m| Some(m.as_str()) == after.machine_of(slot)), "{what}: {id} still on a removed machine");
+            assert!(
+                live.iter()
+                    .any(|m| Some(m.as_str()) == after.machine_of(slot)),
+                "{what}: {id} still on a removed machine"
+            );
         }
     }
     // Measure over the live machines only.
-    let keep: Vec<usize> = (0..layout.machines.len()).filter(|i| live_idx.contains(i)).collect();
-    let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+    let keep: Vec<usize> = (0..layout.machines.len())
+        .filter(|i| live_idx.contains(i))
+        .collect();
+    let renumber: BTreeMap<usize, usize> = keep
+        .iter()
+        .enumerate()
+        .map(|(new, &old)| (old, new))
+        .collect();
     layout.machines = keep.iter().map(|&i| layout.machines[i].clone()).collect();
     for st in &mut layout.stores {
         for m in st.iter_mut() {
@@ -262,16 +370,34 @@ fn check_rebalanced(before: &Topology, after: &Topology, live: &[String], k: usi
     assert!(umax - umin <= 1, "{what}: slot use {used:?}");
     let t = layout.stores.len();
     for (v, &n) in layout.masters_per_machine().iter().enumerate() {
-        assert!(n == t / m || n == t.div_ceil(m), "{what}: machine {v} masters {n} of {t}");
+        assert!(
+            n == t / m || n == t.div_ceil(m),
+            "{what}: machine {v} masters {n} of {t}"
+        );
     }
     for mi in layout.failure_impact().machines {
-        assert!(mi.max_extra <= mi.bound, "{what}: if {} dies a survivor takes {} > {}", mi.machine, mi.max_extra, mi.bound);
+        assert!(
+            mi.max_extra <= mi.bound,
+            "{what}: if {} dies a survivor takes {} > {}",
+            mi.machine,
+            mi.max_extra,
+            mi.bound
+        );
     }
 }
 
 #[test]
 fn rebalance_after_adding_one_machine() {
-    for (m, s, r) in [(3, 4, 1), (4, 6, 1), (5, 8, 2), (6, 4, 2), (8, 16, 1), (9, 12, 2), (12, 8, 2), (16, 5, 1)] {
+    for (m, s, r) in [
+        (3, 4, 1),
+        (4, 6, 1),
+        (5, 8, 2),
+        (6, 4, 2),
+        (8, 16, 1),
+        (9, 12, 2),
+        (12, 8, 2),
+        (16, 5, 1),
+    ] {
         let what = format!("add a machine to {m}×{s}, {r} replica(s)");
         let p = plan(&names(m), s, r).unwrap();
         let before = topology_of(&p, s);
@@ -285,15 +411,31 @@ fn rebalance_after_adding_one_machine() {
         // replacement is in sync.
         let after = apply_moves(&grown, &moves).unwrap();
         check_rebalanced(&grown, &after, &live, r as usize + 1, &what);
-        let on_new = after.slots_on(&new).filter(|x| after.store_of_slot(&x.id).is_some()).count();
+        let on_new = after
+            .slots_on(&new)
+            .filter(|x| after.store_of_slot(&x.id).is_some())
+            .count();
         assert!(on_new > 0, "{what}: nothing moved to the new machine");
-        assert_eq!(rebalance(&after, &live).unwrap(), Vec::<Move>::new(), "{what}: a second rebalance has nothing to do");
+        assert_eq!(
+            rebalance(&after, &live).unwrap(),
+            Vec::<Move>::new(),
+            "{what}: a second rebalance has nothing to do"
+        );
     }
 }
 
 #[test]
 fn rebalance_after_removing_one_machine() {
-    for (m, s, r) in [(3, 4, 1), (4, 6, 1), (5, 8, 2), (6, 4, 2), (8, 16, 1), (9, 12, 2), (12, 8, 2), (16, 5, 1)] {
+    for (m, s, r) in [
+        (3, 4, 1),
+        (4, 6, 1),
+        (5, 8, 2),
+        (6, 4, 2),
+        (8, 16, 1),
+        (9, 12, 2),
+        (12, 8, 2),
+        (16, 5, 1),
+    ] {
         let what = format!("remove a machine from {m}×{s}, {r} replica(s)");
         let p = plan(&names(m), s, r).unwrap();
         // Spare slots to take the removed machine's share.
@@ -304,10 +446,22 @@ fn rebalance_after_removing_one_machine() {
         let moves = rebalance(&before, &live).unwrap();
         let after = apply_moves(&before, &moves).unwrap();
         check_rebalanced(&before, &after, &live, r as usize + 1, &what);
-        assert_eq!(after.slots_on(&gone).filter(|x| after.store_of_slot(&x.id).is_some()).count(), 0);
+        assert_eq!(
+            after
+                .slots_on(&gone)
+                .filter(|x| after.store_of_slot(&x.id).is_some())
+                .count(),
+            0
+        );
         // Each evacuated slot: add + wait + drop; each master moved: a switch.
-        let adds = moves.iter().filter(|mv| matches!(mv, Move::AddReplica { .. })).count();
-        assert_eq!(adds, s as usize, "{what}: one new replica per slot of the removed machine");
+        let adds = moves
+            .iter()
+            .filter(|mv| matches!(mv, Move::AddReplica { .. }))
+            .count();
+        assert_eq!(
+            adds, s as usize,
+            "{what}: one new replica per slot of the removed machine"
+        );
     }
 }
 
@@ -316,10 +470,16 @@ fn rebalance_refuses_without_room_and_unknown_machines() {
     let p = plan(&names(4), 3, 1).unwrap();
     let t = topology_of(&p, 3);
     let live = names(3);
-    assert!(matches!(rebalance(&t, &live), Err(slotmail_directory::PlanError::NoFreeSlot { .. })));
+    assert!(matches!(
+        rebalance(&t, &live),
+        Err(slotmail_directory::PlanError::NoFreeSlot { .. })
+    ));
     let mut live = names(4);
     live.push("zz".into());
-    assert!(matches!(rebalance(&t, &live), Err(slotmail_directory::PlanError::UnknownMachine(_))));
+    assert!(matches!(
+        rebalance(&t, &live),
+        Err(slotmail_directory::PlanError::UnknownMachine(_))
+    ));
 }
 
 #[test]
@@ -331,14 +491,47 @@ fn apply_moves_refuses_invalid_steps() {
     let replica = st.slots[1].id.clone();
     let store = st.id.clone();
     // Dropping a replica of a 2-slot store leaves one slot.
-    let bad = apply_moves(&t, &[Move::DropReplica { store: store.clone(), slot: replica.clone() }]);
+    let bad = apply_moves(
+        &t,
+        &[Move::DropReplica {
+            store: store.clone(),
+            slot: replica.clone(),
+        }],
+    );
     assert!(bad.is_err());
     // Adding a slot on a machine the store uses already.
     let same = slot_id(&st.slots[0].machine, 3);
-    assert!(apply_moves(&t, &[Move::AddReplica { store: store.clone(), slot: same }]).is_err());
+    assert!(
+        apply_moves(
+            &t,
+            &[Move::AddReplica {
+                store: store.clone(),
+                slot: same
+            }]
+        )
+        .is_err()
+    );
     // Switching from a slot that is not the master.
-    assert!(apply_moves(&t, &[Move::SwitchMaster { store: store.clone(), from: replica.clone(), to: master.clone() }]).is_err());
-    let ok = apply_moves(&t, &[Move::SwitchMaster { store: store.clone(), from: master, to: replica }]).unwrap();
+    assert!(
+        apply_moves(
+            &t,
+            &[Move::SwitchMaster {
+                store: store.clone(),
+                from: replica.clone(),
+                to: master.clone()
+            }]
+        )
+        .is_err()
+    );
+    let ok = apply_moves(
+        &t,
+        &[Move::SwitchMaster {
+            store: store.clone(),
+            from: master,
+            to: replica,
+        }],
+    )
+    .unwrap();
     assert_eq!(ok.stores[&store].epoch, 2);
 }
 
@@ -389,7 +582,15 @@ fn rebalance_moves_apply_to_a_sqlite_directory() {
         d.add_slot(slot).unwrap();
     }
     for st in before.stores.values() {
-        d.create_store(&StoreSpec { id: st.id.clone(), slots: st.slots.clone(), sync: false }, "plan").unwrap();
+        d.create_store(
+            &StoreSpec {
+                id: st.id.clone(),
+                slots: st.slots.clone(),
+                sync: false,
+            },
+            "plan",
+        )
+        .unwrap();
     }
     let mut live = names(6);
     live.remove(2);
@@ -403,7 +604,9 @@ fn rebalance_moves_apply_to_a_sqlite_directory() {
                 let epoch = d.snapshot().unwrap().stores[store].epoch;
                 d.set_master(store, to, epoch, "rebalance").unwrap();
             }
-            Move::ReorderReplicas { store, replicas } => d.set_replica_order(store, replicas).unwrap(),
+            Move::ReorderReplicas { store, replicas } => {
+                d.set_replica_order(store, replicas).unwrap()
+            }
         }
     }
     let expected = apply_moves(&before, &moves).unwrap();

@@ -42,7 +42,7 @@ pub(crate) fn pairs(m: usize, s: usize) -> (Vec<[usize; 2]>, Vec<usize>) {
         }
     }
     if r % 2 == 1 {
-        if m % 2 == 0 {
+        if m.is_multiple_of(2) {
             for i in 0..m / 2 {
                 add(i, i + m / 2);
             }
@@ -242,7 +242,13 @@ impl Triples {
     /// A swap that lowers Σ P² (or, with `sideways`, keeps it) and involves
     /// the pair (x, y) — taking one of them out of a store they share when
     /// `split`, or bringing them together otherwise.
-    fn find_move(&self, x: usize, y: usize, split: bool, sideways: bool) -> Option<(usize, usize, usize, usize)> {
+    fn find_move(
+        &self,
+        x: usize,
+        y: usize,
+        split: bool,
+        sideways: bool,
+    ) -> Option<(usize, usize, usize, usize)> {
         let limit = if sideways { 0 } else { -1 };
         let mut best: Option<(i64, (usize, usize, usize, usize))> = None;
         if split {
@@ -296,11 +302,18 @@ impl Triples {
 /// Stores of three machines (unordered), and the machines whose last slot
 /// stays unused because `M·S` is not a multiple of 3. `seed` makes the local
 /// search's sideways moves deterministic.
-pub(crate) fn triples(m: usize, s: usize, max_steps: usize, seed: u64) -> (Vec<[usize; 3]>, Vec<usize>) {
+pub(crate) fn triples(
+    m: usize,
+    s: usize,
+    max_steps: usize,
+    seed: u64,
+) -> (Vec<[usize; 3]>, Vec<usize>) {
     assert!(m >= 3);
     let total = m * s;
     let unused: Vec<usize> = (0..total % 3).map(|i| m - 1 - i).collect();
-    let mut free: Vec<usize> = (0..m).map(|v| s - usize::from(unused.contains(&v))).collect();
+    let mut free: Vec<usize> = (0..m)
+        .map(|v| s - usize::from(unused.contains(&v)))
+        .collect();
     let count = (total - unused.len()) / 3;
     let mut t = Triples {
         m,
@@ -322,7 +335,9 @@ pub(crate) fn triples(m: usize, s: usize, max_steps: usize, seed: u64) -> (Vec<[
                 .find(|&v| free[v] == top)
                 .expect("a machine with the most free slots")
         };
-        let mut best: Option<((u32, usize, usize, usize), usize, usize)> = None;
+        // (cost, slack, rotated b, rotated c) → b, c
+        type Key = (u32, usize, usize, usize);
+        let mut best: Option<(Key, usize, usize)> = None;
         for b in 0..m {
             if b == a || free[b] == 0 {
                 continue;
@@ -336,7 +351,12 @@ pub(crate) fn triples(m: usize, s: usize, max_steps: usize, seed: u64) -> (Vec<[
                 }
                 let cost = t.p(a, b) + t.p(a, c) + t.p(b, c);
                 let slack = 2 * top - free[b] - free[c];
-                let key = (cost, slack, (b + m - round % m) % m, (c + m - round % m) % m);
+                let key = (
+                    cost,
+                    slack,
+                    (b + m - round % m) % m,
+                    (c + m - round % m) % m,
+                );
                 if best.is_none_or(|(k, _, _)| key < k) {
                     best = Some((key, b, c));
                 }
@@ -353,7 +373,9 @@ pub(crate) fn triples(m: usize, s: usize, max_steps: usize, seed: u64) -> (Vec<[
             t.of[v].push(id);
         }
     }
-    let degrees: Vec<usize> = (0..m).map(|v| s - usize::from(unused.contains(&v))).collect();
+    let degrees: Vec<usize> = (0..m)
+        .map(|v| s - usize::from(unused.contains(&v)))
+        .collect();
     improve(&mut t, &degrees, max_steps, seed);
     (t.stores, unused)
 }
@@ -367,7 +389,11 @@ fn improve(t: &mut Triples, degrees: &[usize], max_steps: usize, seed: u64) {
     let incidences = 3 * t.stores.len() as u64;
     let lam_lo = u32::try_from(incidences / pairs).unwrap_or(u32::MAX);
     let lam_hi = u32::try_from(incidences.div_ceil(pairs)).unwrap_or(u32::MAX);
-    let goal = if super::layout::triple_pair_balance_possible(degrees) { 1 } else { 2 };
+    let goal = if super::layout::triple_pair_balance_possible(degrees) {
+        1
+    } else {
+        2
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     // Give up after this many steps without a new best Σ P².
     let patience = 100 + t.stores.len() / 2;

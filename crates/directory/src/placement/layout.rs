@@ -146,11 +146,9 @@ impl Layout {
 
     /// Whether any store has two slots on one machine (the first such store).
     pub fn store_with_shared_machine(&self) -> Option<usize> {
-        self.stores.iter().position(|s| {
-            s.iter()
-                .enumerate()
-                .any(|(i, m)| s[i + 1..].contains(m))
-        })
+        self.stores
+            .iter()
+            .position(|s| s.iter().enumerate().any(|(i, m)| s[i + 1..].contains(m)))
     }
 
     /// The failure impact: per machine, and the worst pair.
@@ -172,7 +170,11 @@ impl Layout {
                 MachineImpact {
                     machine: self.machines[d].clone(),
                     masters: masters[d],
-                    bound: if n > 1 { div_ceil(masters[d], n - 1) + 1 } else { masters[d] },
+                    bound: if n > 1 {
+                        div_ceil(masters[d], n - 1) + 1
+                    } else {
+                        masters[d]
+                    },
                     extra,
                     max_extra,
                     min_extra,
@@ -315,10 +317,7 @@ pub fn triple_pair_balance_possible(degrees: &[usize]) -> bool {
     let lo_lambda = (2 * top).saturating_sub(m - 1).div_ceil(m - 1);
     let hi_lambda = 2 * bottom / (m - 1);
     (lo_lambda..=hi_lambda).any(|lambda| {
-        let mut h: Vec<usize> = degrees
-            .iter()
-            .map(|&d| 2 * d - (m - 1) * lambda)
-            .collect();
+        let mut h: Vec<usize> = degrees.iter().map(|&d| 2 * d - (m - 1) * lambda).collect();
         if h.iter().any(|&x| x > m - 1) || h.iter().sum::<usize>() % 2 == 1 {
             return false;
         }

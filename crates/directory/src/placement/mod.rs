@@ -45,7 +45,9 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum PlanError {
     /// Replicas per store must be 1 or 2.
-    #[error("replicas per store must be {PLAN_REPLICAS_PER_STORE_MIN} or {PLAN_REPLICAS_PER_STORE_MAX}, not {0}")]
+    #[error(
+        "replicas per store must be {PLAN_REPLICAS_PER_STORE_MIN} or {PLAN_REPLICAS_PER_STORE_MAX}, not {0}"
+    )]
     Replicas(u32),
     /// Too few machines for stores of this size.
     #[error("stores of {store_size} slots need at least {store_size} machines, not {machines}")]
@@ -206,8 +208,16 @@ pub fn plan(
     let mut plan = to_plan(layout, slots_per_machine, replicas_per_store, &unused);
     if hi > lo + 1 {
         let note = if triple_pair_balance_possible(&expected_use) {
-            tracing::warn!(machines = m, slots = s, lo, hi, "pair sharing not balanced within one");
-            format!("pairs of machines share {lo} to {hi} stores: the search found no better layout")
+            tracing::warn!(
+                machines = m,
+                slots = s,
+                lo,
+                hi,
+                "pair sharing not balanced within one"
+            );
+            format!(
+                "pairs of machines share {lo} to {hi} stores: the search found no better layout"
+            )
         } else {
             format!(
                 "pairs of machines share {lo} to {hi} stores: with these slot counts no layout \
@@ -385,10 +395,13 @@ fn verify(layout: &Layout, k: usize, expected_use: &[usize]) -> Result<(), PlanE
     let t = layout.stores.len();
     let masters = layout.masters_per_machine();
     if let Some(v) = (0..m).find(|&v| masters[v] < t / m || masters[v] > div_ceil(t, m)) {
-        return bad(format!("machine {} has {} masters", layout.machines[v], masters[v]));
+        return bad(format!(
+            "machine {} has {} masters",
+            layout.machines[v], masters[v]
+        ));
     }
-    for d in 0..m {
-        let bound = div_ceil(masters[d], m - 1) + 1;
+    for (d, &mastered) in masters.iter().enumerate() {
+        let bound = div_ceil(mastered, m - 1) + 1;
         let load = layout.extra_load(d);
         if let Some(s) = (0..m).find(|&s| load[s] > bound) {
             return bad(format!(
@@ -493,7 +506,13 @@ impl Plan {
         let _ = writeln!(out, "store  master  replicas (failover order)");
         for st in &self.stores {
             let reps: Vec<&str> = st.slots[1..].iter().map(|x| x.id.as_str()).collect();
-            let _ = writeln!(out, "{:<5}  {:<6}  {}", st.id, st.slots[0].id, reps.join(" "));
+            let _ = writeln!(
+                out,
+                "{:<5}  {:<6}  {}",
+                st.id,
+                st.slots[0].id,
+                reps.join(" ")
+            );
         }
         if let Some(note) = &self.pair_sharing_note {
             let _ = writeln!(out, "note: {note}");

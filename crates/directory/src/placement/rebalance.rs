@@ -34,7 +34,10 @@ pub enum Move {
     },
     /// Change the replicas' failover order (the master stays; no epoch
     /// change).
-    ReorderReplicas { store: String, replicas: Vec<String> },
+    ReorderReplicas {
+        store: String,
+        replicas: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Move {
@@ -51,11 +54,18 @@ impl std::fmt::Display for Move {
                 write!(f, "switch store {store}'s master from {from} to {to}")
             }
             Move::ReorderReplicas { store, replicas } => {
-                write!(f, "set store {store}'s failover order to {}", replicas.join(" "))
+                write!(
+                    f,
+                    "set store {store}'s failover order to {}",
+                    replicas.join(" ")
+                )
             }
         }
     }
 }
+
+/// A slot to move: (store index, position in the store, target machine).
+type Relocation = (usize, usize, usize);
 
 /// The rebalance's working copy: stores as (slot, machine index) lists.
 struct Work {
@@ -104,13 +114,15 @@ impl Work {
     /// store does not use and that have free slots, each machine taking no
     /// more than keeps slot use even if that suffices. Preference within the
     /// flow: machines sharing fewer stores with the store's other machines.
-    fn evacuation_targets(&self) -> Result<Option<Vec<(usize, usize, usize)>>, PlanError> {
+    fn evacuation_targets(&self) -> Result<Option<Vec<Relocation>>, PlanError> {
         let moving: Vec<(usize, usize)> = self
             .stores
             .iter()
             .enumerate()
             .filter_map(|(si, (_, st))| {
-                st.iter().position(|&(_, m)| !self.live[m]).map(|pos| (si, pos))
+                st.iter()
+                    .position(|&(_, m)| !self.live[m])
+                    .map(|pos| (si, pos))
             })
             .collect();
         if moving.is_empty() {
@@ -121,53 +133,67 @@ impl Work {
         let pairs = self.pairs();
         let live_count = self.live.iter().filter(|&&l| l).count().max(1);
         let total: usize = self.stores.iter().map(|(_, st)| st.len()).sum();
-        let even = total.div_ceil(live_count);
-        for even_only in [true, false] {
-            let (source, sink) = (0, 1);
-            let mut g = super::flow::Flow::new(2 + moving.len() + n);
-            let mut edges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(moving.len());
-            for (j, &(si, pos)) in moving.iter().enumerate() {
-                g.edge(source, 2 + j, 1);
-                let st = &self.stores[si].1;
-                let mut cands: Vec<(usize, usize)> = (0..n)
-                    .filter(|&t| self.live[t] && !self.free[t].is_empty())
-                    .filter(|&t| st.iter().all(|&(_, m)| m != t))
-                    .map(|t| {
-                        let share: usize = st
-                            .iter()
-                            .enumerate()
-                            .filter(|&(i, &(_, m))| i != pos && self.live[m])
-                            .map(|(_, &(_, m))| pairs[t * n + m])
-                            .sum();
-                        (share, t)
-                    })
-                    .collect();
-                // Most preferred last: edges are explored newest first.
-                cands.sort_by(|a, b| b.cmp(a));
-                edges.push(
-                    cands
-                        .into_iter()
-                        .map(|(_, t)| (g.edge(2 + j, 2 + moving.len() + t, 1), t))
-                        .collect(),
-                );
-            }
-            for t in 0..n {
-                let room = self.free[t].len();
-                let cap = if even_only { room.min(even.saturating_sub(used[t])) } else { room };
-                g.edge(2 + moving.len() + t, sink, cap as i64);
-            }
-            if g.max_flow(source, sink) == moving.len() as i64 {
-                return Ok(Some(
-                    moving
+        let (even_lo, even_hi) = (total / live_count, total.div_ceil(live_count));
+        let (source, sink) = (0, 1);
+        let mut g = super::flow::Flow::new(2 + moving.len() + n);
+        let mut edges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(moving.len());
+        for (j, &(si, pos)) in moving.iter().enumerate() {
+            g.edge(source, 2 + j, 1);
+            let st = &self.stores[si].1;
+            let mut cands: Vec<(usize, usize)> = (0..n)
+                .filter(|&t| self.live[t] && !self.free[t].is_empty())
+                .filter(|&t| st.iter().all(|&(_, m)| m != t))
+                .map(|t| {
+                    let share: usize = st
                         .iter()
-                        .zip(&edges)
-                        .map(|(&(si, pos), es)| {
-                            let &(_, t) = es.iter().find(|&&(e, _)| g.flow(e) == 1).expect("routed");
-                            (si, pos, t)
-                        })
-                        .collect(),
-                ));
+                        .enumerate()
+                        .filter(|&(i, &(_, m))| i != pos && self.live[m])
+                        .map(|(_, &(_, m))| pairs[t * n + m])
+                        .sum();
+                    (share, t)
+                })
+                .collect();
+            // Most preferred last: edges are explored newest first.
+            cands.sort_by(|a, b| b.cmp(a));
+            edges.push(
+                cands
+                    .into_iter()
+                    .map(|(_, t)| (g.edge(2 + j, 2 + moving.len() + t, 1), t))
+                    .collect(),
+            );
+        }
+        // Fill machines up to the even share's floor, then its ceiling,
+        // then whatever room is left (flow into the sink only grows).
+        let caps = |limit: Option<usize>| -> Vec<usize> {
+            (0..n)
+                .map(|t| {
+                    let room = self.free[t].len();
+                    limit.map_or(room, |l| room.min(l.saturating_sub(used[t])))
+                })
+                .collect()
+        };
+        let stages = [caps(Some(even_lo)), caps(Some(even_hi)), caps(None)];
+        let sink_edges: Vec<usize> = (0..n)
+            .map(|t| g.edge(2 + moving.len() + t, sink, stages[0][t] as i64))
+            .collect();
+        let mut routed = g.max_flow(source, sink);
+        for k in 1..stages.len() {
+            for t in 0..n {
+                g.raise(sink_edges[t], (stages[k][t] - stages[k - 1][t]) as i64);
             }
+            routed += g.max_flow(source, sink);
+        }
+        if routed == moving.len() as i64 {
+            return Ok(Some(
+                moving
+                    .iter()
+                    .zip(&edges)
+                    .map(|(&(si, pos), es)| {
+                        let &(_, t) = es.iter().find(|&&(e, _)| g.flow(e) == 1).expect("routed");
+                        (si, pos, t)
+                    })
+                    .collect(),
+            ));
         }
         let (si, _) = moving[0];
         Err(PlanError::NoFreeSlot {
@@ -205,9 +231,15 @@ impl Work {
             self.stores[si].1.swap(0, new);
         }
         let st = &mut self.stores[si].1;
-        let at = st.iter().position(|(s, _)| *s == old).expect("old slot in store");
+        let at = st
+            .iter()
+            .position(|(s, _)| *s == old)
+            .expect("old slot in store");
         st.remove(at);
-        self.moves.push(Move::DropReplica { store, slot: old.clone() });
+        self.moves.push(Move::DropReplica {
+            store,
+            slot: old.clone(),
+        });
         self.free[from].insert(old);
     }
 }
@@ -283,7 +315,10 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
     for _ in 0..=total_slots {
         let used = w.used();
         let n = w.names.len();
-        let Some(hi) = (0..n).filter(|&m| w.live[m]).max_by_key(|&m| (used[m], n - m)) else {
+        let Some(hi) = (0..n)
+            .filter(|&m| w.live[m])
+            .max_by_key(|&m| (used[m], n - m))
+        else {
             break;
         };
         let Some(lo) = (0..n)
@@ -328,7 +363,10 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
             for (si, want) in order.iter().enumerate() {
                 let (store, st) = &mut w.stores[si];
                 if st[0].1 != want[0] {
-                    let pos = st.iter().position(|&(_, x)| x == want[0]).expect("in store");
+                    let pos = st
+                        .iter()
+                        .position(|&(_, x)| x == want[0])
+                        .expect("in store");
                     w.moves.push(Move::SwitchMaster {
                         store: store.clone(),
                         from: st[0].0.clone(),
@@ -338,13 +376,10 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
                 }
                 let now: Vec<usize> = st.iter().map(|&(_, m)| m).collect();
                 if now != *want {
-                    let slot_on = |m: usize| {
-                        st.iter()
-                            .find(|&&(_, x)| x == m)
-                            .expect("in store")
-                            .clone()
-                    };
-                    let reordered: Vec<(String, usize)> = want.iter().map(|&m| slot_on(m)).collect();
+                    let slot_on =
+                        |m: usize| st.iter().find(|&&(_, x)| x == m).expect("in store").clone();
+                    let reordered: Vec<(String, usize)> =
+                        want.iter().map(|&m| slot_on(m)).collect();
                     w.moves.push(Move::ReorderReplicas {
                         store: store.clone(),
                         replicas: reordered[1..].iter().map(|(s, _)| s.clone()).collect(),
@@ -388,10 +423,18 @@ pub fn apply_moves(topology: &Topology, moves: &[Move]) -> Result<Topology, Plan
                     return Err(bad(format!("slot is in store {}", owner.id)));
                 }
                 let st = &t.stores[store];
-                if st.slots.iter().any(|s| t.machine_of(s) == Some(machine.as_str())) {
+                if st
+                    .slots
+                    .iter()
+                    .any(|s| t.machine_of(s) == Some(machine.as_str()))
+                {
                     return Err(bad(format!("store has a slot on {machine} already")));
                 }
-                t.stores.get_mut(store).expect("store").slots.push(slot.clone());
+                t.stores
+                    .get_mut(store)
+                    .expect("store")
+                    .slots
+                    .push(slot.clone());
             }
             Move::WaitForSync { store, slot } => {
                 if !t.stores[store].replicas().contains(slot) {

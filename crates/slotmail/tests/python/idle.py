@@ -78,6 +78,9 @@ def kind(k):
 
 
 latencies = {"append": [], "lmtp": [], "store": [], "expunge": []}
+# From the start of the writer's command (commit included): the latency a
+# user sees.
+from_send = {"append": [], "lmtp": [], "store": [], "expunge": []}
 
 with R.section("IDLE wakes on another session's APPEND"):
     idler = Idler()
@@ -85,6 +88,7 @@ with R.section("IDLE wakes on another session's APPEND"):
     exists = idler.select.numbers("EXISTS")[0]
     writer = connect(PORT, "alice", "pw-alice")
     for i in range(5):
+        t_send = time.monotonic()
         r, _, _ = writer.append("INBOX", message("idle %d" % i, b"wake up %d\r\n" % i))
         t_ok = time.monotonic()
         R.status("APPEND %d by the second connection" % i, r, "OK")
@@ -94,6 +98,7 @@ with R.section("IDLE wakes on another session's APPEND"):
             exists += 1
             R.eq("APPEND %d: the EXISTS count" % i, int(ev[1].split()[1]), exists)
             latencies["append"].append(max(0.0, ev[0] - t_ok))
+            from_send["append"].append(ev[0] - t_send)
     # LMTP delivery wakes IDLE too.
     for i in range(3):
         with smtplib.LMTP("127.0.0.1", LMTP, timeout=10) as lmtp:
@@ -101,6 +106,7 @@ with R.section("IDLE wakes on another session's APPEND"):
             lmtp.ehlo_or_helo_if_needed()
             lmtp.mail("sender@example.org")
             lmtp.rcpt("alice@example.com")
+            t_send = time.monotonic()
             code, _ = lmtp.data(body)
             t_ok = time.monotonic()
         R.eq("LMTP delivery %d accepted" % i, code, 250)
@@ -109,9 +115,11 @@ with R.section("IDLE wakes on another session's APPEND"):
         if ev:
             exists += 1
             latencies["lmtp"].append(max(0.0, ev[0] - t_ok))
+            from_send["lmtp"].append(ev[0] - t_send)
     writer.must("SELECT INBOX")
     # A flag change: * n FETCH (FLAGS ...).
     for i in range(3):
+        t_send = time.monotonic()
         r = writer.cmd("STORE %d +FLAGS ($Woken%d)" % (i + 1, i))
         t_ok = time.monotonic()
         ev = idler.wait_for(lambda r_: untagged_kind(r_) == "FETCH" and b"$Woken%d" % i in r_)
@@ -119,9 +127,11 @@ with R.section("IDLE wakes on another session's APPEND"):
         if ev:
             R.check("STORE %d: FETCH for message %d" % (i, i + 1), ev[1].startswith(b"* %d FETCH" % (i + 1)), ev[1])
             latencies["store"].append(max(0.0, ev[0] - t_ok))
+            from_send["store"].append(ev[0] - t_send)
     # An expunge: * n EXPUNGE (allowed during IDLE).
     for i in range(2):
         writer.must("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        t_send = time.monotonic()
         r = writer.cmd("EXPUNGE")
         t_ok = time.monotonic()
         ev = idler.wait_for(kind("EXPUNGE"))
@@ -129,6 +139,7 @@ with R.section("IDLE wakes on another session's APPEND"):
         if ev:
             exists -= 1
             latencies["expunge"].append(max(0.0, ev[0] - t_ok))
+            from_send["expunge"].append(ev[0] - t_send)
     r = idler.done()
     R.check("DONE ends IDLE with a tagged OK", r is not None and r.split()[1] == b"OK", r)
     r = idler.c.cmd("FETCH 1:* (UID)")
@@ -136,10 +147,12 @@ with R.section("IDLE wakes on another session's APPEND"):
     idler.c.logout()
     writer.logout()
 
-for k, v in latencies.items():
-    if v:
-        R.info["%s_latency_ms" % k] = {"max": round(max(v) * 1000, 2), "mean": round(sum(v) / len(v) * 1000, 2), "n": len(v)}
-        R.check("%s wake-up latency under %.0f ms (max %.1f ms)" % (k, LIMIT_S * 1000, max(v) * 1000), max(v) < LIMIT_S, v)
+for k in latencies:
+    for label, series in (("after_ok", latencies[k]), ("from_send", from_send[k])):
+        v = series
+        if v:
+            R.info["%s_latency_ms_%s" % (k, label)] = {"max": round(max(v) * 1000, 2), "mean": round(sum(v) / len(v) * 1000, 2), "n": len(v)}
+            R.check("%s wake-up latency (%s) under %.0f ms (max %.1f ms)" % (k, label, LIMIT_S * 1000, max(v) * 1000), max(v) < LIMIT_S, v)
 R.check("latencies were measured", len(latencies["append"]) == 5 and len(latencies["lmtp"]) == 3, latencies)
 
 with R.section("several idlers wake at once; other mailboxes stay quiet"):

@@ -242,6 +242,8 @@ class Conn:
         self.port = port
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        # No Nagle delay on our side: latencies measured are the server's.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls:
             self.sock = tls_context().wrap_socket(self.sock, server_hostname="slot.test")
         self.buf = b""
