@@ -248,8 +248,11 @@ pub struct LoadReport {
     /// NO, BAD and connection failures, all commands.
     pub errors: u64,
     pub error_samples: Vec<String>,
-    /// Message bytes appended and FETCH responses' bytes received are not
-    /// counted; these are the APPENDed message bytes.
+    /// Untagged responses of completed commands that the client could not
+    /// parse (the command still counts: the server answered it in full).
+    pub unparsed_responses: u64,
+    pub unparsed_samples: Vec<String>,
+    /// Bytes of the APPENDed messages.
     pub appended_bytes: u64,
     pub server: Option<ServerUsage>,
     /// CPU of this load generator, % of one core.
@@ -663,6 +666,8 @@ struct Tally {
     errors: [u64; 12],
     samples: Vec<String>,
     appended_bytes: u64,
+    unparsed: u64,
+    unparsed_samples: Vec<String>,
 }
 
 impl Tally {
@@ -675,6 +680,13 @@ impl Tally {
         self.errors[cmd as usize] += 1;
         if self.samples.len() < ERROR_SAMPLES_MAX {
             self.samples.push(format!("{} ({user}): {e}", cmd.name()));
+        }
+    }
+
+    fn unparsed(&mut self, cmd: Cmd, text: &str) {
+        self.unparsed += 1;
+        if self.unparsed_samples.len() < 3 {
+            self.unparsed_samples.push(format!("{}: {text}", cmd.name()));
         }
     }
 
@@ -691,6 +703,12 @@ impl Tally {
             }
         }
         self.appended_bytes += other.appended_bytes;
+        self.unparsed += other.unparsed;
+        for s in other.unparsed_samples {
+            if self.unparsed_samples.len() < 3 {
+                self.unparsed_samples.push(s);
+            }
+        }
     }
 }
 
@@ -733,6 +751,13 @@ impl Worker {
             Ok(v) => {
                 self.tally.ok(cmd, t);
                 Ok(Some(v))
+            }
+            // The command completed, but our client did not understand a
+            // response (see `LoadReport::unparsed_responses`).
+            Err(ImapError::Protocol(text)) => {
+                self.tally.ok(cmd, t);
+                self.tally.unparsed(cmd, &text);
+                Ok(None)
             }
             Err(e) => {
                 self.tally.err(cmd, &self.user, &e);
@@ -954,6 +979,8 @@ async fn run_load(opts: &Arc<ImapBenchOptions>, corpus: &Arc<Corpus>) -> LoadRep
         commands,
         errors: tally.errors.iter().sum(),
         error_samples: tally.samples,
+        unparsed_responses: tally.unparsed,
+        unparsed_samples: tally.unparsed_samples,
         appended_bytes: tally.appended_bytes,
         server,
         loadgen_cpu_pct,
@@ -1494,6 +1521,16 @@ impl ImapBenchReport {
             let _ = writeln!(s, "errors: {}", l.errors);
             for e in &l.error_samples {
                 let _ = writeln!(s, "  {e}");
+            }
+            if l.unparsed_responses > 0 {
+                let _ = writeln!(
+                    s,
+                    "responses the client could not parse (commands counted): {}",
+                    l.unparsed_responses
+                );
+                for e in &l.unparsed_samples {
+                    let _ = writeln!(s, "  {e}");
+                }
             }
         }
         if let Some(p) = &self.prefill {

@@ -200,3 +200,12 @@ fn appendlimit_toobig_before_the_literal() {
     run_script(&mut slot, "appendlimit.py", &[&LIMIT.to_string()], 15);
     slot.stop();
 }
+
+/// Bad input: malformed commands (tagged BAD with text), wrong state,
+/// out-of-range sequence numbers, invalid modified UTF-7, over-long lines,
+/// garbage, broken literals, abrupt disconnects, deep nesting: never a hang
+/// or a crash, and the slot serves a new connection afterwards.
+#[test]
+fn bad_input_never_hangs_or_crashes() {
+    conformance("bad_input.py", 150);
+}

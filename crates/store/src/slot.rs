@@ -225,6 +225,29 @@ impl Slot {
         is_admin: bool,
         user_id: Option<&str>,
     ) -> Result<Account> {
+        self.create_user_inner(name, password_hash, is_admin, user_id, true)
+    }
+
+    /// Create a user with no mailboxes at all, as a replica receives it: its
+    /// mailboxes (with their ids and UIDVALIDITYs) come from the master.
+    pub fn create_replica_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_admin: bool,
+        user_id: &str,
+    ) -> Result<Account> {
+        self.create_user_inner(name, password_hash, is_admin, Some(user_id), false)
+    }
+
+    fn create_user_inner(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_admin: bool,
+        user_id: Option<&str>,
+        with_defaults: bool,
+    ) -> Result<Account> {
         validate_user_name(name)?;
         PasswordHash::new(password_hash).map_err(|e| StoreError::Password(e.to_string()))?;
         if self.account(name)?.is_some() {
@@ -246,7 +269,7 @@ impl Slot {
                     .map_err(io_err("remove stale user directory", stale))?;
             }
         }
-        create_user_dir(&staging, &user_id)?;
+        create_user_dir(&staging, &user_id, with_defaults)?;
         crate::sync_dir(&self.root.join("users"))?;
         let account = Account {
             name: name.to_string(),

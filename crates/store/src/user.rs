@@ -69,7 +69,7 @@ pub const SPECIAL_USES: [&str; 7] = [
 ];
 
 /// Columns of `mailboxes` in the order `mailbox_from_row` reads them.
-const MAILBOX_COLUMNS: &str = "id, mailbox_id, name, uidvalidity, uidnext, highestmodseq, special_use, keywords, recent_uid, modseq, crc";
+pub(crate) const MAILBOX_COLUMNS: &str = "id, mailbox_id, name, uidvalidity, uidnext, highestmodseq, special_use, keywords, recent_uid, modseq, crc";
 /// Columns of `messages` in the order `message_from_row` reads them.
 const MESSAGE_COLUMNS: &str =
     "uid, guid, size, internaldate, tz_offset, flags, keywords, modseq, crc";
@@ -129,7 +129,7 @@ pub(crate) fn random_id() -> String {
 }
 
 /// Create a new user's directory and index. The directory must not exist.
-pub(crate) fn create_user_dir(dir: &Path, user_id: &str) -> Result<()> {
+pub(crate) fn create_user_dir(dir: &Path, user_id: &str, with_defaults: bool) -> Result<()> {
     std::fs::create_dir(dir).map_err(io_err("create user directory", dir))?;
     for sub in ["msg", "tmp"] {
         let p = dir.join(sub);
@@ -156,9 +156,11 @@ pub(crate) fn create_user_dir(dir: &Path, user_id: &str) -> Result<()> {
         .db(&db_path)?;
     }
     let mut w = Tx::begin(tx, &db_path, user_id)?;
-    for (name, special_use) in DEFAULT_MAILBOXES {
-        w.create_mailbox_row(name, special_use, None, None)?;
-        w.set_subscription(name, true)?;
+    if with_defaults {
+        for (name, special_use) in DEFAULT_MAILBOXES {
+            w.create_mailbox_row(name, special_use, None, None)?;
+            w.set_subscription(name, true)?;
+        }
     }
     w.finish()?;
     crate::sync_dir(dir)?;
@@ -239,7 +241,7 @@ impl User {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+    pub(crate) fn corrupt(&self, what: impl Into<String>) -> StoreError {
         let what = what.into();
         tracing::error!(user = %self.name, what = %what, "corrupt data");
         StoreError::Corrupt {
@@ -249,7 +251,7 @@ impl User {
     }
 
     /// Run `f` in one write transaction; commit, unlink freed files, notify.
-    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -278,7 +280,7 @@ impl User {
     }
 
     /// Run `f` with the connection for reading.
-    fn read<T>(&self, f: impl FnOnce(&Connection, &Path) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection, &Path) -> Result<T>) -> Result<T> {
         let conn = self.conn();
         f(&conn, &self.db_path)
     }
@@ -350,7 +352,7 @@ impl User {
         row.map(|r| self.check_mailbox(r)).transpose()
     }
 
-    fn check_mailbox(&self, (info, crc): (MailboxInfo, i64)) -> Result<MailboxInfo> {
+    pub(crate) fn check_mailbox(&self, (info, crc): (MailboxInfo, i64)) -> Result<MailboxInfo> {
         if mailbox_crc(&info) != crc {
             return Err(self.corrupt(format!("mailbox record {:?} fails its checksum", info.name)));
         }
@@ -1029,6 +1031,9 @@ pub(crate) struct Tx<'c> {
     modseq_new: Option<u64>,
     unlink: Vec<Guid>,
     blobs: Option<&'c Blobs>,
+    /// Set by replication's apply: the MODSEQ to announce to listeners when
+    /// nothing allocated a new one (the records carry the master's MODSEQs).
+    pub(crate) notify: Option<u64>,
 }
 
 impl<'c> Tx<'c> {
@@ -1042,6 +1047,7 @@ impl<'c> Tx<'c> {
             modseq_new: None,
             unlink: Vec::new(),
             blobs: None,
+            notify: None,
         })
     }
 
@@ -1063,7 +1069,7 @@ impl<'c> Tx<'c> {
                 .db(self.path)?;
         }
         self.tx.commit().db(self.path)?;
-        Ok((self.modseq_new, self.unlink))
+        Ok((self.modseq_new.or(self.notify), self.unlink))
     }
 
     fn corrupt(&self, what: String) -> StoreError {
@@ -1074,7 +1080,7 @@ impl<'c> Tx<'c> {
         }
     }
 
-    fn mailbox_by_name(&self, name: &str) -> Result<Option<MailboxInfo>> {
+    pub(crate) fn mailbox_by_name(&self, name: &str) -> Result<Option<MailboxInfo>> {
         let row = self
             .tx
             .prepare_cached(&format!(
@@ -1140,7 +1146,13 @@ impl<'c> Tx<'c> {
                 v
             }
         };
-        let modseq = self.modseq();
+        // A replicated mailbox gets the master's MODSEQs right after this
+        // insert (`apply_mailbox`); only a local creation is a change here.
+        let modseq = if mailbox_id.is_some() {
+            0
+        } else {
+            self.modseq()
+        };
         let info = MailboxInfo {
             id: 0,
             mailbox_id: mailbox_id.map(str::to_string).unwrap_or_else(random_id),
@@ -1202,6 +1214,13 @@ impl<'c> Tx<'c> {
     }
 
     pub(crate) fn delete_mailbox_row(&mut self, mbox: &MailboxInfo) -> Result<()> {
+        let modseq = self.modseq();
+        self.delete_mailbox_row_at(mbox, modseq)
+    }
+
+    /// Delete a mailbox, its messages and expunge records; the tombstone
+    /// carries `modseq` (this transaction's, or the master's on a replica).
+    pub(crate) fn delete_mailbox_row_at(&mut self, mbox: &MailboxInfo, modseq: u64) -> Result<()> {
         let uids = self.uids(mbox.id)?;
         let (bytes, count) = self.sizes(mbox.id, &uids)?;
         let guids = self.guids_of(mbox.id)?;
@@ -1214,7 +1233,6 @@ impl<'c> Tx<'c> {
         self.tx
             .execute("DELETE FROM mailboxes WHERE id = ?1", [mbox.id])
             .db(self.path)?;
-        let modseq = self.modseq();
         self.tx
             .execute(
                 "INSERT OR REPLACE INTO mailbox_tombstones (mailbox_id, name, modseq) VALUES (?1, ?2, ?3)",
@@ -1299,7 +1317,7 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    fn update_message_flags(&self, mailbox: i64, m: &MessageMeta) -> Result<()> {
+    pub(crate) fn update_message_flags(&self, mailbox: i64, m: &MessageMeta) -> Result<()> {
         self.tx
             .prepare_cached(
                 "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5, crc = ?6 WHERE mailbox = ?1 AND uid = ?2",
@@ -1317,7 +1335,7 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    fn uids(&self, mailbox: i64) -> Result<Vec<u32>> {
+    pub(crate) fn uids(&self, mailbox: i64) -> Result<Vec<u32>> {
         let mut stmt = self
             .tx
             .prepare_cached("SELECT uid FROM messages WHERE mailbox = ?1 ORDER BY uid")
@@ -1341,7 +1359,7 @@ impl<'c> Tx<'c> {
             .db(self.path)
     }
 
-    fn guids_of(&self, mailbox: i64) -> Result<Vec<Guid>> {
+    pub(crate) fn guids_of(&self, mailbox: i64) -> Result<Vec<Guid>> {
         let mut stmt = self
             .tx
             .prepare_cached("SELECT DISTINCT guid FROM messages WHERE mailbox = ?1")
@@ -1406,7 +1424,7 @@ impl<'c> Tx<'c> {
 
     /// Drop `contents` rows (and, after commit, files) of GUIDs no message
     /// references any more.
-    fn collect_garbage(&mut self, guids: Vec<Guid>) -> Result<()> {
+    pub(crate) fn collect_garbage(&mut self, guids: Vec<Guid>) -> Result<()> {
         for guid in guids {
             let used = self
                 .tx

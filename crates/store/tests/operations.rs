@@ -326,7 +326,11 @@ fn interrupted_user_creation_and_deletion_recover() {
     drop(slot);
     // Crash after the catalogue commit, before the rename.
     let users = path.join("users");
-    std::fs::rename(users.join(&account.user_id), users.join(format!("{}.new", account.user_id))).unwrap();
+    std::fs::rename(
+        users.join(&account.user_id),
+        users.join(format!("{}.new", account.user_id)),
+    )
+    .unwrap();
     // Crash before the catalogue commit of another user, and during a delete.
     std::fs::create_dir(users.join("0123456789abcdef0123456789abcdef.new")).unwrap();
     std::fs::create_dir(users.join("fedcba9876543210fedcba9876543210.deleted")).unwrap();
@@ -335,7 +339,14 @@ fn interrupted_user_creation_and_deletion_recover() {
     assert_eq!(user.mailbox("INBOX").unwrap().name, "INBOX");
     let report = slot.scrub(false);
     assert!(report.is_clean(), "{:?}", report.findings);
-    assert_eq!(report.findings.iter().filter(|f| f.kind == scrub::Kind::Garbage).count(), 2);
+    assert_eq!(
+        report
+            .findings
+            .iter()
+            .filter(|f| f.kind == scrub::Kind::Garbage)
+            .count(),
+        2
+    );
     let repaired = slot.scrub(true);
     assert_eq!(repaired.removed, 2);
     assert!(slot.scrub(false).findings.is_empty());

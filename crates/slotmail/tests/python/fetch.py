@@ -66,13 +66,27 @@ E = b"From: big@example.org\r\nSubject: big\r\n\r\n" + b"".join(
 
 F = b"From: nobody@example.org\r\nSubject: no body at all\r\n"
 
+# Raw 8-bit (UTF-8) header values, a folded header, repeated fields, a
+# display name with a comma and an escaped quote, an empty Subject.
+G_HEADER = ("From: \"Doe, J\\\"ohn\\\"\" <jd@example.org>\r\n"
+            "To: Zoë Ünicode <zoe@example.org>\r\n"
+            "Subject: Grüße ohne Kodierung\r\n"
+            "Reply-To: replies@example.org\r\n"
+            "X-Folded: first part\r\n  second part\r\n\tthird part\r\n"
+            "Received: one\r\nReceived: two\r\n"
+            "Content-Type: text/plain; charset=utf-8; name=\"Ünïcödé.txt\"\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n"
+            "\r\n").encode()
+G = G_HEADER + "Körper\r\n".encode()
+H = b"From: empty-subject@example.org\r\nSubject:\r\n\r\nx\r\n"
+
 SEEN_MSGS = [A.replace(b"a1@", b"s%d@" % i) for i in range(6)]
 
 c = connect(PORT, "alice", "pw-alice")
 c.must("CREATE F")
 DATE = "05-Mar-2024 10:00:05 +0100"
 UID = {}
-for name, m in [("A", A), ("B", B), ("C", C), ("D", D), ("E", E), ("F", F)] + [("S%d" % i, m) for i, m in enumerate(SEEN_MSGS)]:
+for name, m in [("A", A), ("B", B), ("C", C), ("D", D), ("E", E), ("F", F), ("G", G), ("H", H)] + [("S%d" % i, m) for i, m in enumerate(SEEN_MSGS)]:
     r, uv, uid = c.append("F", m, date=DATE)
     assert r.status == "OK", (name, r)
     UID[name] = uid
@@ -148,6 +162,46 @@ with R.section("ENVELOPE"):
     r, d = fetch1("B", "ENVELOPE")
     env = d.get("ENVELOPE")
     R.check("ENVELOPE of B", env and env[1] == b"multipart" and env[2] == [[None, None, b"carol", b"example.net"]] and env[9] == b"<b1@example.org>", env)
+
+def seven_bit_outside_literals(raw):
+    """Whether every byte outside literals is 7-bit (RFC 3501 4.3: quoted
+    strings are 7-bit; 8-bit text must be sent as a literal)."""
+    out = bytearray()
+    pos = 0
+    import re as _re
+    for m in _re.finditer(rb"\{(\d+)\}\r\n", raw):
+        if m.start() < pos:
+            continue
+        out += raw[pos:m.start()]
+        pos = m.end() + int(m.group(1))
+    out += raw[pos:]
+    return all(ch < 0x80 for ch in out)
+
+
+with R.section("8-bit headers, folding, quoting"):
+    r = c.cmd("FETCH %d (ENVELOPE BODYSTRUCTURE)" % SEQ["G"])
+    R.status("FETCH ENVELOPE BODYSTRUCTURE of a message with raw UTF-8 headers", r, "OK")
+    R.check("8-bit header text is sent as literals, never in quoted strings (RFC 3501 4.3, 9)",
+            r.fetches() and all(seven_bit_outside_literals(u) for u in r.of("FETCH")), r)
+    d = r.fetches()[0][1] if r.fetches() else {}
+    env = d.get("ENVELOPE") or [None] * 10
+    R.eq("ENVELOPE subject: the raw 8-bit bytes", env[1], "Grüße ohne Kodierung".encode())
+    R.eq("ENVELOPE from: quoted display name with comma and escaped quotes", env[2], [['Doe, J"ohn"'.encode(), None, b"jd", b"example.org"]])
+    R.eq("ENVELOPE to: 8-bit display name", env[5], [["Zoë Ünicode".encode(), None, b"zoe", b"example.org"]])
+    R.eq("ENVELOPE reply-to when present", env[4], [[None, None, b"replies", b"example.org"]])
+    R.eq("ENVELOPE sender defaults to from", env[3], env[2])
+    bs = d.get("BODYSTRUCTURE") or []
+    params = bs[2] if len(bs) > 2 and isinstance(bs[2], list) else []
+    pd = {up(params[i]): params[i + 1] for i in range(0, len(params) - 1, 2)}
+    R.eq("BODYSTRUCTURE 8-bit parameter value", pd.get(b"NAME"), "Ünïcödé.txt".encode())
+    r, d = fetch1("G", "BODY.PEEK[HEADER.FIELDS (X-Folded Received)]")
+    hf = [v for k, v in d.items() if k.startswith("BODY[HEADER.FIELDS")]
+    R.eq("HEADER.FIELDS keeps folded lines and repeated fields, in message order", hf,
+         [b"X-Folded: first part\r\n  second part\r\n\tthird part\r\nReceived: one\r\nReceived: two\r\n\r\n"])
+    body_eq("BODY[] of the 8-bit header message", "G", "BODY.PEEK[]", "BODY[]", G)
+    r, d = fetch1("H", "ENVELOPE")
+    R.eq("ENVELOPE of an empty Subject: is the empty string", (d.get("ENVELOPE") or [None, None])[1], b"")
+
 
 with R.section("BODY and BODYSTRUCTURE"):
     def lines(b_):
