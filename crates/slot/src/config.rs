@@ -18,6 +18,14 @@
 //! [tls]
 //! cert = "tls/cert.pem"
 //! key = "tls/key.pem"
+//!
+//! [sync]                            # replication (docs/replication.md)
+//! store = "s1"
+//! role = "master"                   # or "replica"
+//! epoch = 1
+//! listen = "127.0.0.1:2500"         # sync listener (required on replicas)
+//! secret_file = "cluster.secret"    # 64 hex digits, shared by the cluster
+//! replicas = [{ slot = "b1", address = "127.0.0.2:2500" }]   # master only
 //! ```
 //! Unknown keys are refused, so a typo is an error and not a silent default.
 
@@ -60,6 +68,26 @@ struct RawConfig {
     tls: Option<RawTls>,
     #[serde(default)]
     limits: RawLimits,
+    sync: Option<RawSync>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    store: String,
+    role: String,
+    epoch: u64,
+    listen: Option<SocketAddr>,
+    secret_file: PathBuf,
+    #[serde(default)]
+    replicas: Vec<RawPeer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    slot: String,
+    address: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +138,39 @@ pub struct SlotConfig {
     pub lmtp: Option<LmtpConfig>,
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
+    /// Replication: the store this slot belongs to and its role in it.
+    pub sync: Option<SyncConfig>,
+}
+
+/// A slot's place in its store (docs/replication.md).
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub store: String,
+    pub role: Role,
+    /// The store's epoch as this slot was last told; a replica adopts a
+    /// higher one from a master's handshake and keeps it in its data dir.
+    pub epoch: u64,
+    /// Where this slot accepts replication (every slot listens, so that a
+    /// replica promoted to master and a master demoted keep working).
+    pub listen: Option<SocketAddr>,
+    /// The cluster secret (64 hex digits) that authenticates sync peers.
+    pub secret_file: PathBuf,
+    /// For a master: the replicas to stream to.
+    pub replicas: Vec<Peer>,
+}
+
+/// Master or replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Replica,
+}
+
+/// A replica as a master reaches it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub slot: String,
+    pub address: SocketAddr,
 }
 
 /// IMAP listeners.
@@ -250,7 +311,48 @@ impl SlotConfig {
                 slotmail_store::MESSAGE_SIZE_MAX_DEFAULT
             )));
         }
+        let sync = match raw.sync {
+            None => None,
+            Some(sy) => {
+                let role = match sy.role.as_str() {
+                    "master" => Role::Master,
+                    "replica" => Role::Replica,
+                    other => {
+                        return Err(invalid(format!(
+                            "[sync] role = {other:?}: \"master\" or \"replica\""
+                        )));
+                    }
+                };
+                if role == Role::Replica && sy.listen.is_none() {
+                    return Err(invalid("[sync] a replica needs listen".into()));
+                }
+                if role == Role::Replica && !sy.replicas.is_empty() {
+                    return Err(invalid(
+                        "[sync] replicas are listed on the master only".into(),
+                    ));
+                }
+                if sy.epoch == 0 {
+                    return Err(invalid("[sync] epoch starts at 1".into()));
+                }
+                Some(SyncConfig {
+                    store: sy.store,
+                    role,
+                    epoch: sy.epoch,
+                    listen: sy.listen,
+                    secret_file: resolve(&sy.secret_file),
+                    replicas: sy
+                        .replicas
+                        .into_iter()
+                        .map(|p| Peer {
+                            slot: p.slot,
+                            address: p.address,
+                        })
+                        .collect(),
+                })
+            }
+        };
         Ok(SlotConfig {
+            sync,
             hostname: raw.hostname.unwrap_or_else(|| raw.name.clone()),
             name: raw.name,
             data: resolve(&raw.data),

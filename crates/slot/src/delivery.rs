@@ -23,13 +23,21 @@ pub struct Target {
 pub struct SlotDelivery {
     slot: Arc<Slot>,
     over_quota_permanent: bool,
+    /// Closed on a replica: deliveries get 451 4.3.0 so the MTA retries
+    /// (the proxy sends them to the master).
+    read_only: slotmail_imap::ReadOnlySwitch,
 }
 
 impl SlotDelivery {
-    pub fn new(slot: Arc<Slot>, over_quota_permanent: bool) -> Self {
+    pub fn new(
+        slot: Arc<Slot>,
+        over_quota_permanent: bool,
+        read_only: slotmail_imap::ReadOnlySwitch,
+    ) -> Self {
         SlotDelivery {
             slot,
             over_quota_permanent,
+            read_only,
         }
     }
 
@@ -90,6 +98,14 @@ impl SlotDelivery {
 
     /// Append one copy (blocking).
     fn deliver_one(&self, target: &Target, message: &[u8]) -> Reply {
+        if self.read_only.is_read_only() {
+            // Demoted between RCPT and DATA (switchover): the MTA retries.
+            return Reply::new(
+                451,
+                EnhancedCode::new(4, 3, 0),
+                "This slot stopped accepting mail; try again later",
+            );
+        }
         let result = self.slot.user(&target.user).and_then(|user| {
             let mailbox = match user.mailbox(&target.mailbox) {
                 Ok(m) => m,
@@ -130,6 +146,13 @@ impl Backend for SlotDelivery {
     type Token = Target;
 
     async fn check_recipient(&self, rcpt: &Recipient) -> RcptVerdict<Target> {
+        if self.read_only.is_read_only() {
+            return RcptVerdict::Reject(Reply::new(
+                451,
+                EnhancedCode::new(4, 3, 0),
+                "This slot does not accept mail now (replica); try again later",
+            ));
+        }
         let this = self.clone();
         let rcpt = rcpt.clone();
         match tokio::task::spawn_blocking(move || this.resolve(&rcpt)).await {

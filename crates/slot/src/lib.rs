@@ -53,6 +53,13 @@ pub fn open_store(config: &SlotConfig) -> Result<Arc<Slot>, StartError> {
 pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let slot = open_store(&config)?;
     let mut tasks = tokio::task::JoinSet::new();
+    // Client writes are refused on a replica (IMAP NO [UNAVAILABLE], LMTP 451).
+    let read_only = slotmail_imap::ReadOnlySwitch::new(
+        config
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.role == config::Role::Replica),
+    );
     let tls = match &config.tls {
         Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
         None => None,
@@ -68,6 +75,7 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
         let mut imap_config = slotmail_imap::ImapConfig {
             hostname: config.hostname.clone(),
             allow_plaintext_auth: imap.allow_plaintext_auth,
+            read_only: read_only.clone(),
             ..Default::default()
         };
         imap_config.limits.literal_bytes_max = config.limits.message_size_max;
@@ -93,7 +101,8 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     if let Some(lmtp) = &config.lmtp {
         let listener = bind(lmtp.listen).await?;
         tracing::info!(slot = %config.name, addr = %lmtp.listen, "LMTP listening");
-        let backend = delivery::SlotDelivery::new(slot.clone(), lmtp.over_quota_permanent);
+        let backend =
+            delivery::SlotDelivery::new(slot.clone(), lmtp.over_quota_permanent, read_only.clone());
         let mut lmtp_config = slotmail_lmtp::Config::new(config.hostname.clone());
         // The store's limit includes the trace headers LMTP prepends.
         lmtp_config.limits.max_message_bytes = usize::try_from(
