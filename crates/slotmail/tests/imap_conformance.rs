@@ -13,11 +13,14 @@ use std::time::Duration;
 /// Most time one script may take (the whole test stays under a minute).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(50);
 
-/// The users every conformance slot has: two ordinary ones and an admin.
+/// The users every conformance slot has: ordinary ones (carol with a
+/// UTF-8 password, dave with a quote and a backslash in his) and an admin.
 const USERS: &[(&str, &str, bool)] = &[
     ("alice", "pw-alice", false),
     ("bob", "pw-bob", false),
     ("admin", "pw-admin", true),
+    ("carol", "pässwörd", false),
+    ("dave", "q\"uo\\te", false),
 ];
 
 /// A running slot with `USERS`, plaintext authentication allowed.
@@ -208,4 +211,81 @@ fn appendlimit_toobig_before_the_literal() {
 #[test]
 fn bad_input_never_hangs_or_crashes() {
     conformance("bad_input.py", 150);
+}
+
+/// Across a restart (SIGTERM, start again): UIDVALIDITY, UIDs, flags,
+/// bodies, UIDNEXT, subscriptions and special use stay, HIGHESTMODSEQ does
+/// not go back, QRESYNC from before the restart is exact, \Recent is not
+/// handed out twice.
+#[test]
+fn imap_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slot = slot(dir.path());
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    run_script(&mut slot, "persist.py", &["before", state], 4);
+    // Sessions open at shutdown, idle or between commands, are told
+    // `* BYE` (RFC 9051 7.1.5) before the connection closes.
+    let mut open = [raw_session(&slot, true), raw_session(&slot, false)];
+    slot.stop();
+    for (i, conn) in open.iter_mut().enumerate() {
+        let rest = read_to_close(conn);
+        assert!(
+            rest.lines().any(|l| l.starts_with("* BYE ")),
+            "session {i} got no * BYE at shutdown: {rest:?}"
+        );
+    }
+    slot.start();
+    run_script(&mut slot, "persist.py", &["after", state], 10);
+    slot.stop();
+}
+
+type RawConn = std::io::BufReader<std::net::TcpStream>;
+
+/// A raw connection (std's TcpStream, no IMAP library) logged in as alice
+/// with INBOX selected, idling if `idle`.
+fn raw_session(slot: &TestSlot, idle: bool) -> RawConn {
+    let stream = std::net::TcpStream::connect(slot.imap).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut conn = std::io::BufReader::new(stream);
+    expect_line(&mut conn, "* OK");
+    send_line(&mut conn, "a LOGIN alice pw-alice");
+    expect_line(&mut conn, "a OK");
+    send_line(&mut conn, "b SELECT INBOX");
+    expect_line(&mut conn, "b OK");
+    if idle {
+        send_line(&mut conn, "c IDLE");
+        expect_line(&mut conn, "+");
+    }
+    conn
+}
+
+fn send_line(conn: &mut RawConn, line: &str) {
+    use std::io::Write;
+    conn.get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .unwrap();
+}
+
+/// Read lines until one starts with `prefix`.
+fn expect_line(conn: &mut RawConn, prefix: &str) {
+    use std::io::BufRead;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "connection closed waiting for {prefix:?}");
+        if line.starts_with(prefix) {
+            return;
+        }
+    }
+}
+
+/// Everything the server sends until it closes the connection.
+fn read_to_close(conn: &mut RawConn) -> String {
+    use std::io::Read;
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    String::from_utf8_lossy(&rest).into_owned()
 }

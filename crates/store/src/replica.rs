@@ -320,11 +320,11 @@ impl Tx<'_> {
     /// If another mailbox holds `name`, give it a temporary name; its own
     /// record (or its deletion) follows in the same round.
     fn park_name_holder(&mut self, name: &str, except_mailbox_id: &str) -> Result<()> {
-        if let Some(mut holder) = self.mailbox_by_name(name)? {
-            if holder.mailbox_id != except_mailbox_id {
-                holder.name = format!("{PARKED_PREFIX}{}", holder.mailbox_id);
-                self.update_mailbox(&holder)?;
-            }
+        if let Some(mut holder) = self.mailbox_by_name(name)?
+            && holder.mailbox_id != except_mailbox_id
+        {
+            holder.name = format!("{PARKED_PREFIX}{}", holder.mailbox_id);
+            self.update_mailbox(&holder)?;
         }
         Ok(())
     }

@@ -7,7 +7,6 @@ survived, and a new connection is served afterwards.
 argv: imap_port. Users: alice/pw-alice.
 """
 
-import os
 import random
 import socket
 import struct
@@ -46,7 +45,7 @@ with R.section("malformed commands"):
 
 with R.section("lines without a usable tag"):
     c = connect(PORT, "alice", "pw-alice")
-    for raw in [b"\r\n", b" NOOP\r\n", b"* NOOP\r\n", b"+ NOOP\r\n", b"a{b NOOP\r\n", b'a"b NOOP\r\n', b"a\x00b NOOP\r\n"]:
+    for raw in [b"\r\n", b" NOOP\r\n", b"* NOOP\r\n", b"+ NOOP\r\n", b"a{b NOOP\r\n", b"a+b NOOP\r\n", b'a"b NOOP\r\n', b"a\x00b NOOP\r\n"]:
         c.send(raw)
         resp = c.try_read_response(5)
         s = split_status(resp or b"")
@@ -77,7 +76,8 @@ with R.section("out-of-range sequence numbers"):
     for line in ["FETCH 4 FLAGS", "FETCH 1:4 FLAGS", "FETCH 2,9 FLAGS", "FETCH 0 FLAGS", "FETCH 0:2 FLAGS",
                  "FETCH 4294967296 FLAGS", "FETCH 99999999999999999999 FLAGS", "FETCH -1 FLAGS",
                  "STORE 5 +FLAGS (\\Seen)", "COPY 7 INBOX", "MOVE 9 INBOX", "UID FETCH 0 FLAGS",
-                 "UID STORE 0 +FLAGS (\\Seen)"]:
+                 "UID STORE 0 +FLAGS (\\Seen)", "FETCH 1 BODY[0]", "FETCH 1 BODY[1.0]",
+                 "STORE 1 +FLAGS (a]b)", "STORE 1 +FLAGS (foo%)", "STORE 1 +FLAGS (\\)"]:
         bad(c, line)
     r = c.cmd("UID FETCH 100:200 FLAGS")
     R.check("UID FETCH of UIDs that do not exist is OK and silent (RFC 3501 6.4.8)", r.status == "OK" and not r.fetches(), r)
@@ -205,6 +205,18 @@ with R.section("broken literals and abrupt disconnects"):
     c = connect(PORT, "alice", "pw-alice")
     r = c.cmd("STATUS INBOX (MESSAGES)")
     R.check("the half-sent APPEND stored nothing", r.of("STATUS") and b"MESSAGES 0)" in r.of("STATUS")[0], r)
+    c.logout()
+
+with R.section("extreme mailbox names"):
+    c = connect(PORT, "alice", "pw-alice")
+    for name in ["/".join("d%d" % i for i in range(300)), "n" * 5000, "x/" + "y" * 2000, "/leading", "double//slash", "trailing/"]:
+        r = c.cmd("CREATE ", quote(name))
+        R.check("CREATE of a %d-character name %r...: answered OK, NO or BAD" % (len(name), name[:20]), r.status in ("OK", "NO", "BAD"), r)
+        c.cmd("NOOP")
+    r = c.cmd('LIST "" "*"')
+    R.status("LIST still works", r, "OK")
+    r = c.cmd('LIST "" ""')
+    R.status('LIST "" "" still works', r, "OK")
     c.logout()
 
 with R.section("deep nesting and big commands"):

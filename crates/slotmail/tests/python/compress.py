@@ -9,7 +9,7 @@ import os
 import time
 import zlib
 
-from imapt import Conn, Lit, Report, Resp, args, connect, message
+from imapt import Conn, Report, Resp, args, connect, message
 
 PORT = args()[0]
 R = Report("compress.py")
@@ -26,7 +26,6 @@ with R.section("COMPRESS in the wrong state"):
 
 with R.section("a compressed session"):
     c = connect(PORT, "alice", "pw-alice")
-    raw_in = []
     r = c.compress()
     R.status("COMPRESS DEFLATE", r, "OK")
     R.check("the tagged OK came uncompressed", r.tagged.startswith(b"t"), r)

@@ -149,6 +149,21 @@ with R.section("live changes under QRESYNC (RFC 7162 3.2.10)"):
     R.check("a session without QRESYNC gets * n EXPUNGE for the same changes", len(r.of("EXPUNGE")) == 2 and not r.of("VANISHED"), r)
     b.logout()
 
+with R.section("CLOSE under QRESYNC; MODSEQ after a CONDSTORE-enabling FETCH"):
+    c.must("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    r = c.cmd("CLOSE")
+    R.check("CLOSE under QRESYNC sends no VANISHED or EXPUNGE (RFC 3501 6.4.2)", r.status == "OK" and not r.of("VANISHED") and not r.of("EXPUNGE"), r)
+    c.select("Q")
+    g = connect(PORT, "alice", "pw-alice")
+    g.must("SELECT Q")
+    r = g.cmd("FETCH 1 (MODSEQ)")
+    R.check("FETCH MODSEQ enables CONDSTORE implicitly", r.status == "OK" and r.fetches() and "MODSEQ" in r.fetches()[0][1], r)
+    c.must("STORE 1 +FLAGS ($AfterEnable)")
+    r = g.cmd("NOOP")
+    f = [d for s, d in r.fetches() if s == 1]
+    R.check("after it, unsolicited FETCH FLAGS carry MODSEQ (RFC 7162 3.1.2)", f and "MODSEQ" in f[0] and "$AfterEnable" in f[0].get("FLAGS", []), r)
+    g.logout()
+
 with R.section("CONDSTORE via SELECT (CONDSTORE) and HIGHESTMODSEQ"):
     f_ = connect(PORT, "alice", "pw-alice")
     r = f_.cmd("SELECT Q (CONDSTORE)")

@@ -13,7 +13,7 @@ import email.utils
 import imaplib
 import random
 
-from imapt import Report, args, connect
+from imapt import Lit, Report, args, connect
 
 PORT = args()[0]
 R = Report("fetch.py")
@@ -128,6 +128,10 @@ with R.section("FLAGS UID INTERNALDATE RFC822.SIZE"):
             idate and email.utils.mktime_tz(email.utils.parsedate_tz(idate.decode().replace("-", " ", 2))) ==
             email.utils.mktime_tz(email.utils.parsedate_tz(DATE.replace("-", " ", 2))), idate)
     R.check("FLAGS is a list", isinstance(d.get("FLAGS"), list), d)
+    import re as _re
+    raw = [u for u in r.of("FETCH")][0] if r.of("FETCH") else b""
+    R.check('INTERNALDATE is "dd-Mon-yyyy hh:mm:ss +zzzz" (RFC 3501 9 date-time)',
+            _re.search(rb'INTERNALDATE "( \d|\d\d)-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"', raw), raw)
     for name, m in [("B", B), ("C", C), ("E", E), ("F", F)]:
         r, d = fetch1(name, "RFC822.SIZE")
         R.eq("RFC822.SIZE of %s" % name, int(d.get("RFC822.SIZE", -1)), len(m))
@@ -254,6 +258,13 @@ with R.section("BODY[section] byte for byte"):
     hf = [v for k, v in d.items() if k.startswith("BODY[HEADER.FIELDS")]
     R.eq("HEADER.FIELDS with lower-case names: same fields, message order", hf,
          [b'From: "Alice Example" <alice@example.org>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= from Alice\r\n\r\n'])
+    r = c.cmd('FETCH %d BODY.PEEK[HEADER.FIELDS ("Subject" ' % SEQ["A"], Lit("Date"), ")]")
+    hf = [v for _, d in r.fetches() for k, v in d.items() if k.startswith("BODY[HEADER.FIELDS")]
+    R.eq("HEADER.FIELDS with a quoted and a literal field name (astring, RFC 3501 9)", hf,
+         [b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= from Alice\r\nDate: Tue, 05 Mar 2024 10:00:00 +0100\r\n\r\n"])
+    r, d = fetch1("A", "BODY.PEEK[HEADER.FIELDS (From)]<6.5>")
+    hf = [v for k, v in d.items() if k.startswith("BODY[HEADER.FIELDS")]
+    R.eq("partial of HEADER.FIELDS", hf, [b'From: "Alice Example" <alice@example.org>\r\n\r\n'[6:11]])
     r, d = fetch1("A", "BODY.PEEK[HEADER.FIELDS.NOT (Received X-Extra)]")
     hf = [v for k, v in d.items() if k.startswith("BODY[HEADER.FIELDS.NOT")]
     want = b"".join(l_ + CRLF for l_ in A_HEADER.split(CRLF) if l_ and not l_.startswith((b"Received", b"X-Extra"))) + CRLF
@@ -269,6 +280,7 @@ with R.section("BODY[section] byte for byte"):
     body_eq("BODY[2] (base64 as stored)", "B", "BODY.PEEK[2]", "BODY[2]", P2_BODY)
     body_eq("BODY[2.MIME]", "B", "BODY.PEEK[2.MIME]", "BODY[2.MIME]", P2_MIME)
     body_eq("BODY[3] (the encapsulated message)", "B", "BODY.PEEK[3]", "BODY[3]", INNER)
+    body_eq("BODY[3.MIME] (the MIME header of the message/rfc822 part)", "B", "BODY.PEEK[3.MIME]", "BODY[3.MIME]", P3_MIME)
     body_eq("BODY[3.HEADER]", "B", "BODY.PEEK[3.HEADER]", "BODY[3.HEADER]", INNER_HEADER)
     body_eq("BODY[3.TEXT]", "B", "BODY.PEEK[3.TEXT]", "BODY[3.TEXT]", INNER_BODY)
     body_eq("BODY[3.1]", "B", "BODY.PEEK[3.1]", "BODY[3.1]", INNER_BODY)

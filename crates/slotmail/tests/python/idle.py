@@ -11,7 +11,7 @@ import smtplib
 import threading
 import time
 
-from imapt import Conn, Report, Resp, ServerClosed, Timeout, args, connect, message, untagged_kind
+from imapt import Report, Resp, ServerClosed, Timeout, args, connect, message, untagged_kind
 
 PORT, LMTP = args()[:2]
 R = Report("idle.py")

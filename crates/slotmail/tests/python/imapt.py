@@ -251,6 +251,7 @@ class Conn:
         self.inflate = None
         self.deflate = None
         self.closed = False
+        self.seen_bye = None  # the last * BYE read, if any
         self.greeting = self.read_response() if read_greeting else None
 
     # -- bytes
@@ -352,6 +353,8 @@ class Conn:
             resp = self.read_response(timeout)
             if resp.startswith(b"* "):
                 r.untagged.append(resp)
+                if resp[2:6].upper() == b"BYE ":
+                    self.seen_bye = resp
             elif resp.startswith(b"+"):
                 r.continuations.append(resp)
             else:

@@ -123,7 +123,8 @@ with R.section("the selected mailbox is deleted by another session"):
             R.check("... and its FETCH does not return the deleted data as if nothing happened",
                     r.status != "OK" or not r.fetches() or r.of("EXPUNGE"), r)
     except ServerClosed:
-        R.check("the server closed the session whose mailbox is gone (after * BYE)", True)
+        R.check("the server closed the session whose mailbox is gone, after * BYE", d.seen_bye is not None, d.seen_bye)
+        R.info["deleted_selected_mailbox"] = (d.seen_bye or b"").decode(errors="replace").strip()
     d.close()
     R.check("the server still serves new connections", server_alive(PORT, "alice", "pw-alice"))
 

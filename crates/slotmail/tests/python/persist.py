@@ -9,7 +9,6 @@ argv: imap_port lmtp_port (before|after) state.json. User: alice/pw-alice.
 
 import base64
 import json
-import sys
 
 from imapt import Report, args, connect, message, uid_set
 

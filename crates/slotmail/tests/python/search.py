@@ -138,6 +138,18 @@ with R.section("sizes and dates"):
     expect("SENTSINCE 02-Jan-2023", "SENTSINCE 02-Jan-2023", [5, 6])
     expect("SENTON 01-Jan-2020", "SENTON 01-Jan-2020", [1])
 
+with R.section("dates disregard time and timezone (RFC 3501 6.4.4)"):
+    c.must("CREATE S2")
+    for subj, date, idate in [("late west", "Mon, 02 Jan 2023 23:30:00 -0500", "02-Jan-2023 23:30:00 -0500"),
+                              ("early east", "Tue, 03 Jan 2023 00:30:00 +1400", "03-Jan-2023 00:30:00 +1400")]:
+        c.append("S2", msg(["From: z@example.org", "Subject: " + subj, "Date: " + date], b"x\r\n"), date=idate)
+    c.must("SELECT S2")
+    for q, want in [("ON 02-Jan-2023", [1]), ("ON 03-Jan-2023", [2]), ("SINCE 03-Jan-2023", [2]), ("BEFORE 03-Jan-2023", [1]),
+                    ("SENTON 02-Jan-2023", [1]), ("SENTON 03-Jan-2023", [2]), ("SENTSINCE 03-Jan-2023", [2]), ("SENTBEFORE 03-Jan-2023", [1])]:
+        r, hits = search(q)
+        R.eq("SEARCH %s (dates in their own zones)" % q, hits, want, r)
+    c.must("SELECT S")
+
 with R.section("addresses, subject, header"):
     expect("FROM alice", "FROM alice", [1, 5])
     expect("FROM EXAMPLE.DE (case-insensitive)", "FROM EXAMPLE.DE", [2])

@@ -9,7 +9,7 @@ import email.utils
 import imaplib
 import time
 
-from imapt import Lit, Report, args, connect, message, parse, quote
+from imapt import Lit, Report, args, connect, message, parse
 
 PORT = args()[0]
 R = Report("select_append.py")
@@ -167,6 +167,13 @@ with R.section("IMAP4rev2 SELECT (RFC 9051 6.3.2)"):
     R.check("[UIDVALIDITY] [UIDNEXT] [PERMANENTFLAGS]", all(r.code_of(x) for x in ("UIDVALIDITY", "UIDNEXT", "PERMANENTFLAGS")), r)
     r = c2.cmd("SEARCH ALL")
     R.check("SEARCH under IMAP4rev2 answers ESEARCH", r.of("ESEARCH") and not r.of("SEARCH"), r)
+    r = c2.cmd("UID SEARCH ALL")
+    e = r.of("ESEARCH")
+    R.check("UID SEARCH under IMAP4rev2: * ESEARCH (TAG ...) UID ALL ...", len(e) == 1 and b"(TAG \"%s\") UID ALL " % r.tag.encode() in e[0], r)
+    r = c2.cmd("FETCH 1:* (FLAGS)")
+    R.check("no \\Recent in FLAGS under IMAP4rev2 (RFC 9051 removed it)", r.fetches() and not any("\\Recent" in d["FLAGS"] for _, d in r.fetches()), r)
+    r = c2.cmd("SEARCH RECENT")
+    R.check("SEARCH RECENT under IMAP4rev2 is BAD or matches nothing", r.status == "BAD" or (r.status == "OK" and b" ALL " not in b"".join(r.of("ESEARCH"))), r)
     c2.logout()
 
 with R.section("CHECK, CLOSE, UNSELECT"):
@@ -190,6 +197,30 @@ with R.section("CHECK, CLOSE, UNSELECT"):
     R.eq("CLOSE expunged the \\Deleted message", r.numbers("EXISTS"), [4])
     r = c.cmd("UID FETCH %d (FLAGS)" % uid3)
     R.eq("the \\Deleted message is gone", r.fetches(), [])
+
+with R.section("UIDs are never reused (RFC 3501 2.3.1.1)"):
+    c.must("CREATE Reuse")
+    _, _, r1 = c.append("Reuse", message("reuse 1"))
+    _, _, r2 = c.append("Reuse", message("reuse 2"))
+    c.select("Reuse")
+    c.must("UID STORE %d +FLAGS.SILENT (\\Deleted)" % r2)
+    c.must("EXPUNGE")
+    c.must("UNSELECT")
+    _, _, r3 = c.append("Reuse", message("reuse 3"))
+    R.check("a new UID after expunging the highest one is still higher", r3 and r2 and r3 > r2, (r1, r2, r3))
+    r = c.cmd("STATUS Reuse (UIDNEXT)")
+    R.check("UIDNEXT is above every UID ever assigned", r.of("STATUS") and int(r.of("STATUS")[0].split(b"UIDNEXT ")[1].split(b")")[0]) > r3, r)
+
+with R.section("INBOX is case-insensitive (RFC 3501 5.1)"):
+    r = c.cmd("SELECT inbox")
+    R.status("SELECT inbox", r, "OK", "READ-WRITE")
+    r = c.cmd('STATUS "Inbox" (MESSAGES)')
+    R.status("STATUS Inbox", r, "OK")
+    r2_, _, _ = c.append("iNbOx", message("mixed-case inbox"))
+    R.status("APPEND to iNbOx", r2_, "OK", "APPENDUID")
+    r = c.cmd("NOOP")
+    R.check("the message appended to iNbOx shows up in the selected INBOX", r.numbers("EXISTS") or r2_.numbers("EXISTS"), (r2_, r))
+    c.must("UNSELECT")
 
 with R.section("EXPUNGE and UID EXPUNGE"):
     c.must("CREATE Exp")

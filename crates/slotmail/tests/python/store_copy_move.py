@@ -118,6 +118,28 @@ with R.section("COPY and UID COPY (RFC 4315 COPYUID)"):
     r = c.cmd("UID COPY %d Dest" % UIDS[6])
     R.status("UID COPY", r, "OK", "COPYUID")
     R.check("UID COPY's COPYUID names the source UID", r.code and uid_set(r.code.split()[2]) == [UIDS[6]], r)
+    # COPYUID pairs source and destination UIDs in the same order (RFC 4315 3).
+    c.must("CREATE Pairs")
+    r = c.cmd("UID COPY %d,%d,%d Pairs" % (UIDS[7], UIDS[0], UIDS[4]))
+    parts = r.code.split() if r.code and r.code_name == "COPYUID" else []
+    R.check("UID COPY of a non-contiguous set: COPYUID", len(parts) == 4, r)
+    if len(parts) == 4:
+        src, dst = uid_set(parts[2]), uid_set(parts[3])
+        R.eq("COPYUID source set", src, sorted([UIDS[7], UIDS[0], UIDS[4]]))
+        d = connect(PORT, "alice", "pw-alice")
+        d.select("Pairs")
+        rf = d.cmd("UID FETCH 1:* (BODY.PEEK[])")
+        got = {int(x["UID"]): x["BODY[]"] for _, x in rf.fetches()}
+        R.eq("each destination UID holds the message of the paired source UID",
+             [got.get(u) for u in dst], [MSGS[UIDS.index(u)] for u in src])
+        d.logout()
+    # COPY into the selected mailbox itself.
+    r = c.cmd("COPY 1 St")
+    R.status("COPY into the selected mailbox", r, "OK", "COPYUID")
+    r2 = c.cmd("NOOP")
+    R.eq("the copy shows up as * 9 EXISTS", r.numbers("EXISTS") + r2.numbers("EXISTS"), [9], (r, r2))
+    c.must("UID STORE %s +FLAGS.SILENT (\\Deleted)" % uid_set(r.code.split()[3])[0] if r.code_name == "COPYUID" else "NOOP")
+    c.must("UID EXPUNGE %s" % uid_set(r.code.split()[3])[0] if r.code_name == "COPYUID" else "NOOP")
     r = c.cmd("COPY 1 NoSuchMailbox")
     R.status("COPY to a missing mailbox (RFC 3501 6.4.7)", r, "NO", "TRYCREATE")
     r = c.cmd("UID COPY %d Dest" % (UIDS[-1] + 100))
