@@ -22,6 +22,7 @@ pub mod config;
 pub mod data;
 pub mod date;
 pub mod envelope;
+mod fuzz;
 pub mod reply;
 pub mod server;
 pub mod session;
@@ -31,6 +32,7 @@ pub use client::{Client, ClientConfig, ClientError, DeliveryReport, RecipientRep
 pub use config::{Config, Limits, VrfyPolicy};
 pub use data::{DotStuffer, normalize_line_endings};
 pub use envelope::{AcceptedRcpt, BodyType, Envelope, RcptVerdict};
+pub use fuzz::fuzz_session;
 pub use reply::{EnhancedCode, Reply};
 pub use server::{Backend, Error, serve_connection};
 pub use session::{Event, Session, Step, UsageError};

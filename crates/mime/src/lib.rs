@@ -206,3 +206,51 @@ mod tests {
         assert_eq!(info.sent_date.map(|t| t.div_euclid(86_400)), Some(16_862));
     }
 }
+
+/// A fuzzing entry point: everything the server does with a message it
+/// received, on arbitrary bytes. Checks that the cached facts round-trip,
+/// that `BODY[]` is the message, and that every part's section is inside
+/// it. A cargo-fuzz target and a property test call it.
+pub fn fuzz_message(raw: &[u8]) {
+    let info = analyze(raw);
+    let back = MessageInfo::from_bytes(&info.to_bytes()).expect("cache round trip");
+    assert_eq!(back.bodystructure, info.bodystructure);
+    assert_eq!(back.envelope, info.envelope);
+    let whole = section_bytes(
+        raw,
+        &info,
+        &Section {
+            part: Vec::new(),
+            text: None,
+        },
+    );
+    assert_eq!(&*whole, raw, "BODY[] is the message");
+    let mut numbers = Vec::new();
+    for n in 1..=4u32 {
+        numbers.push(vec![n]);
+        numbers.push(vec![n, 1]);
+    }
+    for part in numbers {
+        for text in [
+            None,
+            Some(SectionText::Header),
+            Some(SectionText::Text),
+            Some(SectionText::Mime),
+        ] {
+            let bytes = section_bytes(
+                raw,
+                &info,
+                &Section {
+                    part: part.clone(),
+                    text,
+                },
+            );
+            assert!(
+                bytes.len() <= raw.len(),
+                "a section is never longer than the message"
+            );
+        }
+    }
+    let _ = header_values(raw, "subject");
+    let _ = body_text(raw);
+}

@@ -154,6 +154,12 @@ for k in latencies:
             R.info["%s_latency_ms_%s" % (k, label)] = {"max": round(max(v) * 1000, 2), "mean": round(sum(v) / len(v) * 1000, 2), "n": len(v)}
             R.check("%s wake-up latency (%s) under %.0f ms (max %.1f ms)" % (k, label, LIMIT_S * 1000, max(v) * 1000), max(v) < LIMIT_S, v)
 R.check("latencies were measured", len(latencies["append"]) == 5 and len(latencies["lmtp"]) == 3, latencies)
+# The IMAP issue's promise: another session's APPEND reaches an idling
+# session within 100 ms. The median of the samples is asserted (one slow
+# sample on a loaded machine does not make the promise false).
+if latencies["append"]:
+    med = sorted(latencies["append"])[len(latencies["append"]) // 2]
+    R.check("median APPEND-to-IDLE latency under 100 ms (%.1f ms)" % (med * 1000), med < 0.100, latencies["append"])
 
 with R.section("several idlers wake at once; other mailboxes stay quiet"):
     idlers = [Idler() for _ in range(3)]
