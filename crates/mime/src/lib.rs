@@ -179,34 +179,6 @@ pub fn canonicalize_line_endings(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canonicalize_adds_cr_only_before_bare_lf() {
-        assert_eq!(
-            &*canonicalize_line_endings(b"\na\r\nb\nc\r"),
-            b"\r\na\r\nb\r\nc\r"
-        );
-        assert_eq!(&*canonicalize_line_endings(b"\n\n"), b"\r\n\r\n");
-        assert!(matches!(
-            canonicalize_line_endings(b"a\r\nb\r\n"),
-            Cow::Borrowed(_)
-        ));
-        assert!(matches!(canonicalize_line_endings(b""), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn sent_day_uses_the_header_zone() {
-        // 23:30 on 1 March in -0500 is already 2 March in UTC.
-        let info = analyze(b"Date: Tue, 1 Mar 2016 23:30:00 -0500\r\n\r\n");
-        assert_eq!(info.sent_date, Some(1_456_893_000));
-        assert_eq!(info.sent_day(), Some(16_861)); // 2016-03-01
-        assert_eq!(info.sent_date.map(|t| t.div_euclid(86_400)), Some(16_862));
-    }
-}
-
 /// A fuzzing entry point: everything the server does with a message it
 /// received, on arbitrary bytes. Checks that the cached facts round-trip,
 /// that `BODY[]` is the message, and that every part's section is inside
@@ -253,4 +225,32 @@ pub fn fuzz_message(raw: &[u8]) {
     }
     let _ = header_values(raw, "subject");
     let _ = body_text(raw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonicalize_adds_cr_only_before_bare_lf() {
+        assert_eq!(
+            &*canonicalize_line_endings(b"\na\r\nb\nc\r"),
+            b"\r\na\r\nb\r\nc\r"
+        );
+        assert_eq!(&*canonicalize_line_endings(b"\n\n"), b"\r\n\r\n");
+        assert!(matches!(
+            canonicalize_line_endings(b"a\r\nb\r\n"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(canonicalize_line_endings(b""), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn sent_day_uses_the_header_zone() {
+        // 23:30 on 1 March in -0500 is already 2 March in UTC.
+        let info = analyze(b"Date: Tue, 1 Mar 2016 23:30:00 -0500\r\n\r\n");
+        assert_eq!(info.sent_date, Some(1_456_893_000));
+        assert_eq!(info.sent_day(), Some(16_861)); // 2016-03-01
+        assert_eq!(info.sent_date.map(|t| t.div_euclid(86_400)), Some(16_862));
+    }
 }
