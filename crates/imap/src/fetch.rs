@@ -21,6 +21,10 @@ use slotmail_store::{FlagOp, Flags, MessageMeta, SEEN, StoreError, User};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+/// Up to this many messages a FETCH reads their records one by one
+/// instead of the whole mailbox.
+const POINT_LOOKUPS_MAX: usize = 256;
+
 impl Session {
     pub(crate) fn fetch(
         &mut self,
@@ -80,7 +84,16 @@ impl Session {
             return Ok(Reply::ok("FETCH completed"));
         }
 
-        let (_, mut metas) = user.snapshot(view.id)?;
+        // A few messages (mbsync fetches bodies one UID at a time): point
+        // lookups. Many: one pass over the mailbox.
+        let mut metas = if targets.len() <= POINT_LOOKUPS_MAX {
+            let mut uids: Vec<u32> = targets.iter().map(|&(_, u)| u).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            user.messages_by_uid(view.id, &uids)?
+        } else {
+            user.snapshot(view.id)?.1
+        };
         let meta_of =
             |metas: &[MessageMeta], uid: u32| metas.binary_search_by_key(&uid, |m| m.uid).ok();
 
