@@ -30,6 +30,10 @@
 #   --dovecot-port P     [default 21144]
 #   --threads N          worker threads of the load generator [default 1]
 #   --out DIR            keep every run's JSON and the servers' logs there
+#   --nice N             run everything (both servers, the load generator) at
+#                        this CPU priority, e.g. -10 as root, so that other
+#                        jobs on a shared machine take less of its CPU
+#                        [default 0: unchanged]
 #   --skip-dovecot       measure slotmail only
 #
 # What it does:
@@ -78,6 +82,7 @@ dovecot_port=21144
 threads=1
 out=""
 skip_dovecot=0
+nice=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($#)); do
@@ -101,10 +106,15 @@ while (($#)); do
     --threads) threads="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --skip-dovecot) skip_dovecot=1; shift ;;
+    --nice) nice="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
 done
+
+if [ "$nice" != 0 ]; then
+  renice -n "$nice" -p $$ >/dev/null
+fi
 
 # File descriptors: the capacity test needs one per connection in the load
 # generator and one in the server (both inherit this shell's limit).

@@ -213,7 +213,7 @@ pub enum ImapBenchError {
         user: String,
         addr: String,
         #[source]
-        source: ImapError,
+        source: Box<ImapError>,
     },
     #[error("{0}")]
     Limit(String),
@@ -407,7 +407,7 @@ async fn probe(opts: &ImapBenchOptions) -> Result<String, ImapBenchError> {
         what,
         user: user.clone(),
         addr: opts.addr(),
-        source,
+        source: Box::new(source),
     };
     let mut c = Client::connect(opts.addr(), client_options())
         .await
@@ -686,7 +686,8 @@ impl Tally {
     fn unparsed(&mut self, cmd: Cmd, text: &str) {
         self.unparsed += 1;
         if self.unparsed_samples.len() < 3 {
-            self.unparsed_samples.push(format!("{}: {text}", cmd.name()));
+            self.unparsed_samples
+                .push(format!("{}: {text}", cmd.name()));
         }
     }
 
@@ -949,7 +950,9 @@ async fn run_load(opts: &Arc<ImapBenchOptions>, corpus: &Arc<Corpus>) -> LoadRep
         _ => None,
     };
     let loadgen_cpu_pct = pct(end.self_ticks.saturating_sub(start.self_ticks));
-    let machine_busy_pct = pct(end.machine_busy_ticks.saturating_sub(start.machine_busy_ticks));
+    let machine_busy_pct = pct(end
+        .machine_busy_ticks
+        .saturating_sub(start.machine_busy_ticks));
     let foreign_cpu_pct = server
         .as_ref()
         .map(|s| (machine_busy_pct - s.cpu_pct - loadgen_cpu_pct).max(0.0));
@@ -1107,7 +1110,7 @@ async fn prefill_user(
         what,
         user: user.clone(),
         addr: opts.addr(),
-        source,
+        source: Box::new(source),
     };
     let mut c = Client::connect(opts.addr(), client_options())
         .await
@@ -1182,7 +1185,10 @@ async fn idle_connection(
 ) -> IdleEnd {
     let failed = |e: String| {
         shared.failed.fetch_add(1, Ordering::SeqCst);
-        let mut s = shared.setup_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = shared
+            .setup_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if s.len() < ERROR_SAMPLES_MAX {
             s.push(format!("{user}: {e}"));
         }
@@ -1265,7 +1271,7 @@ async fn run_idle(opts: &Arc<ImapBenchOptions>) -> Result<IdleReport, ImapBenchE
             what,
             user: user.clone(),
             addr: opts.addr(),
-            source,
+            source: Box::new(source),
         };
         let mut c = Client::connect(opts.addr(), client_options())
             .await
@@ -1335,14 +1341,13 @@ async fn run_idle(opts: &Arc<ImapBenchOptions>) -> Result<IdleReport, ImapBenchE
     tokio::time::sleep(SETTLE).await;
     let server_closed = snap(pids);
 
-    let per_conn = |a: Option<MemSnapshot>, b: Option<MemSnapshot>, f: fn(&MemSnapshot) -> u64| {
-        match (a, b) {
+    let per_conn =
+        |a: Option<MemSnapshot>, b: Option<MemSnapshot>, f: fn(&MemSnapshot) -> u64| match (a, b) {
             (Some(a), Some(b)) if established > 0 => {
                 Some((f(&b) as f64 - f(&a) as f64) / established as f64)
             }
             _ => None,
-        }
-    };
+        };
     let setup_error_samples = shared
         .setup_errors
         .lock()

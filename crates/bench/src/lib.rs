@@ -8,6 +8,7 @@
 //! - [`machine`]: the machine facts recorded with every report.
 
 pub mod imap;
+pub mod lmtp;
 pub mod machine;
 pub mod mbox;
 pub mod store;

@@ -20,6 +20,7 @@
 //! key = "tls/key.pem"
 //!
 //! [sync]                            # replication (docs/replication.md)
+//! cluster = "prod"                  # optional, default "slotmail"; bound in the handshake
 //! store = "s1"
 //! role = "master"                   # or "replica"
 //! epoch = 1
@@ -74,6 +75,8 @@ struct RawConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSync {
+    #[serde(default = "default_cluster")]
+    cluster: String,
     store: String,
     role: String,
     epoch: u64,
@@ -109,6 +112,10 @@ struct RawLmtp {
     over_quota_permanent: bool,
 }
 
+fn default_cluster() -> String {
+    DEFAULT_CLUSTER.into()
+}
+
 fn default_detail_separator() -> String {
     "+".into()
 }
@@ -142,9 +149,14 @@ pub struct SlotConfig {
     pub sync: Option<SyncConfig>,
 }
 
+/// The cluster name a `[sync]` section without `cluster` uses.
+pub const DEFAULT_CLUSTER: &str = "slotmail";
+
 /// A slot's place in its store (docs/replication.md).
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
+    /// The cluster's name; both sides of a stream must agree on it.
+    pub cluster: String,
     pub store: String,
     pub role: Role,
     /// The store's epoch as this slot was last told; a replica adopts a
@@ -334,7 +346,11 @@ impl SlotConfig {
                 if sy.epoch == 0 {
                     return Err(invalid("[sync] epoch starts at 1".into()));
                 }
+                if sy.cluster.is_empty() || sy.store.is_empty() {
+                    return Err(invalid("[sync] cluster and store must not be empty".into()));
+                }
                 Some(SyncConfig {
+                    cluster: sy.cluster,
                     store: sy.store,
                     role,
                     epoch: sy.epoch,
@@ -381,6 +397,26 @@ mod tests {
         assert_eq!(c.data, Path::new("/etc/slotmail/d"));
         assert_eq!(c.lmtp.unwrap().detail_separator, Some('+'));
         assert!(!c.imap.unwrap().allow_plaintext_auth);
+    }
+
+    #[test]
+    fn parses_a_sync_section() {
+        let c = SlotConfig::parse(
+            "version = 1\nname = \"a1\"\ndata = \"d\"\n[sync]\nstore = \"s1\"\nrole = \"master\"\nepoch = 2\nsecret_file = \"k\"\nreplicas = [{ slot = \"b1\", address = \"127.0.0.2:2500\" }]\n",
+            Path::new("/etc/slotmail/a1.toml"),
+        )
+        .unwrap();
+        let sync = c.sync.unwrap();
+        assert_eq!(sync.cluster, DEFAULT_CLUSTER);
+        assert_eq!(sync.role, Role::Master);
+        assert_eq!(sync.secret_file, Path::new("/etc/slotmail/k"));
+        assert_eq!(sync.replicas[0].slot, "b1");
+        let err = SlotConfig::parse(
+            "version = 1\nname = \"b1\"\ndata = \"d\"\n[sync]\nstore = \"s1\"\nrole = \"replica\"\nepoch = 1\nsecret_file = \"k\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("needs listen"), "{err}");
     }
 
     #[test]

@@ -3,8 +3,17 @@
 //!
 //! The binary's `slotmail slot run --config FILE` is `run(config, shutdown)`.
 //! Protocol logic lives in the protocol crates (`slotmail-imap`,
-//! `slotmail-lmtp`); this crate wires them to one `slotmail_store::Slot`.
+//! `slotmail-lmtp`, `slotmail-repl`); this crate wires them to one
+//! `slotmail_store::Slot`.
+//!
+//! With a `[sync]` section the slot also replicates (docs/replication.md):
+//! every slot with `listen` runs the sync listener (a master's refuses
+//! replication input), a master runs one `Replicator` per configured
+//! replica, and the slot writes its `ReplicationStatus` as JSON to
+//! `DATA/replication-status.json` every second (temporary file, then
+//! rename), which `slotmail ctl status` reads.
 
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod tls;
@@ -29,6 +38,147 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("replication: {0}")]
+    Sync(#[from] slotmail_repl::SetupError),
+}
+
+/// Name of the status file in the slot's data directory.
+pub const STATUS_FILE: &str = "replication-status.json";
+
+/// How often the status file is rewritten.
+pub const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The running replication of a slot: its listener and replicators.
+struct Replication {
+    slot_name: String,
+    store: String,
+    role: config::Role,
+    epoch: Arc<slotmail_repl::EpochState>,
+    server: Option<slotmail_repl::SyncServer>,
+    replicators: Vec<slotmail_repl::Replicator>,
+    path: std::path::PathBuf,
+}
+
+impl Replication {
+    /// Start the listener and, on a master, the replicators.
+    async fn start(
+        config: &SlotConfig,
+        sync: &config::SyncConfig,
+        slot: &Arc<Slot>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<Replication, StartError> {
+        use slotmail_repl::{
+            EpochState, Exec, Replicator, ReplicatorConfig, ServerSettings, SlotRole, SyncServer,
+            TcpConnector,
+        };
+        let secret = slotmail_repl::read_secret_file(&sync.secret_file)?;
+        let epoch = Arc::new(EpochState::open(&config.data, sync.epoch)?);
+        let role = match sync.role {
+            config::Role::Master => SlotRole::Master {
+                store: sync.store.clone(),
+            },
+            config::Role::Replica => SlotRole::Replica {
+                store: sync.store.clone(),
+            },
+        };
+        if sync.role == config::Role::Master && epoch.get() > sync.epoch {
+            tracing::warn!(
+                configured = sync.epoch,
+                seen = epoch.get(),
+                "this master's epoch is older than one it has seen: replicas will refuse it"
+            );
+        }
+        let server = match sync.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| slotmail_repl::SetupError::Listen { addr, source })?;
+                let server = SyncServer::new(
+                    slot.clone(),
+                    ServerSettings {
+                        secret,
+                        cluster: sync.cluster.clone(),
+                        slot: config.name.clone(),
+                        role,
+                        exec: Exec::Blocking,
+                    },
+                    epoch.clone(),
+                );
+                tracing::info!(slot = %config.name, %addr, "sync listening");
+                let s = server.clone();
+                tasks.spawn(async move { s.serve(listener).await });
+                Some(server)
+            }
+            None => None,
+        };
+        let mut replicators = Vec::new();
+        if sync.role == config::Role::Master {
+            for peer in &sync.replicas {
+                tracing::info!(slot = %config.name, replica = %peer.slot, address = %peer.address, "replicating");
+                replicators.push(Replicator::start(
+                    slot.clone(),
+                    ReplicatorConfig::new(
+                        secret,
+                        &sync.cluster,
+                        &sync.store,
+                        &config.name,
+                        &peer.slot,
+                        sync.epoch,
+                    ),
+                    Arc::new(TcpConnector { addr: peer.address }),
+                ));
+            }
+        }
+        Ok(Replication {
+            slot_name: config.name.clone(),
+            store: sync.store.clone(),
+            role: sync.role,
+            epoch,
+            server,
+            replicators,
+            path: config.data.join(STATUS_FILE),
+        })
+    }
+
+    fn status(&self) -> slotmail_repl::ReplicationStatus {
+        slotmail_repl::ReplicationStatus {
+            slot: self.slot_name.clone(),
+            store: self.store.clone(),
+            role: match self.role {
+                config::Role::Master => "master".into(),
+                config::Role::Replica => "replica".into(),
+            },
+            epoch: self.epoch.get(),
+            taken_at_unix_ms: slotmail_repl::status::unix_ms_now(),
+            replicas: self.replicators.iter().map(|r| r.status()).collect(),
+            server: self.server.as_ref().map(|s| s.status()),
+        }
+    }
+
+    /// Write the status file: a temporary file renamed over the old one, so
+    /// a reader never sees half a file.
+    fn write_status(&self) {
+        let result = serde_json::to_vec_pretty(&self.status())
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                let tmp = self.path.with_extension("json.tmp");
+                std::fs::write(&tmp, json)?;
+                std::fs::rename(&tmp, &self.path)
+            });
+        if let Err(e) = result {
+            tracing::warn!(path = %self.path.display(), cause = %e, "cannot write the replication status");
+        }
+    }
+
+    async fn shutdown(&self) {
+        for r in &self.replicators {
+            r.shutdown().await;
+        }
+        if let Some(s) = &self.server {
+            s.shutdown().await;
+        }
+        self.write_status();
+    }
 }
 
 /// Open the slot's store as the config says.
@@ -121,9 +271,30 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         });
     }
+    let replication = match &config.sync {
+        Some(sync) => {
+            let r = Arc::new(Replication::start(&config, sync, &slot, &mut tasks).await?);
+            let writer = r.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    writer.write_status();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+                    }
+                }
+            });
+            Some(r)
+        }
+        None => None,
+    };
     shutdown.await;
     tracing::info!(slot = %config.name, "shutting down");
     stop.cancel();
+    if let Some(r) = &replication {
+        r.shutdown().await;
+    }
     // IMAP says BYE and lets commands finish (bounded by its shutdown grace);
     // LMTP sessions are cut: an MTA retries anything it did not see 250 for.
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use slotmail_ctl::{CtlArgs, MachineCommand};
 use slotmail_slot::SlotConfig;
 use slotmail_store::{Options, Slot};
 use std::io::Read;
@@ -39,6 +40,12 @@ enum Command {
     /// One slot: run it, scrub it, manage its accounts offline.
     #[command(subcommand)]
     Slot(SlotCommand),
+    /// One machine: run and supervise all its slots, each its own process.
+    #[command(subcommand)]
+    Machine(MachineCommand),
+    /// Manage a cluster: machines, slots, stores, users, placement, status
+    /// (docs/operations.md).
+    Ctl(CtlArgs),
 }
 
 #[derive(Subcommand)]
@@ -122,6 +129,25 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Slot(cmd) => slot(cmd),
+        Command::Machine(MachineCommand::Run(args)) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            match runtime.block_on(slotmail_ctl::run_machine(args, shutdown_signal())) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("slotmail machine run: error: {e}");
+                    Ok(ExitCode::from(e.exit().code()))
+                }
+            }
+        }
+        Command::Ctl(args) => {
+            let exit = slotmail_ctl::main_ctl(
+                args,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            Ok(ExitCode::from(exit.code()))
+        }
         Command::Demo {
             dir,
             imap_port,

@@ -134,7 +134,31 @@ impl User {
         expunged: &[(u32, u64)],
         full: bool,
     ) -> Result<ApplyOutcome> {
+        let range = full.then_some((1, u32::MAX));
+        self.apply_mailbox_exact(record, None, messages, expunged, range)
+    }
+
+    /// [`User::apply_mailbox`] as the replication protocol states it: with
+    /// `keywords`, the mailbox's keyword list (what FLAGS announces) is set
+    /// to exactly the master's instead of growing by the applied messages'
+    /// keywords (a keyword set and cleared between two rounds stays in the
+    /// master's list); with `full = Some((first, last))`, `messages` are all
+    /// the mailbox holds with UIDs in `first ..= last` and the others in that
+    /// range are removed (a large mailbox is synced in several ranges).
+    pub fn apply_mailbox_exact(
+        &self,
+        record: &MailboxApply,
+        keywords: Option<&[String]>,
+        messages: &[MessageMeta],
+        expunged: &[(u32, u64)],
+        full: Option<(u32, u32)>,
+    ) -> Result<ApplyOutcome> {
         crate::names::normalize(&record.name)?;
+        // The count is bounded by the protocol (256 per record), as on the
+        // master; each keyword must be one a client could have set.
+        for k in keywords.unwrap_or_default() {
+            crate::flags::validate_keyword(k)?;
+        }
         self.write(|w| {
             let mut out = ApplyOutcome::default();
             let mut top = record.modseq.max(record.highestmodseq);
@@ -193,11 +217,18 @@ impl User {
                 }
             }
             let mut gone: Vec<(u32, u64)> = expunged.to_vec();
-            if full {
+            if let Some((first, last)) = full {
                 let listed: std::collections::HashSet<u32> =
                     messages.iter().map(|m| m.uid).collect();
+                // An unlisted UID the master also lists as expunged keeps the
+                // master's expunge MODSEQ (for QRESYNC VANISHED).
+                let known: std::collections::HashSet<u32> =
+                    expunged.iter().map(|(uid, _)| *uid).collect();
                 for uid in w.uids(mbox.id)? {
-                    if !listed.contains(&uid) {
+                    if (first..=last).contains(&uid)
+                        && !listed.contains(&uid)
+                        && !known.contains(&uid)
+                    {
                         gone.push((uid, record.highestmodseq));
                         out.removed += 1;
                     }
@@ -213,6 +244,9 @@ impl User {
                     out.expunged += 1;
                 }
                 w.record_expunged(mbox.id, uid, modseq)?;
+            }
+            if let Some(keywords) = keywords {
+                mbox.keywords = keywords.to_vec();
             }
             mbox.keywords.sort();
             mbox.name = record.name.clone();
@@ -260,6 +294,86 @@ impl User {
             w.raise_modseq(top)?;
             w.notify = Some(top);
             Ok(())
+        })
+    }
+
+    /// Replace every subscription record by `records` (tombstones
+    /// included): the replica's side of a full `ApplySubscriptions`.
+    pub fn replace_subscriptions(&self, records: &[Subscription]) -> Result<()> {
+        self.write(|w| {
+            w.tx.execute("DELETE FROM subscriptions", [])
+                .db(w.path)?;
+            let mut top = 0;
+            for s in records {
+                w.tx
+                    .execute(
+                        "INSERT OR REPLACE INTO subscriptions (name, subscribed, modseq) VALUES (?1, ?2, ?3)",
+                        params![s.name, s.subscribed as i64, s.modseq as i64],
+                    )
+                    .db(w.path)?;
+                top = top.max(s.modseq);
+            }
+            w.raise_modseq(top)?;
+            w.notify = Some(top);
+            Ok(())
+        })
+    }
+
+    /// The master's account MODSEQ this replica last applied (0: never).
+    /// The catalogue numbers its own account changes; replication compares
+    /// and digests the master's number, kept here.
+    pub fn repl_account_modseq(&self) -> Result<u64> {
+        self.read(|c, p| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT value FROM meta WHERE key = 'repl_account_modseq'")
+                .db(p)?
+                .query_row([], |r| r.get(0))
+                .optional()
+                .db(p)?;
+            Ok(v.unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    /// Record the master's account MODSEQ after applying its account.
+    pub fn set_repl_account_modseq(&self, modseq: u64) -> Result<()> {
+        self.write(|w| {
+            w.tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('repl_account_modseq', ?1)",
+                [modseq as i64],
+            )
+            .db(w.path)?;
+            Ok(())
+        })
+    }
+
+    /// A mailbox by its stable id, if this user has it.
+    pub fn mailbox_by_mailbox_id(&self, mailbox_id: &str) -> Result<Option<MailboxInfo>> {
+        self.read(|c, p| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {} FROM mailboxes WHERE mailbox_id = ?1",
+                    crate::user::MAILBOX_COLUMNS
+                ))
+                .db(p)?
+                .query_row([mailbox_id], mailbox_from_row)
+                .optional()
+                .db(p)?;
+            row.map(|r| self.check_mailbox(r)).transpose()
+        })
+    }
+
+    /// The recorded size of a body this user holds (its content record),
+    /// or `None` if it holds no such body. The bytes are read, verified,
+    /// with [`User::read_message`].
+    pub fn content_size(&self, guid: &Guid) -> Result<Option<u64>> {
+        self.read(|c, p| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT size FROM contents WHERE guid = ?1")
+                .db(p)?
+                .query_row([&guid.0[..]], |r| r.get(0))
+                .optional()
+                .db(p)?;
+            Ok(v.map(|v| v.max(0) as u64))
         })
     }
 

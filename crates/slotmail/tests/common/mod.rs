@@ -359,3 +359,60 @@ impl TestSlot {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the replication tests: slots with a `[sync]` section, each on
+// its own loopback address.
+
+/// A free TCP port on `ip` (a loopback address; 127.0.0.0/8 binds on Linux).
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The cluster secret of the replication tests, as its file holds it.
+pub const TEST_SECRET_HEX: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Write the cluster secret file into `dir`.
+pub fn write_secret(dir: &Path) -> PathBuf {
+    let path = dir.join("cluster.secret");
+    std::fs::write(&path, format!("{TEST_SECRET_HEX}\n")).unwrap();
+    path
+}
+
+impl TestSlot {
+    /// Prepare (not start) a slot named `name` whose IMAP and LMTP listen on
+    /// `ip`, with users (name, password, admin) and the body of its `[sync]`
+    /// section (`sync`, without the header line).
+    pub fn create_with_sync(
+        dir: &Path,
+        name: &str,
+        ip: &str,
+        users: &[(&str, &str, bool)],
+        sync: &str,
+    ) -> TestSlot {
+        let mut slot = TestSlot::create(dir, users);
+        slot.imap = format!("{ip}:{}", free_port_on(ip)).parse().unwrap();
+        slot.lmtp = format!("{ip}:{}", free_port_on(ip)).parse().unwrap();
+        std::fs::write(
+            &slot.config,
+            format!(
+                "version = 1\nname = \"{name}\"\ndata = \"data\"\nhostname = \"{name}.test\"\n\n[imap]\nlisten = \"{}\"\nallow_plaintext_auth = true\n\n[lmtp]\nlisten = \"{}\"\n\n[sync]\n{sync}\n",
+                slot.imap, slot.lmtp
+            ),
+        )
+        .unwrap();
+        slot
+    }
+
+    /// The slot's replication status file, parsed (`None` before the first
+    /// write).
+    pub fn replication_status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.data.join("replication-status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}

@@ -1,0 +1,873 @@
+//! One round of one user on one stream (docs/replication.md, "Syncing one
+//! user"), and the request/response helpers it is made of.
+//!
+//! 1. `GetUser`: the replica's position `r` and digests. A replica without
+//!    the user, with another user id, or ahead of the master gets the whole
+//!    user.
+//! 2. `changes_since(r)` on the master; `ApplyAccount` if the account's
+//!    MODSEQ differs.
+//! 3. The mass-deletion guard: a round that would expunge more than half of
+//!    a mailbox of more than 100 messages, or delete more than half of a
+//!    user's (more than 10) mailboxes, is held.
+//! 4. `DeleteMailbox` for deleted mailboxes the replica holds; then per
+//!    changed mailbox, from one consistent snapshot: `HaveGuids`, `Body` for
+//!    the missing ones (read through the store's verified read; a corrupt
+//!    local body is fetched from the replica and repaired, else the message
+//!    is skipped and reported), `ApplyMailbox` (split by count and size,
+//!    full syncs by UID ranges), and the returned digest compared with the
+//!    snapshot's.
+//! 5. `ApplySubscriptions`, `Commit { modseq }`.
+//!
+//! A mailbox whose digest differs after a delta is sent whole in the next
+//! round. A round found different by a full comparison (`check`) first
+//! compares every mailbox digest and sends the differing mailboxes whole.
+
+use crate::client::{Dirty, Shared};
+use crate::conn::Conn;
+use crate::error::SyncError;
+use crate::limits::{
+    APPLY_BYTES_BUDGET, DELETE_GUARD_FRACTION, DELETE_GUARD_MAILBOXES_MIN, DELETE_GUARD_MIN,
+    RESPONSE_TIMEOUT, STAGING_BYTES_MAX, SUBSCRIPTIONS_BYTES_BUDGET,
+};
+use crate::records::{
+    Side, account_record, mailbox_record, message_record, snapshot_digest, subscription_record,
+    user_digests,
+};
+use crate::status::CorruptStatus;
+use slotmail_repl_proto::{
+    ApplyAccount, ApplyMailbox, ApplySubscriptions, BodyEvent, BodyReceiver, Commit, DeleteMailbox,
+    DeleteUser, Digest, EXPUNGES_PER_APPLY_MAX, ErrorCode, Expunged, FetchBody, Frame, FrameType,
+    GUIDS_PER_FRAME_MAX, GetUser, HaveGuids, HeldUser, ListUsers, MESSAGES_PER_APPLY_MAX,
+    MessageRecord, SUBSCRIPTIONS_PER_FRAME_MAX, SubscriptionRecord, UidRange, Users, body_chunks,
+};
+use slotmail_store::{Account, Guid, MessageMeta, StoreError, User};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// How a round ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The replica acknowledged the user at `modseq`; `refull` are mailboxes
+    /// whose digest differed and that the next round sends whole.
+    Done {
+        modseq: u64,
+        refull: BTreeSet<String>,
+    },
+    /// The mass-deletion guard (or a user deletion) holds the user.
+    Held { reason: String },
+    /// Neither side has the user (any more).
+    Gone,
+}
+
+// ----- requests ------------------------------------------------------------------
+
+/// Send one request and take its one response; `Error` becomes
+/// [`SyncError::Peer`].
+async fn call(conn: &mut Conn, request: Frame) -> Result<Frame, SyncError> {
+    let kind = request.frame_type();
+    conn.send(&request).await?;
+    match conn.recv_within(RESPONSE_TIMEOUT, "a response").await? {
+        Frame::Error(reply) => Err(SyncError::Peer {
+            request: kind,
+            reply,
+        }),
+        frame => Ok(frame),
+    }
+}
+
+async fn expect_ok(conn: &mut Conn, request: Frame) -> Result<(), SyncError> {
+    let kind = request.frame_type();
+    match call(conn, request).await? {
+        Frame::Ok => Ok(()),
+        other => Err(SyncError::Unexpected {
+            request: kind,
+            got: other.frame_type(),
+        }),
+    }
+}
+
+/// Keepalive.
+pub(crate) async fn ping(conn: &mut Conn) -> Result<(), SyncError> {
+    match call(conn, Frame::Ping).await? {
+        Frame::Pong => Ok(()),
+        other => Err(SyncError::Unexpected {
+            request: FrameType::Ping,
+            got: other.frame_type(),
+        }),
+    }
+}
+
+/// One page of the replica's users.
+pub(crate) async fn list_users(conn: &mut Conn, after: Option<String>) -> Result<Users, SyncError> {
+    match call(conn, Frame::ListUsers(ListUsers { after })).await? {
+        Frame::Users(u) => Ok(u),
+        other => Err(SyncError::Unexpected {
+            request: FrameType::ListUsers,
+            got: other.frame_type(),
+        }),
+    }
+}
+
+async fn get_user(conn: &mut Conn, user: &str) -> Result<Option<HeldUser>, SyncError> {
+    let request = Frame::GetUser(GetUser {
+        user: user.to_string(),
+    });
+    match call(conn, request).await? {
+        Frame::UserState(s) => Ok(s.held),
+        other => Err(SyncError::Unexpected {
+            request: FrameType::GetUser,
+            got: other.frame_type(),
+        }),
+    }
+}
+
+async fn apply(conn: &mut Conn, request: ApplyMailbox) -> Result<Digest, SyncError> {
+    match call(conn, Frame::ApplyMailbox(request)).await? {
+        Frame::Applied(a) => Ok(a.digest),
+        other => Err(SyncError::Unexpected {
+            request: FrameType::ApplyMailbox,
+            got: other.frame_type(),
+        }),
+    }
+}
+
+/// Send a body; `Err(Peer)` when the replica refuses it.
+async fn send_body(
+    conn: &mut Conn,
+    user: &str,
+    guid: &Guid,
+    bytes: &[u8],
+) -> Result<(), SyncError> {
+    for chunk in body_chunks(user, guid.0, bytes) {
+        conn.send(&Frame::Body(chunk)).await?;
+    }
+    match conn.recv_within(RESPONSE_TIMEOUT, "a response").await? {
+        Frame::Ok => Ok(()),
+        Frame::Error(reply) => Err(SyncError::Peer {
+            request: FrameType::Body,
+            reply,
+        }),
+        other => Err(SyncError::Unexpected {
+            request: FrameType::Body,
+            got: other.frame_type(),
+        }),
+    }
+}
+
+/// The replica's copy of a body, verified against its GUID; `None` if the
+/// replica has no good copy.
+async fn fetch_body(
+    shared: &Shared,
+    conn: &mut Conn,
+    user: &str,
+    guid: &Guid,
+) -> Result<Option<Vec<u8>>, SyncError> {
+    let request = Frame::FetchBody(FetchBody {
+        user: user.to_string(),
+        guid: guid.0,
+    });
+    conn.send(&request).await?;
+    let mut receiver = BodyReceiver::new(shared.slot.limits().message_size_max);
+    let mut bytes = Vec::new();
+    loop {
+        match conn.recv_within(RESPONSE_TIMEOUT, "a body").await? {
+            Frame::Error(reply) if reply.code == ErrorCode::Missing => return Ok(None),
+            Frame::Error(reply) => {
+                return Err(SyncError::Peer {
+                    request: FrameType::FetchBody,
+                    reply,
+                });
+            }
+            Frame::Body(chunk) if chunk.guid == guid.0 && chunk.user == user => {
+                match receiver.accept(&chunk)? {
+                    BodyEvent::Partial => {
+                        if bytes.len() + chunk.bytes.len() > STAGING_BYTES_MAX {
+                            return Err(SyncError::Unexpected {
+                                request: FrameType::FetchBody,
+                                got: FrameType::Body,
+                            });
+                        }
+                        bytes.extend_from_slice(&chunk.bytes);
+                    }
+                    BodyEvent::Complete { .. } => {
+                        bytes.extend_from_slice(&chunk.bytes);
+                        return Ok(Some(bytes));
+                    }
+                    BodyEvent::Discarded => {}
+                    BodyEvent::Failed(reply) => {
+                        if reply.code == ErrorCode::GuidMismatch {
+                            shared.count_guid_mismatch();
+                        }
+                        tracing::error!(user, %guid, detail = %reply.text, "the replica's copy of a body is bad too");
+                        return Ok(None);
+                    }
+                }
+            }
+            other => {
+                return Err(SyncError::Unexpected {
+                    request: FrameType::FetchBody,
+                    got: other.frame_type(),
+                });
+            }
+        }
+    }
+}
+
+// ----- the round -------------------------------------------------------------------
+
+struct Local {
+    account: Account,
+    hash: String,
+    user: Arc<User>,
+    modseq: u64,
+}
+
+/// One planned mailbox: local handle, name, whether it is sent whole, and
+/// the expunges since the replica's position (for the guard and ordering).
+struct Planned {
+    local_id: i64,
+    name: String,
+    full: bool,
+    expunges: usize,
+}
+
+/// Run one round for `user`.
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    user: &str,
+    dirty: Dirty,
+) -> Result<Outcome, SyncError> {
+    let ex = shared.exec();
+    let slot = shared.slot.clone();
+    let name = user.to_string();
+    let local = ex
+        .run(move || -> Result<Option<Local>, StoreError> {
+            let Some(account) = slot.account(&name)? else {
+                return Ok(None);
+            };
+            let Some(hash) = slot.password_hash(&name)? else {
+                return Ok(None);
+            };
+            let user = slot.user(&name)?;
+            let modseq = user.modseq()?;
+            Ok(Some(Local {
+                account,
+                hash,
+                user,
+                modseq,
+            }))
+        })
+        .await?;
+    let mut held = get_user(conn, user).await?;
+    let confirmed = shared.is_confirmed(user);
+    let Some(local) = local else {
+        if held.is_none() {
+            return Ok(Outcome::Gone);
+        }
+        if !confirmed {
+            return Ok(Outcome::Held {
+                reason:
+                    "the user does not exist on the master; confirm to delete the replica's copy"
+                        .into(),
+            });
+        }
+        expect_ok(
+            conn,
+            Frame::DeleteUser(DeleteUser {
+                user: user.to_string(),
+            }),
+        )
+        .await?;
+        return Ok(Outcome::Gone);
+    };
+    if let Some(h) = &held
+        && h.user_id != local.account.user_id
+    {
+        if !confirmed {
+            return Ok(Outcome::Held {
+                reason: format!(
+                    "the replica holds user id {} but the master {}; confirm to replace the replica's copy",
+                    h.user_id, local.account.user_id
+                ),
+            });
+        }
+        expect_ok(
+            conn,
+            Frame::DeleteUser(DeleteUser {
+                user: user.to_string(),
+            }),
+        )
+        .await?;
+        held = None;
+    }
+    let full_user = dirty.full_user || held.as_ref().is_none_or(|h| h.modseq > local.modseq);
+    let since = match &held {
+        Some(h) if !full_user => h.modseq,
+        _ => 0,
+    };
+    let replica_boxes: BTreeMap<String, Digest> = held
+        .as_ref()
+        .map(|h| {
+            h.mailboxes
+                .iter()
+                .map(|m| (m.mailbox_id.clone(), m.digest))
+                .collect()
+        })
+        .unwrap_or_default();
+    if held
+        .as_ref()
+        .is_none_or(|h| h.account_modseq != local.account.modseq)
+        || full_user
+        || dirty.check
+    {
+        let account = account_record(&local.account, &local.hash, local.account.modseq);
+        expect_ok(conn, Frame::ApplyAccount(ApplyAccount { account })).await?;
+    }
+    for guid in &dirty.repair {
+        repair(shared, conn, &local.user, guid).await?;
+    }
+
+    // What to send.
+    let u = local.user.clone();
+    let changes = ex.run(move || u.changes_since(since)).await?;
+    let mut plan: BTreeMap<String, Planned> = BTreeMap::new();
+    for mb in &changes.mailboxes {
+        plan.insert(
+            mb.mailbox_id.clone(),
+            Planned {
+                local_id: mb.id,
+                name: mb.name.clone(),
+                full: full_user || dirty.full_mailboxes.contains(&mb.mailbox_id),
+                expunges: 0,
+            },
+        );
+    }
+    let mut deletes: Vec<(String, u64)> = changes
+        .deleted
+        .iter()
+        .filter(|t| replica_boxes.contains_key(&t.mailbox_id))
+        .map(|t| (t.mailbox_id.clone(), t.modseq))
+        .collect();
+    if dirty.check || !dirty.full_mailboxes.is_empty() || held.is_some() && full_user {
+        let u = local.user.clone();
+        let all = ex.run(move || u.mailboxes()).await?;
+        let mut differ: BTreeSet<String> = dirty.full_mailboxes.iter().cloned().collect();
+        if dirty.check {
+            let slot = shared.slot.clone();
+            let me = shared.clone();
+            let name = user.to_string();
+            let digests = ex
+                .run(move || user_digests(&slot, &name, Side::Master, &me.cache, &|_| false, false))
+                .await?;
+            for m in digests.map(|d| d.mailboxes).unwrap_or_default() {
+                if replica_boxes.get(&m.mailbox_id) != Some(&m.digest) {
+                    differ.insert(m.mailbox_id);
+                }
+            }
+        }
+        for mb in &all {
+            if differ.contains(&mb.mailbox_id) {
+                plan.insert(
+                    mb.mailbox_id.clone(),
+                    Planned {
+                        local_id: mb.id,
+                        name: mb.name.clone(),
+                        full: true,
+                        expunges: 0,
+                    },
+                );
+            }
+        }
+        // Mailboxes the replica holds and the master has no record of.
+        let master_ids: BTreeSet<&str> = all.iter().map(|m| m.mailbox_id.as_str()).collect();
+        for id in replica_boxes.keys() {
+            if !master_ids.contains(id.as_str()) && !deletes.iter().any(|(d, _)| d == id) {
+                deletes.push((id.clone(), local.modseq.max(1)));
+            }
+        }
+    }
+    for p in plan.values_mut().filter(|p| !p.full) {
+        let u = local.user.clone();
+        let id = p.local_id;
+        p.expunges = match ex.run(move || u.expunges_since(id, since)).await {
+            Ok(e) => e.len(),
+            Err(StoreError::NoSuchMailbox(_)) => 0,
+            Err(e) => return Err(e.into()),
+        };
+    }
+
+    // The mass-deletion guard.
+    if !confirmed && !full_user {
+        let boxes = replica_boxes.len();
+        if boxes > DELETE_GUARD_MAILBOXES_MIN && deletes.len() * 2 > boxes {
+            return Ok(Outcome::Held {
+                reason: format!(
+                    "the round would delete {} of {boxes} mailboxes",
+                    deletes.len()
+                ),
+            });
+        }
+        for p in plan.values().filter(|p| !p.full && p.expunges > 0) {
+            let u = local.user.clone();
+            let id = p.local_id;
+            let count = match ex.run(move || u.status(id)).await {
+                Ok(s) => s.messages as usize,
+                Err(StoreError::NoSuchMailbox(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let before = count + p.expunges;
+            if before > DELETE_GUARD_MIN
+                && p.expunges as f64 > DELETE_GUARD_FRACTION * before as f64
+            {
+                return Ok(Outcome::Held {
+                    reason: format!(
+                        "the round would expunge {} of {before} messages of mailbox {}",
+                        p.expunges, p.name
+                    ),
+                });
+            }
+        }
+    }
+
+    // Send: deletions first (they free names), then mailboxes with only
+    // additions before those that expunge (a MOVE's destination before its
+    // source, so the moved bodies stay referenced on the replica).
+    for (mailbox_id, modseq) in deletes {
+        let request = Frame::DeleteMailbox(DeleteMailbox {
+            user: user.to_string(),
+            mailbox_id,
+            modseq,
+        });
+        expect_ok(conn, request).await?;
+    }
+    let mut order: Vec<(&String, &Planned)> = plan.iter().collect();
+    order.sort_by_key(|(_, p)| (p.full || p.expunges > 0, p.name.clone()));
+    let mut refull = BTreeSet::new();
+    for (mailbox_id, p) in order {
+        let mismatch =
+            sync_mailbox(shared, conn, &local.user, user, p.local_id, since, p.full).await?;
+        if mismatch {
+            shared.count_digest_mismatch(user, &p.name);
+            tracing::warn!(user, mailbox = %p.name, full = p.full, "mailbox digest differs after applying");
+            if !p.full {
+                refull.insert(mailbox_id.clone());
+            }
+        }
+    }
+    if full_user || dirty.check {
+        let u = local.user.clone();
+        let all: Vec<SubscriptionRecord> = ex
+            .run(move || u.subscription_records())
+            .await?
+            .iter()
+            .map(subscription_record)
+            .collect();
+        send_subscriptions(conn, user, all, true).await?;
+    } else if !changes.subscriptions.is_empty() {
+        let records = changes
+            .subscriptions
+            .iter()
+            .map(subscription_record)
+            .collect();
+        send_subscriptions(conn, user, records, false).await?;
+    }
+    let commit = Frame::Commit(Commit {
+        user: user.to_string(),
+        modseq: changes.modseq,
+    });
+    expect_ok(conn, commit).await?;
+    Ok(Outcome::Done {
+        modseq: changes.modseq,
+        refull,
+    })
+}
+
+/// Send subscription records in frames that fit; with `full`, the first
+/// frame replaces the replica's list and the others add to it.
+async fn send_subscriptions(
+    conn: &mut Conn,
+    user: &str,
+    records: Vec<SubscriptionRecord>,
+    full: bool,
+) -> Result<(), SyncError> {
+    let mut batches: Vec<Vec<SubscriptionRecord>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for r in records {
+        let size = r.name.len() + 16;
+        let last = batches.last_mut().expect("at least one batch");
+        if !last.is_empty()
+            && (last.len() >= SUBSCRIPTIONS_PER_FRAME_MAX
+                || bytes + size > SUBSCRIPTIONS_BYTES_BUDGET)
+        {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        batches.last_mut().expect("at least one batch").push(r);
+    }
+    for (i, subscriptions) in batches.into_iter().enumerate() {
+        let request = Frame::ApplySubscriptions(ApplySubscriptions {
+            user: user.to_string(),
+            subscriptions,
+            full: full && i == 0,
+        });
+        expect_ok(conn, request).await?;
+    }
+    Ok(())
+}
+
+/// Fetch the replica's copy of a body that is corrupt or missing here and
+/// repair the local file.
+async fn repair(
+    shared: &Shared,
+    conn: &mut Conn,
+    u: &Arc<User>,
+    guid: &Guid,
+) -> Result<(), SyncError> {
+    let ex = shared.exec();
+    let user = u.clone();
+    let g = *guid;
+    let Some(size) = ex.run(move || user.content_size(&g)).await? else {
+        return Ok(());
+    };
+    let user = u.clone();
+    if ex.run(move || user.read_message(&g, size)).await.is_ok() {
+        return Ok(());
+    }
+    match fetch_body(shared, conn, u.name(), guid).await? {
+        Some(bytes) => {
+            let user = u.clone();
+            ex.run(move || user.repair_body(&g, &bytes)).await?;
+            shared.count_repaired();
+        }
+        None => {
+            tracing::error!(user = %u.name(), %guid, "no good copy of a corrupt body on either side");
+        }
+    }
+    Ok(())
+}
+
+/// What became of a body the replica lacks.
+enum Provided {
+    /// The replica holds it now.
+    Sent,
+    /// It was expunged here meanwhile.
+    Gone,
+    /// No good copy exists on either side (or the replica refused it).
+    Bad,
+}
+
+/// Give the replica a body it lacks: read and verified here, or, when the
+/// local copy is corrupt, repaired from the replica's copy.
+async fn provide_body(
+    shared: &Shared,
+    conn: &mut Conn,
+    u: &Arc<User>,
+    guid: &Guid,
+    size: u64,
+) -> Result<Provided, SyncError> {
+    let ex = shared.exec();
+    let user = u.clone();
+    let g = *guid;
+    let bytes = match ex.run(move || user.read_message(&g, size)).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::Expunged(_)) => return Ok(Provided::Gone),
+        Err(e) if e.is_corruption() => {
+            let Some(good) = fetch_body(shared, conn, u.name(), guid).await? else {
+                return Ok(Provided::Bad);
+            };
+            let user = u.clone();
+            let copy = good.clone();
+            ex.run(move || user.repair_body(&g, &copy)).await?;
+            shared.count_repaired();
+            good
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match send_body(conn, u.name(), guid, &bytes).await {
+        Ok(()) => {
+            shared.count_body(bytes.len() as u64);
+            Ok(Provided::Sent)
+        }
+        Err(e)
+            if matches!(
+                e.peer_code(),
+                Some(ErrorCode::GuidMismatch | ErrorCode::TooBig)
+            ) =>
+        {
+            if e.peer_code() == Some(ErrorCode::GuidMismatch) {
+                shared.count_guid_mismatch();
+            }
+            tracing::error!(user = %u.name(), %guid, cause = %e, "the replica refused a body");
+            Ok(Provided::Bad)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Rough encoded size of a message record, for splitting.
+fn record_bytes(r: &MessageRecord) -> usize {
+    64 + r.keywords.iter().map(|k| k.len() + 2).sum::<usize>()
+}
+
+/// Split records into `ApplyMailbox`-sized batches.
+fn batches(records: &[MessageRecord]) -> Vec<&[MessageRecord]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, r) in records.iter().enumerate() {
+        let size = record_bytes(r);
+        if i > start && (i - start >= MESSAGES_PER_APPLY_MAX || bytes + size > APPLY_BYTES_BUDGET) {
+            out.push(&records[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
+/// Cut a full sync into `ApplyMailbox` UID ranges that together cover every
+/// UID except `protect` (messages left as the replica has them), each with
+/// the records of its range. `records` and `protect` ascend by UID.
+fn full_segments(
+    records: &[MessageRecord],
+    protect: &[u32],
+) -> Vec<(UidRange, Vec<MessageRecord>)> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    let mut emit = |first: u32, last: u32, out: &mut Vec<(UidRange, Vec<MessageRecord>)>| {
+        // Records below the range (a protected UID) belong to no range.
+        while next < records.len() && records[next].uid < first {
+            next += 1;
+        }
+        let begin = next;
+        while next < records.len() && records[next].uid <= last {
+            next += 1;
+        }
+        let inside = &records[begin..next];
+        let mut lo = first;
+        let parts = batches(inside);
+        if parts.is_empty() {
+            out.push((UidRange { first, last }, Vec::new()));
+            return;
+        }
+        for (i, part) in parts.iter().enumerate() {
+            let hi = if i + 1 == parts.len() {
+                last
+            } else {
+                part.last().expect("batches are not empty").uid
+            };
+            out.push((
+                UidRange {
+                    first: lo,
+                    last: hi,
+                },
+                part.to_vec(),
+            ));
+            lo = hi.saturating_add(1);
+        }
+    };
+    let mut start: u32 = 1;
+    for &p in protect {
+        if p > start {
+            emit(start, p - 1, &mut out);
+        }
+        match p.checked_add(1) {
+            Some(s) => start = s,
+            None => return out,
+        }
+    }
+    emit(start, u32::MAX, &mut out);
+    out
+}
+
+/// Sync one mailbox from one consistent snapshot. Returns whether its digest
+/// differs afterwards for no known reason.
+async fn sync_mailbox(
+    shared: &Shared,
+    conn: &mut Conn,
+    u: &Arc<User>,
+    user: &str,
+    local_id: i64,
+    since: u64,
+    full: bool,
+) -> Result<bool, SyncError> {
+    let ex = shared.exec();
+    let uu = u.clone();
+    let snapshot = ex
+        .run(move || -> Result<_, StoreError> {
+            let (info, messages) = uu.snapshot(local_id)?;
+            let expunged = uu.expunges_since(local_id, since)?;
+            Ok((info, messages, expunged))
+        })
+        .await;
+    let (info, messages, expunged) = match snapshot {
+        Ok(s) => s,
+        // Deleted meanwhile: the next round carries its tombstone.
+        Err(StoreError::NoSuchMailbox(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let present: HashSet<u32> = messages.iter().map(|m| m.uid).collect();
+    let expunged: Vec<Expunged> = expunged
+        .into_iter()
+        .filter(|(uid, _)| !present.contains(uid))
+        .map(|(uid, modseq)| Expunged { uid, modseq })
+        .collect();
+    let to_send: Vec<&MessageMeta> = messages
+        .iter()
+        .filter(|m| full || m.modseq > since)
+        .collect();
+
+    // Bodies the replica lacks.
+    let mut sizes: HashMap<Guid, u64> = HashMap::new();
+    let mut order: Vec<Guid> = Vec::new();
+    for m in &to_send {
+        if sizes.insert(m.guid, m.size).is_none() {
+            order.push(m.guid);
+        }
+    }
+    let mut skipped: HashSet<Guid> = HashSet::new();
+    let mut gone = false;
+    for chunk in order.chunks(GUIDS_PER_FRAME_MAX) {
+        let request = Frame::HaveGuids(HaveGuids {
+            user: user.to_string(),
+            guids: chunk.iter().map(|g| g.0).collect(),
+        });
+        let missing = match call(conn, request).await? {
+            Frame::Missing(m) => m.guids,
+            other => {
+                return Err(SyncError::Unexpected {
+                    request: FrameType::HaveGuids,
+                    got: other.frame_type(),
+                });
+            }
+        };
+        for g in missing {
+            let guid = Guid(g);
+            let Some(&size) = sizes.get(&guid) else {
+                return Err(SyncError::Unexpected {
+                    request: FrameType::HaveGuids,
+                    got: FrameType::Missing,
+                });
+            };
+            match provide_body(shared, conn, u, &guid, size).await? {
+                Provided::Sent => {}
+                Provided::Gone => {
+                    gone = true;
+                    skipped.insert(guid);
+                }
+                Provided::Bad => {
+                    skipped.insert(guid);
+                    for m in to_send.iter().filter(|m| m.guid == guid) {
+                        shared.report_corrupt(CorruptStatus {
+                            user: user.to_string(),
+                            mailbox: info.name.clone(),
+                            uid: m.uid,
+                            guid: guid.to_hex(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    // Records.
+    let sendable: Vec<MessageRecord> = to_send
+        .iter()
+        .filter(|m| !skipped.contains(&m.guid))
+        .map(|m| message_record(m))
+        .collect();
+    let protect: Vec<u32> = to_send
+        .iter()
+        .filter(|m| skipped.contains(&m.guid))
+        .map(|m| m.uid)
+        .collect();
+    let record = mailbox_record(&info);
+    let request =
+        |messages: Vec<MessageRecord>, expunged: Vec<Expunged>, full: Option<UidRange>| {
+            ApplyMailbox {
+                user: user.to_string(),
+                mailbox: record.clone(),
+                messages,
+                expunged,
+                full,
+            }
+        };
+    let expunge_chunks: Vec<&[Expunged]> = expunged.chunks(EXPUNGES_PER_APPLY_MAX).collect();
+    let mut digest = None;
+    if full {
+        let segments = full_segments(&sendable, &protect);
+        let extra = expunge_chunks.len().saturating_sub(segments.len());
+        for chunk in &expunge_chunks[..extra] {
+            digest = Some(apply(conn, request(Vec::new(), chunk.to_vec(), None)).await?);
+        }
+        for (i, (range, records)) in segments.into_iter().enumerate() {
+            let exp = expunge_chunks
+                .get(extra + i)
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            digest = Some(apply(conn, request(records, exp, Some(range))).await?);
+        }
+    } else {
+        let parts = batches(&sendable);
+        let n = parts.len().max(expunge_chunks.len()).max(1);
+        for i in 0..n {
+            let records = parts.get(i).map(|p| p.to_vec()).unwrap_or_default();
+            let exp = expunge_chunks
+                .get(i)
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            digest = Some(apply(conn, request(records, exp, None)).await?);
+        }
+    }
+    let expected = snapshot_digest(&info, &messages, |_| false);
+    Ok(digest != Some(expected) && skipped.is_empty() && !gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(uid: u32) -> MessageRecord {
+        MessageRecord {
+            uid,
+            guid: [0; 32],
+            size: 1,
+            internaldate: 0,
+            tz_offset: 0,
+            flags: 0,
+            keywords: Vec::new(),
+            modseq: 1,
+        }
+    }
+
+    #[test]
+    fn full_segments_cover_every_uid_but_the_protected() {
+        let records: Vec<MessageRecord> = [1, 2, 5, 9].into_iter().map(rec).collect();
+        let segs = full_segments(&records, &[5]);
+        let ranges: Vec<(u32, u32)> = segs.iter().map(|(r, _)| (r.first, r.last)).collect();
+        assert_eq!(ranges, [(1, 4), (6, u32::MAX)]);
+        assert_eq!(segs[0].1.iter().map(|r| r.uid).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(segs[1].1.iter().map(|r| r.uid).collect::<Vec<_>>(), [9]);
+        let all = full_segments(&[], &[]);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, UidRange::ALL);
+        // Many records: consecutive ranges, each within the limits.
+        let many: Vec<MessageRecord> = (1..=(MESSAGES_PER_APPLY_MAX as u32 * 2 + 5))
+            .map(rec)
+            .collect();
+        let segs = full_segments(&many, &[]);
+        assert_eq!(segs.len(), 3);
+        assert_eq!(segs[0].0.first, 1);
+        for w in segs.windows(2) {
+            assert_eq!(w[0].0.last + 1, w[1].0.first);
+        }
+        assert_eq!(segs[2].0.last, u32::MAX);
+        assert!(segs.iter().all(|(_, r)| r.len() <= MESSAGES_PER_APPLY_MAX));
+    }
+}

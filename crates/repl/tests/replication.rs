@@ -1,0 +1,745 @@
+//! Replication in-process over real TCP on 127.0.0.1: a master slot with a
+//! `Replicator`, a replica slot with a `SyncServer`, both in temporary
+//! directories. Every client-visible item ends identical; failures (replica
+//! down, a stream cut in the middle of a body, a master restart, corruption
+//! on either side, refused handshakes, a mass deletion) heal or are refused
+//! as docs/replication.md says.
+
+mod common;
+
+use common::*;
+use slotmail_repl::*;
+use slotmail_repl_proto::{
+    Body, ClientConfig, ClientHandshake, ClientStep, ErrorCode, Frame, FrameDecoder, encode_frame,
+};
+use slotmail_store::{FlagOp, Guid, Slot};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpListener;
+
+/// Long enough for any step of these tests on a loaded machine.
+const SETTLE: Duration = Duration::from_secs(20);
+
+struct Replica {
+    dir: tempfile::TempDir,
+    slot: Arc<Slot>,
+    server: SyncServer,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Replica {
+    async fn start(dir: tempfile::TempDir, addr: &str, epoch: u64) -> Replica {
+        let slot = open_slot(&dir.path().join("data"));
+        let server = server(&slot, "b1", replica_role(), epoch, Exec::Blocking);
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = server.clone();
+        let task = tokio::spawn(async move { s.serve(listener).await });
+        Replica {
+            dir,
+            slot,
+            server,
+            addr,
+            task,
+        }
+    }
+
+    /// Stop the server and close the slot; returns its directory.
+    async fn stop(self) -> (tempfile::TempDir, SocketAddr) {
+        self.server.shutdown().await;
+        let _ = self.task.await;
+        let Replica {
+            dir,
+            slot,
+            addr,
+            server,
+            ..
+        } = self;
+        drop(server);
+        assert_eq!(
+            Arc::strong_count(&slot),
+            1,
+            "the replica's slot is still in use"
+        );
+        drop(slot);
+        (dir, addr)
+    }
+}
+
+fn config(epoch: u64) -> ReplicatorConfig {
+    ReplicatorConfig::new(SECRET, CLUSTER, STORE, "a1", "b1", epoch)
+}
+
+fn tcp(addr: SocketAddr) -> SharedConnector {
+    Arc::new(TcpConnector { addr })
+}
+
+async fn settle(replicator: &Replicator, master: &Slot, replica: &Slot, what: &str) {
+    assert!(
+        wait_idle(replicator, SETTLE).await,
+        "{what}: replication did not settle: {:?}",
+        replicator.status()
+    );
+    let (a, b) = views(master, replica);
+    assert_same(&a, &b, what);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_client_visible_item_replicates() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    master.create_user("ann", "pw-ann", false).unwrap();
+    master.create_user("root", "pw-root", true).unwrap();
+    master
+        .set_quota("ann", Some(50_000_000), Some(10_000))
+        .unwrap();
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "accounts").await;
+
+    let u = master.user("ann").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    for n in 0..20 {
+        u.append(
+            inbox,
+            &message(n, 200 + n as usize * 50),
+            &flags(if n % 3 == 0 {
+                &["\\Seen", "$Label1"]
+            } else {
+                &[]
+            }),
+            Some((1_700_000_000 + i64::from(n) * 3600, -300 + n as i32 * 30)),
+        )
+        .unwrap();
+    }
+    // A body bigger than one chunk.
+    u.append(inbox, &message(99, 2_500_000), &flags(&["\\Flagged"]), None)
+        .unwrap();
+    settle(&replicator, &master, &replica.slot, "appends").await;
+
+    u.store_flags(
+        inbox,
+        &[2, 3, 4],
+        FlagOp::Add,
+        &flags(&["\\Answered", "Work"]),
+        None,
+    )
+    .unwrap();
+    u.store_flags(inbox, &[1, 5, 7], FlagOp::Add, &flags(&["\\Deleted"]), None)
+        .unwrap();
+    u.expunge(inbox, None).unwrap();
+    // A keyword set and cleared between rounds stays in the mailbox's list.
+    u.store_flags(inbox, &[8], FlagOp::Add, &flags(&["$Transient"]), None)
+        .unwrap();
+    u.store_flags(inbox, &[8], FlagOp::Remove, &flags(&["$Transient"]), None)
+        .unwrap();
+    let work = u
+        .create_mailbox("Work/Projects", Some("\\Flagged"))
+        .unwrap();
+    u.copy(inbox, &[2, 3], work.id).unwrap();
+    u.move_messages(inbox, &[4, 6], work.id).unwrap();
+    u.subscribe("Work/Projects").unwrap();
+    u.unsubscribe("Junk").unwrap();
+    settle(
+        &replicator,
+        &master,
+        &replica.slot,
+        "flags, expunge, copy, move",
+    )
+    .await;
+
+    // Rename chain (by id: Work/Projects -> Done, a new Work/Projects),
+    // delete, special-use change, a re-created name (new UIDVALIDITY).
+    u.rename_mailbox("Work/Projects", "Done").unwrap();
+    let again = u.create_mailbox("Work/Projects", None).unwrap();
+    u.append(again.id, &message(200, 300), &flags(&[]), None)
+        .unwrap();
+    u.delete_mailbox("Junk").unwrap();
+    u.set_special_use(u.mailbox("Archive").unwrap().id, None)
+        .unwrap();
+    let trash = u.mailbox("Trash").unwrap();
+    u.delete_mailbox("Trash").unwrap();
+    let trash2 = u.create_mailbox("Trash", Some("\\Trash")).unwrap();
+    assert_ne!(trash.uidvalidity, trash2.uidvalidity);
+    settle(&replicator, &master, &replica.slot, "renames and deletions").await;
+
+    // Account changes are not announced by the store: nudge.
+    master.set_password("ann", "new-password").unwrap();
+    master.set_quota("ann", Some(60_000_000), None).unwrap();
+    master.set_admin("ann", true).unwrap();
+    replicator.nudge("ann");
+    settle(&replicator, &master, &replica.slot, "account").await;
+    assert!(
+        replica
+            .slot
+            .verify_password("ann", "new-password")
+            .unwrap()
+            .is_some()
+    );
+
+    // The replica's MODSEQs are the master's; it reports the master's position.
+    let r = replica.slot.user("ann").unwrap();
+    assert_eq!(r.repl_modseq().unwrap(), u.modseq().unwrap());
+    assert!(r.modseq().unwrap() >= u.modseq().unwrap());
+    assert!(replica.slot.scrub(false).is_clean());
+    let status = replicator.status();
+    assert_eq!(status.state, StreamsState::Rolling);
+    assert_eq!(status.connected_streams, 4);
+    assert_eq!(status.digest_mismatches, 0, "{status:?}");
+    assert_eq!(status.pending_users, 0);
+    assert!(status.rounds > 0 && status.body_bytes_sent > 2_500_000);
+    let server = replica.server.status();
+    assert_eq!(server.guid_mismatches, 0);
+    assert!(server.bodies >= 22, "{server:?}");
+    replicator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_was_down_catches_up_without_a_new_write() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("bob", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "start").await;
+
+    let (rdir, addr) = replica.stop().await;
+    let u = master.user("bob").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    for n in 0..30 {
+        u.append(inbox, &message(n, 500), &flags(&[]), None)
+            .unwrap();
+    }
+    u.create_mailbox("While down", None).unwrap();
+    master.create_user("carol", "pw", false).unwrap();
+    // Long enough for the reconnect backoff to reach its cap.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(replicator.status().lag_ms >= 2_000);
+    assert_eq!(replicator.status().state, StreamsState::Waiting);
+
+    let replica = Replica::start(rdir, &addr.to_string(), 1).await;
+    let back = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || replicator.is_idle()).await,
+        "{:?}",
+        replicator.status()
+    );
+    let took = back.elapsed();
+    let (a, b) = views(&master, &replica.slot);
+    assert_same(&a, &b, "after the replica's return");
+    eprintln!("replica back: caught up in {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(1), "caught up in {took:?}");
+    replicator.shutdown().await;
+}
+
+/// A connector whose first connections are cut after a number of bytes
+/// written (the master's side dies in the middle of a frame).
+struct CutConnector {
+    addr: SocketAddr,
+    budgets: Mutex<Vec<usize>>,
+    cuts: Arc<AtomicUsize>,
+}
+
+struct CutStream {
+    inner: tokio::net::TcpStream,
+    left: Option<usize>,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for CutStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CutStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = match self.left {
+            Some(0) => {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "cut by the test",
+                )));
+            }
+            Some(left) => buf.len().min(left),
+            None => buf.len(),
+        };
+        let r = Pin::new(&mut self.inner).poll_write(cx, &buf[..n]);
+        if let Poll::Ready(Ok(written)) = &r
+            && let Some(left) = self.left.as_mut()
+        {
+            *left -= written;
+            if *left == 0 {
+                self.cuts.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Connector for CutConnector {
+    fn connect(&self) -> ConnectFuture {
+        let addr = self.addr;
+        let left = self.budgets.lock().unwrap().pop();
+        let cuts = self.cuts.clone();
+        Box::pin(async move {
+            let inner = tokio::net::TcpStream::connect(addr).await?;
+            Ok(Box::new(CutStream { inner, left, cuts }) as BoxStream)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (cut)", self.addr)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_cut_in_the_middle_of_a_body_resumes() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("dan", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    // One stream, so the cuts hit the body transfers; the first three
+    // connections die after 1.5 MB, 40 kB and 3 MB.
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let connector = Arc::new(CutConnector {
+        addr: replica.addr,
+        budgets: Mutex::new(vec![3_000_000, 40_000, 1_500_000]),
+        cuts: cuts.clone(),
+    });
+    let mut cfg = config(1);
+    cfg.streams = 1;
+    let u = master.user("dan").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    for n in 0..3 {
+        u.append(inbox, &message(n, 2_200_000), &flags(&[]), None)
+            .unwrap();
+    }
+    let replicator = Replicator::start(master.clone(), cfg, connector);
+    settle(&replicator, &master, &replica.slot, "after the cuts").await;
+    assert_eq!(cuts.load(Ordering::SeqCst), 3);
+    assert!(replicator.status().errors >= 3);
+    assert!(replica.slot.scrub(false).is_clean());
+    replicator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_master_resumes() {
+    let mdir = tempfile::tempdir().unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    {
+        let master = open_slot(mdir.path());
+        master.create_user("eve", "pw", false).unwrap();
+        let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+        let u = master.user("eve").unwrap();
+        let inbox = u.mailbox("INBOX").unwrap().id;
+        for n in 0..10 {
+            u.append(inbox, &message(n, 800), &flags(&[]), None)
+                .unwrap();
+        }
+        // Stop in the middle of things.
+        replicator.shutdown().await;
+        drop(replicator);
+        // Writes while no replicator runs.
+        for n in 10..20 {
+            u.append(inbox, &message(n, 800), &flags(&["\\Seen"]), None)
+                .unwrap();
+        }
+        drop(u);
+    }
+    let master = open_slot(mdir.path());
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(
+        &replicator,
+        &master,
+        &replica.slot,
+        "after the master's restart",
+    )
+    .await;
+    assert!(replicator.status().comparisons >= 1);
+    replicator.shutdown().await;
+}
+
+async fn refused(replicator: &Replicator, needle: &str) {
+    let ok = eventually(SETTLE, || {
+        replicator
+            .status()
+            .last_error
+            .is_some_and(|e| e.contains(needle))
+    })
+    .await;
+    assert!(ok, "expected {needle:?}: {:?}", replicator.status());
+    assert_eq!(replicator.status().connected_streams, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_secret_stale_epoch_and_a_master_are_refused() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("fay", "pw", false).unwrap();
+    // Wrong secret: the replica does not prove the right secret to us, and
+    // we do not to it.
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 5).await;
+    let mut wrong = config(5);
+    wrong.secret = [1; 32];
+    let r = Replicator::start(master.clone(), wrong, tcp(replica.addr));
+    refused(&r, "auth").await;
+    r.shutdown().await;
+    // A fenced older master.
+    let r = Replicator::start(master.clone(), config(4), tcp(replica.addr));
+    refused(&r, "stale-epoch").await;
+    r.shutdown().await;
+    assert!(replica.server.status().refused >= 2);
+    assert!(
+        replica.slot.accounts().unwrap().is_empty(),
+        "nothing was applied"
+    );
+    // A master refuses replication input.
+    let odir = tempfile::tempdir().unwrap();
+    let other = open_slot(odir.path());
+    let as_master = server(
+        &other,
+        "b1",
+        SlotRole::Master {
+            store: STORE.into(),
+        },
+        1,
+        Exec::Blocking,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = as_master.clone();
+    tokio::spawn(async move { s.serve(listener).await });
+    let r = Replicator::start(master.clone(), config(1), tcp(addr));
+    refused(&r, "not-replica").await;
+    r.shutdown().await;
+    as_master.shutdown().await;
+    assert!(other.accounts().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newer_epoch_is_adopted_durably_and_fences_the_old_master() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("gus", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let new_master = Replicator::start(master.clone(), config(4), tcp(replica.addr));
+    settle(&new_master, &master, &replica.slot, "epoch 4").await;
+    let state = std::fs::read_to_string(replica.slot.root().join("sync-state.toml")).unwrap();
+    assert!(state.contains("epoch = 4"), "{state}");
+    // The old master (epoch 1) is refused, even after the replica restarts
+    // with its configured epoch 1.
+    new_master.shutdown().await;
+    let (rdir, addr) = replica.stop().await;
+    let replica = Replica::start(rdir, &addr.to_string(), 1).await;
+    let old = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    refused(&old, "stale-epoch").await;
+    old.shutdown().await;
+}
+
+/// Overwrite a user's message file in place (bit rot).
+fn corrupt_file(slot: &Slot, user: &str, guid: &Guid) {
+    let u = slot.user(user).unwrap();
+    let hex = guid.to_hex();
+    let path = u.dir().join("msg").join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0x55;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corruption_on_the_master_is_not_replicated_and_is_repaired_from_the_replica() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("hal", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("hal").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    let first = u
+        .append(inbox, &message(1, 900), &flags(&[]), None)
+        .unwrap();
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "first").await;
+    replicator.shutdown().await;
+
+    // A new message whose file rots before it is replicated: the replica has
+    // no copy, so it is skipped and reported; the rest of the user goes on.
+    let bad = u
+        .append(inbox, &message(2, 900), &flags(&[]), None)
+        .unwrap();
+    corrupt_file(&master, "hal", &bad.guid);
+    let good = u
+        .append(inbox, &message(3, 900), &flags(&[]), None)
+        .unwrap();
+    // And the replicated one rots too: the replica's copy repairs it.
+    corrupt_file(&master, "hal", &first.guid);
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    assert!(
+        wait_idle(&replicator, SETTLE).await,
+        "{:?}",
+        replicator.status()
+    );
+    let r = replica.slot.user("hal").unwrap();
+    let rin = r.mailbox("INBOX").unwrap().id;
+    let uids: Vec<u32> = r.snapshot(rin).unwrap().1.iter().map(|m| m.uid).collect();
+    assert_eq!(
+        uids,
+        [first.uid, good.uid],
+        "the corrupt message is not replicated"
+    );
+    let status = replicator.status();
+    assert_eq!(status.corrupt_skipped, 1, "{status:?}");
+    assert_eq!(status.corrupt[0].uid, bad.uid);
+    assert_eq!(status.corrupt[0].guid, bad.guid.to_hex());
+    let report = replicator.scrub_and_repair().await;
+    assert!(!report.is_clean());
+    assert!(
+        eventually(SETTLE, || replicator.status().repaired == 1).await,
+        "{:?}",
+        replicator.status()
+    );
+    assert!(
+        u.read_message(&first.guid, first_len(&u, &first.guid))
+            .is_ok()
+    );
+    assert!(u.read_message(&bad.guid, first_len(&u, &bad.guid)).is_err());
+    replicator.shutdown().await;
+}
+
+fn first_len(u: &slotmail_store::User, guid: &Guid) -> u64 {
+    u.content_size(guid).unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_copy_on_the_replica_is_sent_again_after_a_scrub() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("ida", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("ida").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    let m = u
+        .append(inbox, &message(1, 5000), &flags(&[]), None)
+        .unwrap();
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "first").await;
+    corrupt_file(&replica.slot, "ida", &m.guid);
+    let r = replica.slot.user("ida").unwrap();
+    let size = first_len(&r, &m.guid);
+    assert!(r.read_message(&m.guid, size).is_err());
+    let report = replica.server.scrub().await;
+    assert!(!report.is_clean());
+    assert_eq!(replica.server.status().bad_bodies, 1);
+    replicator.compare_now();
+    assert!(
+        eventually(SETTLE, || r.read_message(&m.guid, size).is_ok()).await,
+        "{:?} {:?}",
+        replicator.status(),
+        replica.server.status()
+    );
+    settle(&replicator, &master, &replica.slot, "after the resend").await;
+    assert_eq!(replica.server.status().bad_bodies, 0);
+    assert!(replica.slot.scrub(false).is_clean());
+    replicator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mass_deletion_is_held_until_confirmed() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("joe", "pw", false).unwrap();
+    master.create_user("kim", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("joe").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    for n in 0..120 {
+        u.append(inbox, &message(n, 300), &flags(&[]), None)
+            .unwrap();
+    }
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "120 messages").await;
+    let doomed: Vec<u32> = (1..=70).collect();
+    u.store_flags(inbox, &doomed, FlagOp::Add, &flags(&["\\Deleted"]), None)
+        .unwrap();
+    u.expunge(inbox, None).unwrap();
+    assert!(
+        eventually(SETTLE, || !replicator.status().held.is_empty()).await,
+        "{:?}",
+        replicator.status()
+    );
+    let status = replicator.status();
+    assert_eq!(status.held[0].user, "joe");
+    assert!(status.held[0].reason.contains("70 of 120"), "{status:?}");
+    assert!(status.pending_users >= 1);
+    // Other users go on.
+    let k = master.user("kim").unwrap();
+    k.append(
+        k.mailbox("INBOX").unwrap().id,
+        &message(1, 100),
+        &flags(&[]),
+        None,
+    )
+    .unwrap();
+    assert!(
+        eventually(SETTLE, || {
+            let r = replica.slot.user("kim").unwrap();
+            r.status(r.mailbox("INBOX").unwrap().id).unwrap().messages == 1
+        })
+        .await
+    );
+    let r = replica.slot.user("joe").unwrap();
+    assert_eq!(
+        r.status(r.mailbox("INBOX").unwrap().id).unwrap().messages,
+        120
+    );
+    assert!(replicator.confirm("joe"));
+    settle(
+        &replicator,
+        &master,
+        &replica.slot,
+        "after the confirmation",
+    )
+    .await;
+    assert!(replicator.status().held.is_empty());
+    replicator.shutdown().await;
+}
+
+/// A rogue master that knows the secret sends a body that does not hash to
+/// its GUID: refused with `guid-mismatch`, counted, nothing stored; the
+/// stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_that_does_not_match_its_guid_is_refused() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("lea", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "account").await;
+    replicator.shutdown().await;
+
+    let mut stream = tokio::net::TcpStream::connect(replica.addr).await.unwrap();
+    let mut decoder = FrameDecoder::for_handshake();
+    let (mut hs, hello) = ClientHandshake::start(
+        ClientConfig {
+            secret: SECRET,
+            cluster: CLUSTER.into(),
+            store: STORE.into(),
+            from_slot: "a1".into(),
+            to_slot: "b1".into(),
+            epoch: 1,
+            capabilities: vec![],
+        },
+        [9; 32],
+    );
+    async fn next(stream: &mut tokio::net::TcpStream, decoder: &mut FrameDecoder) -> Frame {
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some(f) = decoder.next_frame().unwrap() {
+                return f;
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed");
+            decoder.feed(&buf[..n]);
+        }
+    }
+    stream.write_all(&encode_frame(&hello)).await.unwrap();
+    let challenge = next(&mut stream, &mut decoder).await;
+    let ClientStep::Send(proof) = hs.receive(challenge) else {
+        panic!("handshake")
+    };
+    stream.write_all(&encode_frame(&proof)).await.unwrap();
+    let welcome = next(&mut stream, &mut decoder).await;
+    assert!(matches!(hs.receive(welcome), ClientStep::Established(_)));
+    decoder.set_frame_len_max(slotmail_repl_proto::FRAME_LEN_MAX);
+    let real = message(1, 100);
+    let body = Body {
+        user: "lea".into(),
+        guid: Guid::of(&real).0,
+        size: 5,
+        offset: 0,
+        last: true,
+        bytes: b"fake!".to_vec(),
+    };
+    stream
+        .write_all(&encode_frame(&Frame::Body(body)))
+        .await
+        .unwrap();
+    match next(&mut stream, &mut decoder).await {
+        Frame::Error(e) => assert_eq!(e.code, ErrorCode::GuidMismatch),
+        other => panic!("{other:?}"),
+    }
+    stream.write_all(&encode_frame(&Frame::Ping)).await.unwrap();
+    assert_eq!(next(&mut stream, &mut decoder).await, Frame::Pong);
+    assert_eq!(replica.server.status().guid_mismatches, 1);
+    let r = replica.slot.user("lea").unwrap();
+    assert_eq!(r.missing_guids(&[Guid::of(&real)]).unwrap().len(), 1);
+}
+
+/// Lag at the store level (append returned on the master → the message is
+/// in the replica's store), 200 samples; printed, with a sanity bound only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_level_lag() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("max", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "start").await;
+    let u = master.user("max").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    let r = replica.slot.user("max").unwrap();
+    let rinbox = r.mailbox("INBOX").unwrap().id;
+    let mut samples = Vec::new();
+    for n in 0..200 {
+        let m = message(n, 600);
+        let u2 = u.clone();
+        let out = tokio::task::spawn_blocking(move || u2.append(inbox, &m, &flags(&[]), None))
+            .await
+            .unwrap()
+            .unwrap();
+        let t0 = Instant::now();
+        loop {
+            if !r.messages_by_uid(rinbox, &[out.uid]).unwrap().is_empty() {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let slow: Vec<(usize, u64)> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s > 50.0)
+        .map(|(i, s)| (i, *s as u64))
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!(
+        "store-level lag, 200 samples: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; over 50 ms: {slow:?}",
+        samples[99], samples[197], samples[199]
+    );
+    assert!(samples[197] < 2000.0);
+    replicator.shutdown().await;
+}

@@ -1,0 +1,496 @@
+//! The management plane end to end: `slotmail ctl` builds a cluster of 3
+//! machines (distinct loopback addresses) × 2 slots, places stores with
+//! `plan --apply`, three `slotmail machine run` supervisors start the slots
+//! as processes, `ctl user add` creates users on their stores' masters,
+//! Python's smtplib (LMTP) and imaplib deliver and read mail at each user's
+//! master, one slot is stopped and started through its supervisor while the
+//! others keep serving, and `ctl status --json` reflects every step.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The machines: name and loopback address.
+const MACHINES: [(&str, &str); 3] = [
+    ("m1", "127.0.0.11"),
+    ("m2", "127.0.0.12"),
+    ("m3", "127.0.0.13"),
+];
+/// Users and their passwords.
+const USERS: [(&str, &str); 4] = [
+    ("alice", "alice-pw-1"),
+    ("bob", "bob-pw-2"),
+    ("carol", "carol-pw-3"),
+    ("dave", "dave-pw-4"),
+];
+/// Longest wait for the cluster to become healthy.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Deliver (optionally) and read each user's INBOX subjects.
+const MAIL: &str = r##"
+import imaplib, json, smtplib, sys
+out = {}
+for u in json.loads(sys.argv[1]):
+    if u.get("subject"):
+        l = smtplib.LMTP(u["lmtp"][0], u["lmtp"][1])
+        msg = "From: sender@example.org\r\nTo: %s@e2e.test\r\nSubject: %s\r\n\r\nhello %s\r\n" % (u["user"], u["subject"], u["user"])
+        refused = l.sendmail("sender@example.org", [u["user"] + "@e2e.test"], msg.encode())
+        assert not refused, refused
+        l.quit()
+    i = imaplib.IMAP4(u["imap"][0], u["imap"][1])
+    i.login(u["user"], u["password"])
+    typ, data = i.select("INBOX")
+    assert typ == "OK", (typ, data)
+    subjects = []
+    if int(data[0]) > 0:
+        typ, parts = i.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = [p[1].decode().strip() for p in parts if isinstance(p, tuple)]
+    i.logout()
+    out[u["user"]] = subjects
+print(json.dumps(out))
+"##;
+
+/// A `slotmail machine run` process, stopped with SIGTERM when dropped.
+struct Supervisor {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Supervisor {
+    fn start(cluster: &Path, dir: &Path, name: &str) -> Supervisor {
+        let log = dir.join(format!("machine-{name}.log"));
+        let child = slotmail()
+            .args(["machine", "run", "--cluster"])
+            .arg(cluster)
+            .args(["--machine", name])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn slotmail machine run");
+        Supervisor {
+            name: name.into(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully in time.
+    fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Run `slotmail ctl --cluster FILE ARGS` with `stdin`; (exit code, stdout, stderr).
+fn ctl(cluster: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut cmd = slotmail();
+    cmd.arg("ctl").arg("--cluster").arg(cluster).args(args);
+    let out = run(&mut cmd, stdin, false);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ctl ARGS --json`, expecting `code`; the parsed document.
+fn ctl_json(cluster: &Path, args: &[&str], stdin: &str, code: i32) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (got, stdout, stderr) = ctl(cluster, &all, stdin);
+    assert_eq!(
+        got, code,
+        "ctl {args:?}: exit {got}, expected {code}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("ctl {args:?}: not JSON ({e}): {stdout}\nstderr: {stderr}"))
+}
+
+/// Wait until `ctl status --json` satisfies `f`; return the last document.
+fn wait_status(
+    cluster: &Path,
+    sups: &[Supervisor],
+    what: &str,
+    f: impl Fn(i32, &Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let (code, stdout, stderr) = ctl(cluster, &["status", "--json"], "");
+        let doc: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        if f(code, &doc) {
+            return doc;
+        }
+        if start.elapsed() > HEALTHY_TIMEOUT {
+            let logs: String = sups
+                .iter()
+                .map(|s| {
+                    format!(
+                        "--- {} log\n{}\n",
+                        s.name,
+                        tail(&std::fs::read_to_string(&s.log).unwrap_or_default(), 4000)
+                    )
+                })
+                .collect();
+            panic!("timed out waiting for {what}: exit {code}\n{stdout}\n{stderr}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn store_of<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no store {id} in {status}"))
+}
+
+/// The mail spec for one user: their master's addresses from `user show`.
+fn mail_spec(cluster: &Path, user: &str, password: &str, subject: Option<&str>) -> Value {
+    let show = ctl_json(cluster, &["user", "show", user], "", 0);
+    let split = |s: &Value| {
+        let s = s.as_str().unwrap();
+        let (host, port) = s.rsplit_once(':').unwrap();
+        serde_json::json!([host, port.parse::<u16>().unwrap()])
+    };
+    serde_json::json!({
+        "user": user,
+        "password": password,
+        "subject": subject,
+        "imap": split(&show["master"]["imap"]),
+        "lmtp": split(&show["master"]["lmtp"]),
+    })
+}
+
+fn mail(specs: &[Value]) -> Value {
+    let out = python(MAIL, &[&serde_json::to_string(specs).unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn three_machines_two_slots_each_managed_by_ctl() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cluster = dir.join("cluster.toml");
+
+    // A cluster, its machines and slots.
+    let init = ctl_json(
+        &cluster,
+        &["init", "--name", "e2e", "--allow-plaintext-auth"],
+        "",
+        0,
+    );
+    assert_eq!(init["cluster"], "e2e");
+    ctl_json(&cluster, &["init"], "", 2);
+    for (name, address) in MACHINES {
+        ctl_json(
+            &cluster,
+            &["machine", "add", name, "--address", address],
+            "",
+            0,
+        );
+        let added = ctl_json(&cluster, &["slot", "add", name, "--count", "2"], "", 0);
+        assert_eq!(added["added"].as_array().unwrap().len(), 2);
+        assert_eq!(added["added"][0]["imap_port"], 1143);
+        assert_eq!(added["added"][1]["imap_port"], 1144);
+    }
+    // Refusals change nothing.
+    let before = ctl_json(&cluster, &["machine", "list"], "", 0);
+    ctl_json(
+        &cluster,
+        &["machine", "add", "m4", "--address", "127.0.0.11"],
+        "",
+        2,
+    );
+    ctl_json(&cluster, &["machine", "remove", "m1"], "", 2);
+    ctl_json(&cluster, &["slot", "add", "nosuch"], "", 2);
+    assert_eq!(ctl_json(&cluster, &["machine", "list"], "", 0), before);
+
+    // Placement: 6 slots, stores of 2: 3 stores, one master per machine.
+    let plan = ctl_json(&cluster, &["plan", "--replicas", "1"], "", 0);
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["plan"]["stores"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        ctl_json(&cluster, &["store", "list"], "", 0)["stores"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let applied = ctl_json(&cluster, &["plan", "--replicas", "1", "--apply"], "", 0);
+    assert_eq!(applied["created"].as_array().unwrap().len(), 3);
+    ctl_json(&cluster, &["plan", "--replicas", "1", "--apply"], "", 2);
+    let stores = ctl_json(&cluster, &["store", "list"], "", 0);
+    let masters: Vec<&str> = stores["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["master"].as_str().unwrap())
+        .collect();
+    assert_eq!(masters.len(), 3);
+    for (m, _) in MACHINES {
+        assert_eq!(
+            masters.iter().filter(|s| s.starts_with(m)).count(),
+            1,
+            "one master per machine: {masters:?}"
+        );
+    }
+
+    // Before the supervisors run, every slot is down: status finds problems.
+    let down = ctl_json(&cluster, &["status"], "", 1);
+    assert_eq!(down["stores"].as_array().unwrap().len(), 3);
+    assert_eq!(down["stores"][0]["healthy"], false);
+    ctl_json(&cluster, &["slot", "stop", "m1-1"], "", 3);
+
+    // The supervisors start every slot.
+    let sups: Vec<Supervisor> = MACHINES
+        .iter()
+        .map(|(name, _)| Supervisor::start(&cluster, dir, name))
+        .collect();
+    let healthy = wait_status(&cluster, &sups, "a healthy cluster", |code, _| code == 0);
+    for st in healthy["stores"].as_array().unwrap() {
+        assert_eq!(st["master"]["healthy"], true, "{st}");
+        assert_eq!(st["master"]["read_only"], false, "{st}");
+        assert_eq!(st["replicas"][0]["healthy"], true, "{st}");
+        assert_eq!(st["replicas"][0]["read_only"], true, "{st}");
+        assert_eq!(st["epoch"], 1);
+    }
+    let machines = ctl_json(&cluster, &["machine", "list"], "", 0);
+    for m in machines["machines"].as_array().unwrap() {
+        assert!(m["supervisor"]["pid"].is_u64(), "{m}");
+    }
+
+    // Users, placed on the store with the fewest users.
+    for (user, password) in USERS {
+        let added = ctl_json(
+            &cluster,
+            &["user", "add", user, "--password-stdin"],
+            &format!("{password}\n"),
+            0,
+        );
+        assert_eq!(added["user"], user);
+    }
+    ctl_json(
+        &cluster,
+        &["user", "add", "alice", "--password-stdin"],
+        "x\n",
+        2,
+    );
+    ctl_json(
+        &cluster,
+        &["user", "add", "erin", "--password-stdin"],
+        "",
+        2,
+    );
+    ctl_json(
+        &cluster,
+        &[
+            "user",
+            "add",
+            "erin",
+            "--store",
+            "nosuch",
+            "--password-stdin",
+        ],
+        "pw\n",
+        2,
+    );
+    let users = ctl_json(&cluster, &["user", "list"], "", 0);
+    let users = users["users"].as_array().unwrap();
+    assert_eq!(users.len(), 4);
+    let store_of_user = |u: &str| -> String {
+        users.iter().find(|x| x["user"] == u).unwrap()["store"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut per_store = std::collections::BTreeMap::new();
+    for (u, _) in USERS {
+        *per_store.entry(store_of_user(u)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_store.len(),
+        3,
+        "users spread over every store: {per_store:?}"
+    );
+    let status = wait_status(&cluster, &sups, "users counted", |code, s| {
+        code == 0 && s["users"] == 4
+    });
+    assert_eq!(
+        status["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["users"].as_u64().unwrap())
+            .sum::<u64>(),
+        4
+    );
+
+    // Mail in and out at each user's master.
+    let specs: Vec<Value> = USERS
+        .iter()
+        .map(|(u, p)| mail_spec(&cluster, u, p, Some(&format!("first for {u}"))))
+        .collect();
+    let read = mail(&specs);
+    for (u, _) in USERS {
+        assert_eq!(
+            read[u],
+            serde_json::json!([format!("Subject: first for {u}")])
+        );
+    }
+    let show = ctl_json(&cluster, &["user", "show", "alice"], "", 0);
+    assert_eq!(show["info"]["messages"], 1, "{show}");
+
+    // Stop alice's master: her store is unhealthy, the others serve on.
+    let alice_store = store_of_user("alice");
+    let alice_master = show["master"]["slot"].as_str().unwrap().to_string();
+    let other = USERS
+        .iter()
+        .find(|(u, _)| store_of_user(u) != alice_store)
+        .unwrap();
+    let stopped = ctl_json(&cluster, &["slot", "stop", &alice_master], "", 0);
+    assert_eq!(stopped["process"]["state"], "stopped");
+    let status = ctl_json(&cluster, &["status"], "", 1);
+    for st in status["stores"].as_array().unwrap() {
+        if st["id"] == alice_store.as_str() {
+            assert_eq!(st["healthy"], false, "{st}");
+            assert_eq!(st["master"]["healthy"], false, "{st}");
+            assert_eq!(st["replicas"][0]["healthy"], true, "{st}");
+        } else {
+            assert_eq!(st["healthy"], true, "{st}");
+        }
+    }
+    let alice_spec = mail_spec(&cluster, "alice", "alice-pw-1", None);
+    let imap_port = alice_spec["imap"][1].as_u64().unwrap() as u16;
+    let alice_imap: std::net::SocketAddr =
+        format!("{}:{imap_port}", alice_spec["imap"][0].as_str().unwrap())
+            .parse()
+            .unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&alice_imap, Duration::from_millis(500)).is_err(),
+        "alice's master still listens after stop"
+    );
+    let read = mail(&[mail_spec(
+        &cluster,
+        other.0,
+        other.1,
+        Some("while a slot is down"),
+    )]);
+    assert_eq!(
+        read[other.0],
+        serde_json::json!([
+            format!("Subject: first for {}", other.0),
+            "Subject: while a slot is down"
+        ])
+    );
+    // The supervisor keeps it stopped (no restart behind the operator's back).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        store_of(&ctl_json(&cluster, &["status"], "", 1), &alice_store)["master"]["healthy"],
+        false
+    );
+
+    // Start it again: healthy, and alice's mail is intact.
+    let started_again = ctl_json(&cluster, &["slot", "start", &alice_master], "", 0);
+    assert_eq!(started_again["process"]["state"], "running");
+    assert_eq!(started_again["admin"]["read_only"], false);
+    let status = wait_status(&cluster, &sups, "healthy again", |code, _| code == 0);
+    assert_eq!(store_of(&status, &alice_store)["master"]["healthy"], true);
+    let read = mail(&[alice_spec]);
+    assert_eq!(
+        read["alice"],
+        serde_json::json!(["Subject: first for alice"])
+    );
+
+    // Restart, scrub, passwords, quota.
+    ctl_json(&cluster, &["slot", "restart", &alice_master], "", 0);
+    let scrub = ctl_json(&cluster, &["slot", "scrub", &alice_master], "", 0);
+    assert_eq!(scrub["scrub"]["clean"], true);
+    ctl_json(
+        &cluster,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "new-alice-pw\n",
+        0,
+    );
+    let read = mail(&[mail_spec(&cluster, "alice", "new-alice-pw", None)]);
+    assert_eq!(
+        read["alice"],
+        serde_json::json!(["Subject: first for alice"])
+    );
+    ctl_json(
+        &cluster,
+        &["user", "quota", "alice", "--messages", "100"],
+        "",
+        0,
+    );
+    let show = ctl_json(&cluster, &["user", "show", "alice"], "", 0);
+    assert_eq!(show["info"]["user"]["quota_messages"], 100);
+
+    // Moving users needs replication: refused, nothing changed.
+    let target = per_store.keys().find(|s| **s != alice_store).unwrap();
+    let (code, _, stderr) = ctl(&cluster, &["user", "move", "alice", "--to", target], "");
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("not yet supported"), "{stderr}");
+    assert_eq!(
+        ctl_json(&cluster, &["user", "show", "alice"], "", 0)["store"],
+        alice_store.as_str()
+    );
+
+    // Delete a user; a store with users cannot be removed.
+    ctl_json(&cluster, &["user", "delete", "dave"], "", 0);
+    ctl_json(&cluster, &["user", "show", "dave"], "", 2);
+    ctl_json(&cluster, &["store", "remove", &alice_store], "", 2);
+
+    // Clean shutdown: every slot process ends with its supervisor.
+    let slots = ctl_json(&cluster, &["slot", "list"], "", 0);
+    let pids: Vec<u64> = slots["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["process"]["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 6, "{slots}");
+    for mut s in sups {
+        assert!(s.stop(), "supervisor {} did not stop cleanly", s.name);
+    }
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "slot process {pid} outlived its supervisor"
+        );
+    }
+    let down = ctl_json(&cluster, &["status"], "", 1);
+    assert_eq!(down["stores"][0]["master"]["healthy"], false);
+    eprintln!("cluster e2e: {:.1} s", started.elapsed().as_secs_f64());
+}
