@@ -203,7 +203,11 @@ bench="$target_dir/release/examples/lmtp_bench"
 # 4. The users.
 echo "== creating $users users in a template slot (argon2 hashing: this takes a while)"
 for i in $(seq 1 "$users"); do
-  printf 'pw\n' | "$slotmail" slot user add --data "$work/slot-template" "u$i" --password-stdin >/dev/null
+  if ! printf 'pw\n' | "$slotmail" slot user add --data "$work/slot-template" "u$i" --password-stdin \
+      >/dev/null 2>>"$work/user-add.log"; then
+    cat "$work/user-add.log" >&2
+    exit 1
+  fi
 done
 cat >"$work/slot.toml" <<EOF
 version = 1

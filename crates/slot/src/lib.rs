@@ -216,6 +216,17 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     // Every task watches this; it is cancelled once `shutdown` resolves.
     let stop = tokio_util::sync::CancellationToken::new();
+    // The slot's admin endpoint (docs/operations.md): ctl and the machine
+    // supervisor manage accounts and roles through it.
+    {
+        let path = config.data.join(admin::SOCKET_NAME);
+        let (slot, read_only, stop) = (slot.clone(), read_only.clone(), stop.clone());
+        tasks.spawn(async move {
+            if let Err(e) = admin::serve_admin(path, slot, read_only, stop.cancelled_owned()).await {
+                tracing::error!(cause = %e, "admin endpoint failed");
+            }
+        });
+    }
     if let Some(imap) = &config.imap {
         let plain = bind(imap.listen).await?;
         let implicit = match (imap.tls_listen, &tls) {
