@@ -222,7 +222,8 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
         let path = config.data.join(admin::SOCKET_NAME);
         let (slot, read_only, stop) = (slot.clone(), read_only.clone(), stop.clone());
         tasks.spawn(async move {
-            if let Err(e) = admin::serve_admin(path, slot, read_only, stop.cancelled_owned()).await {
+            if let Err(e) = admin::serve_admin(path, slot, read_only, stop.cancelled_owned()).await
+            {
                 tracing::error!(cause = %e, "admin endpoint failed");
             }
         });
