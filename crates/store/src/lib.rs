@@ -15,6 +15,7 @@
 //! The on-disk format and the commit protocol are specified in
 //! `docs/storage.md`; this crate implements exactly that document.
 
+mod argon;
 mod blobs;
 mod disk;
 mod error;

@@ -458,14 +458,22 @@ impl Slot {
                 return Ok(Some(account));
             }
         }
-        let parsed = PasswordHash::new(&hash).map_err(|e| StoreError::Corrupt {
+        // A hash that does not parse is damage, not a wrong password.
+        PasswordHash::new(&hash).map_err(|e| StoreError::Corrupt {
             user: name.to_string(),
             what: format!("password hash does not parse: {e}"),
         })?;
-        if Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_err()
-        {
+        let (hash_owned, password_owned) = (hash.clone(), password.to_string());
+        let verified = crate::argon::run(move || {
+            PasswordHash::new(&hash_owned)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password_owned.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        });
+        if !verified {
             return Ok(None);
         }
         let mut cache = self.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -626,10 +634,13 @@ pub fn hash_password(password: &str) -> Result<String> {
             "a password has 1 to {PASSWORD_LEN_MAX} bytes"
         )));
     }
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Password(e.to_string()))
+    let password = password.to_string();
+    crate::argon::run(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| StoreError::Password(e.to_string()))
+    })
 }
 
 /// Login names: 1 to 255 bytes, no whitespace or control characters.
