@@ -879,6 +879,11 @@ fn value(c: &mut Cursor<'_>) -> PResult<Value> {
                     if c.eat(b')') {
                         break;
                     }
+                    // RFC 3501 writes lists of lists without separators:
+                    // `1*body` of a multipart BODYSTRUCTURE, `1*address`.
+                    if matches!(items.last(), Some(Value::List(_))) && c.peek() == Some(b'(') {
+                        continue;
+                    }
                     c.sp()?;
                 }
             }
@@ -945,5 +950,19 @@ mod tests {
         assert!(!r.in_response());
         r.feed(b"* 2 EXISTS\r\n").unwrap();
         assert_eq!(r.next_response(), Some(Ok(Response::Data(Data::Exists(2)))));
+    }
+}
+
+#[cfg(test)]
+mod adjacent_lists {
+    use super::*;
+
+    /// Regression: multipart BODYSTRUCTURE and address lists have no space
+    /// between their parenthesized elements; the reader refused them.
+    #[test]
+    fn lists_without_separators_parse() {
+        let line = b"* 1 FETCH (UID 7 BODYSTRUCTURE ((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1)(\"TEXT\" \"HTML\" NIL NIL NIL \"7BIT\" 2 1) \"ALTERNATIVE\") ENVELOPE (NIL NIL ((NIL NIL \"a\" \"x\")(NIL NIL \"b\" \"y\")) NIL NIL NIL NIL NIL NIL NIL))\r\n";
+        let parsed = parse_response_bytes(line);
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 }
