@@ -7,6 +7,8 @@
 //!   would deliver them.
 //! - [`machine`]: the machine facts recorded with every report.
 
+pub mod cli_imap;
+pub mod cli_store;
 pub mod imap;
 pub mod lmtp;
 pub mod machine;

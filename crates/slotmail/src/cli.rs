@@ -25,6 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load generators and benchmark programs (docs/benchmarks.md).
+    Bench {
+        /// Which benchmark: store, imap.
+        kind: BenchKind,
+        /// The benchmark's own options (`slotmail bench KIND -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run a working mail system on this machine (see the README).
     Demo {
         /// Where the demo keeps its data; created on first run, reused after.
@@ -70,6 +78,14 @@ enum SlotCommand {
     /// Manage the accounts of a stopped slot directly in its data directory.
     #[command(subcommand)]
     User(SlotUserCommand),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchKind {
+    /// The store of one slot, no network: append, fetch, flags, select.
+    Store,
+    /// An imaptest-like mixed IMAP workload against any IMAP server.
+    Imap,
 }
 
 #[derive(Args)]
@@ -129,6 +145,19 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Slot(cmd) => slot(cmd),
+        Command::Bench { kind, args } => {
+            let (name, main_from): (&str, fn(Vec<std::ffi::OsString>) -> ExitCode) = match kind {
+                BenchKind::Store => ("slotmail bench store", |a| {
+                    slotmail_bench::cli_store::main_from(a)
+                }),
+                BenchKind::Imap => ("slotmail bench imap", |a| {
+                    slotmail_bench::cli_imap::main_from(a)
+                }),
+            };
+            let mut argv = vec![std::ffi::OsString::from(name)];
+            argv.extend(args);
+            Ok(main_from(argv))
+        }
         Command::Machine(MachineCommand::Run(args)) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             match runtime.block_on(slotmail_ctl::run_machine(args, shutdown_signal())) {
