@@ -1053,7 +1053,7 @@ mod tests {
         // then ignores SIGTERM.
         let marker = f.cluster.state_dir.join("runs");
         let script = format!(
-            "echo run >> {m}; if [ $(wc -l < {m}) -lt 3 ]; then exit 7; fi; trap '' TERM; while true; do sleep 0.1; done",
+            "echo run >> {m}; if [ $(wc -l < {m}) -lt 3 ]; then exit 7; fi; trap '' TERM; echo ready > {m}.ready; while true; do sleep 0.1; done",
             m = marker.display()
         );
         let task = tokio::spawn(supervise(
@@ -1080,7 +1080,17 @@ mod tests {
         assert!(s[0].last_exit.as_deref().unwrap().contains('7'), "{s:?}");
         let pid = s[0].pid.unwrap();
 
-        // It ignores SIGTERM: shutdown SIGKILLs it after the stop timeout.
+        // It ignores SIGTERM (once its trap is set): shutdown SIGKILLs it
+        // after the stop timeout.
+        let ready = f.cluster.state_dir.join("runs.ready");
+        let wait_ready = Instant::now();
+        while !ready.exists() {
+            assert!(
+                wait_ready.elapsed() < Duration::from_secs(10),
+                "the stubborn child never set its trap"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let t = Instant::now();
         stop_tx.send(()).unwrap();
         task.await.unwrap().unwrap();
