@@ -2,11 +2,15 @@
 """Summary of bench/lmtp-vs-dovecot.sh: medians over the runs and the ratios
 slotmail / Dovecot, as Markdown.
 
-Usage: bench/lmtp_vs_dovecot.py RESULTS_DIR
+Usage: bench/lmtp_vs_dovecot.py RESULTS_DIR [RESULTS_DIR...]
 
-RESULTS_DIR holds one JSON report of the `lmtp_bench` example per
+A RESULTS_DIR holds one JSON report of the `lmtp_bench` example per
 measurement, named SERVER-rRCPTS-cCONNECTIONS-runN.json (SERVER is
-`slotmail` or `dovecot-MODE`). Python standard library only.
+`slotmail` or `dovecot-MODE`), as bench/lmtp-vs-dovecot.sh writes them
+(--out). Several directories (several invocations of the script) are pooled:
+medians over all their runs; a per-run ratio pairs slotmail and Dovecot of
+the same run of the same directory (they ran back to back). Python standard
+library only.
 """
 import json
 import os
@@ -29,27 +33,29 @@ def fmt(x, nd=0):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    res = sys.argv[1]
-    runs = {}  # (server, rcpts, conns) -> {run: report}
-    for f in sorted(os.listdir(res)):
-        m = NAME.match(f)
-        if not m:
-            continue
-        with open(os.path.join(res, f)) as fh:
-            rep = json.load(fh)
-        key = (m["server"], int(m["r"]), int(m["c"]))
-        runs.setdefault(key, {})[int(m["run"])] = rep
+    runs = {}  # (server, rcpts, conns) -> {(directory, run): report}
+    for d, res in enumerate(sys.argv[1:]):
+        for f in sorted(os.listdir(res)):
+            m = NAME.match(f)
+            if not m:
+                continue
+            with open(os.path.join(res, f)) as fh:
+                rep = json.load(fh)
+            key = (m["server"], int(m["r"]), int(m["c"]))
+            runs.setdefault(key, {})[(d, int(m["run"]))] = rep
     if not runs:
-        print(f"no results in {res}", file=sys.stderr)
+        print(f"no results in {' '.join(sys.argv[1:])}", file=sys.stderr)
         sys.exit(1)
+    dates = sorted(r["machine"]["date"] for rs in runs.values() for r in rs.values())
 
     first = next(iter(next(iter(runs.values())).values()))
     mach, corpus = first["machine"], first["corpus"]
     print(f"machine: {mach['nproc']} vCPU ({mach.get('cpu')}), {mach.get('memory_mib')} MiB, "
-          f"kernel {mach.get('kernel')}, {mach['date']}")
+          f"kernel {mach.get('kernel')}; {dates[0]} to {dates[-1]}; "
+          f"{len(sys.argv) - 1} result directorie(s)")
     print(f"corpus: {corpus['messages']} messages, {corpus['bytes'] / 1e6:.1f} MB (CRLF), "
           f"median {corpus['median_bytes']} B, max {corpus['max_bytes']} B")
     greetings = {}
@@ -99,7 +105,13 @@ def main():
                     if run in ours and rs[run]["messages_per_s"]:
                         per_run.append(ours[run]["messages_per_s"] / rs[run]["messages_per_s"])
                 r_med = ours_mps / m if ours_mps is not None and m else None
-                ratio = f"**{fmt(r_med, 2)}×** (" + ", ".join(f"{x:.2f}" for x in per_run) + ")"
+                if len(per_run) <= 4:
+                    detail = ", ".join(f"{x:.2f}" for x in per_run)
+                else:
+                    wins = sum(1 for x in per_run if x > 1)
+                    detail = (f"per run {min(per_run):.2f}–{max(per_run):.2f}, median "
+                              f"{statistics.median(per_run):.2f}; faster in {wins} of {len(per_run)}")
+                ratio = f"**{fmt(r_med, 2)}×** ({detail})"
             print(f"| {rc} | {cc} | {s} | **{fmt(med(mps), 1)}** [{fmt(min(mps), 1)}–{fmt(max(mps), 1)}] | "
                   f"{fmt(mb, 2)} | {fmt(cps, 1)} | {fmt(p50, 1)} / {fmt(p99, 1)} | {fmt(cpu_copy, 2)} | "
                   f"{fmt(cpu_pct)} | {fmt(foreign)} | {err} | {ratio} |")
@@ -123,7 +135,7 @@ def main():
     for (s, rc, cc), rs in sorted(runs.items()):
         for run, r in sorted(rs.items()):
             for e in r.get("error_samples", [])[:3]:
-                samples.append(f"{s} r{rc} c{cc} run {run}: {e}")
+                samples.append(f"{s} r{rc} c{cc} run {run[1]} of {sys.argv[1 + run[0]]}: {e}")
     if samples:
         print()
         print("Error samples:")

@@ -296,6 +296,7 @@ impl Slot {
         drop(conn);
         finish_staged_user(&staging, &dir)?;
         tracing::info!(user = name, user_id = %account.user_id, "created user");
+        self.notify_account_change(name);
         Ok(account)
     }
 
@@ -327,6 +328,7 @@ impl Slot {
         crate::sync_dir(&self.root.join("users"))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("remove user directory", &doomed))?;
         tracing::info!(user = name, "deleted user");
+        self.notify_account_change(name);
         Ok(())
     }
 
@@ -398,7 +400,27 @@ impl Slot {
         )
         .db(&self.catalog_path)?;
         tx.commit().db(&self.catalog_path)?;
+        drop(conn);
+        self.notify_account_change(name);
         Ok(())
+    }
+
+    /// Account records live in the catalogue, outside the user's MODSEQ:
+    /// tell the change listeners (replication) that this user changed, with
+    /// the user's current MODSEQ (0 once the user is gone).
+    fn notify_account_change(&self, name: &str) {
+        let modseq = match self.account(name) {
+            Ok(Some(_)) => self.user(name).and_then(|u| u.modseq()).unwrap_or(0),
+            _ => 0,
+        };
+        let listeners = self
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for listener in listeners {
+            listener(name, modseq);
+        }
     }
 
     /// An account by login name.
