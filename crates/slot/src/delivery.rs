@@ -10,6 +10,9 @@ use slotmail_lmtp::{AcceptedRcpt, Backend, EnhancedCode, Envelope, RcptVerdict, 
 use slotmail_store::{Flags, Slot, StoreError};
 use std::sync::Arc;
 
+/// Most copies of one message written at the same time.
+pub const PARALLEL_COPIES_MAX: usize = 8;
+
 /// Where one accepted recipient's copy goes.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -172,19 +175,25 @@ impl Backend for SlotDelivery {
         message: &[u8],
         rcpts: &[AcceptedRcpt<Target>],
     ) -> Vec<Reply> {
-        let this = self.clone();
-        let message = message.to_vec();
-        let targets: Vec<Target> = rcpts.iter().map(|r| r.token.clone()).collect();
-        let n = targets.len();
-        tokio::task::spawn_blocking(move || {
-            targets
+        // Users are independent stores: their copies are written in
+        // parallel (each still fsynced before its 250), at most
+        // `PARALLEL_COPIES_MAX` at a time.
+        let message: Arc<[u8]> = Arc::from(message);
+        let mut replies = Vec::with_capacity(rcpts.len());
+        for chunk in rcpts.chunks(PARALLEL_COPIES_MAX) {
+            let tasks: Vec<_> = chunk
                 .iter()
-                .map(|t| this.deliver_one(t, &message))
-                .collect()
-        })
-        .await
-        .unwrap_or_else(|_| {
-            vec![Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure"); n]
-        })
+                .map(|r| {
+                    let (this, target, message) = (self.clone(), r.token.clone(), message.clone());
+                    tokio::task::spawn_blocking(move || this.deliver_one(&target, &message))
+                })
+                .collect();
+            for task in tasks {
+                replies.push(task.await.unwrap_or_else(|_| {
+                    Reply::new(451, EnhancedCode::new(4, 3, 0), "Temporary failure")
+                }));
+            }
+        }
+        replies
     }
 }
