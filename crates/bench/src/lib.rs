@@ -8,6 +8,7 @@
 //! - [`machine`]: the machine facts recorded with every report.
 
 pub mod cli_imap;
+pub mod cli_lmtp;
 pub mod cli_store;
 pub mod imap;
 pub mod lmtp;

@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Load generators and benchmark programs (docs/benchmarks.md).
     Bench {
-        /// Which benchmark: store, imap.
+        /// Which benchmark: store, imap, lmtp.
         kind: BenchKind,
         /// The benchmark's own options (`slotmail bench KIND -- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -86,6 +86,8 @@ enum BenchKind {
     Store,
     /// An imaptest-like mixed IMAP workload against any IMAP server.
     Imap,
+    /// LMTP delivery rate against any LMTP server.
+    Lmtp,
 }
 
 #[derive(Args)]
@@ -152,6 +154,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }),
                 BenchKind::Imap => ("slotmail bench imap", |a| {
                     slotmail_bench::cli_imap::main_from(a)
+                }),
+                BenchKind::Lmtp => ("slotmail bench lmtp", |a| {
+                    slotmail_bench::cli_lmtp::main_from(a)
                 }),
             };
             let mut argv = vec![std::ffi::OsString::from(name)];
