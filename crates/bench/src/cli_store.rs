@@ -73,14 +73,5 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         }
     };
     print!("{}", report.to_table());
-    if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&report).expect("report serializes");
-        if path.as_os_str() == "-" {
-            println!("{json}");
-        } else if let Err(e) = std::fs::write(&path, json + "\n") {
-            eprintln!("store bench: writing {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    crate::cli_report::write_json("store bench", &report, args.json.as_deref())
 }

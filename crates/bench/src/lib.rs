@@ -9,6 +9,7 @@
 
 pub mod cli_imap;
 pub mod cli_lmtp;
+mod cli_report;
 pub mod cli_store;
 pub mod imap;
 pub mod lmtp;
