@@ -470,6 +470,8 @@ pub enum SearchReturnOpt {
     All,
     /// `COUNT`
     Count,
+    /// `SAVE` (SEARCHRES, RFC 5182 §2.4): keep the result for `$`.
+    Save,
 }
 
 /// What a FETCH asks for.

@@ -377,11 +377,6 @@ impl<'a> Cursor<'a> {
                 None => ParseErrorKind::InvalidSequenceSet("missing".into()),
             });
         }
-        if raw.contains(&b'$') {
-            return Err(ParseErrorKind::Unsupported(
-                "'$' (SEARCHRES) is not supported".into(),
-            ));
-        }
         if let Some(c) = self.peek().filter(|&c| c != b' ' && c != b')') {
             return Err(ParseErrorKind::InvalidSequenceSet(format!(
                 "unexpected '{}'",

@@ -397,6 +397,7 @@ fn encode_body(s: &mut CmdSink, body: &CommandBody, enc: MailboxEncoding) {
                         SearchReturnOpt::Max => "MAX",
                         SearchReturnOpt::All => "ALL",
                         SearchReturnOpt::Count => "COUNT",
+                        SearchReturnOpt::Save => "SAVE",
                     })
                     .collect();
                 s.raw(format!(" RETURN ({})", names.join(" ")).as_bytes());

@@ -645,11 +645,7 @@ fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
                     "MAX" => SearchReturnOpt::Max,
                     "ALL" => SearchReturnOpt::All,
                     "COUNT" => SearchReturnOpt::Count,
-                    "SAVE" => {
-                        return Err(ParseErrorKind::Unsupported(
-                            "RETURN (SAVE) (SEARCHRES)".into(),
-                        ));
-                    }
+                    "SAVE" => SearchReturnOpt::Save,
                     _ => return Err(ParseErrorKind::UnknownOption(o)),
                 });
                 if c.eat(b')') {

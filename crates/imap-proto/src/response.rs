@@ -139,6 +139,9 @@ pub enum ResponseCode {
     UseAttr,
     /// `HASCHILDREN` (RFC 9051)
     HasChildren,
+    /// `UNKNOWN-CTE` (RFC 3516): BINARY of a part whose transfer encoding
+    /// the server cannot decode.
+    UnknownCte,
     /// `BADCHARSET [(charsets)]`
     BadCharset(Vec<String>),
     /// Any other code: its atom and optional argument text.
@@ -181,6 +184,7 @@ pub(crate) const SIMPLE_CODES: &[(&str, ResponseCode)] = &[
     ("COMPRESSIONACTIVE", ResponseCode::CompressionActive),
     ("USEATTR", ResponseCode::UseAttr),
     ("HASCHILDREN", ResponseCode::HasChildren),
+    ("UNKNOWN-CTE", ResponseCode::UnknownCte),
 ];
 
 impl ResponseCode {
@@ -849,6 +853,12 @@ pub fn write_nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
 /// Appends a `{n}` literal.
 pub fn write_literal(out: &mut Vec<u8>, s: &[u8]) {
     out.literal(s, false);
+}
+
+/// Appends the value of a `BINARY[...]` item: a `~{n}` literal8 when the
+/// bytes contain NUL (RFC 3516 §4.2), else a plain `{n}` literal.
+pub fn write_binary_literal(out: &mut Vec<u8>, s: &[u8]) {
+    out.literal(s, s.contains(&0));
 }
 
 /// Appends a mailbox name, encoded per `enc`, as a string.

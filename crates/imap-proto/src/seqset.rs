@@ -58,9 +58,12 @@ impl SeqRange {
     }
 }
 
-/// A non-empty list of ranges (`sequence-set`).
+/// A non-empty list of ranges (`sequence-set`), or `$`: the result saved
+/// by the last `SEARCH RETURN (SAVE)` (SEARCHRES, RFC 5182 §2.1), which only
+/// the server can resolve ([`SequenceSet::is_saved_result`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SequenceSet {
+    /// Empty only for `$`.
     ranges: Vec<SeqRange>,
 }
 
@@ -88,6 +91,19 @@ impl SequenceSet {
             start: SeqNum::Value(a),
             end: SeqNum::Value(b),
         }])
+    }
+    /// `$`, the saved search result (RFC 5182).
+    pub fn saved_result() -> SequenceSet {
+        SequenceSet { ranges: Vec::new() }
+    }
+    /// Whether this is `$`. Such a set names nothing by itself: [`resolve`]
+    /// and [`contains`] see no numbers in it, and the session substitutes
+    /// its saved result.
+    ///
+    /// [`resolve`]: SequenceSet::resolve
+    /// [`contains`]: SequenceSet::contains
+    pub fn is_saved_result(&self) -> bool {
+        self.ranges.is_empty()
     }
     /// `1:*`, every message.
     pub fn all() -> SequenceSet {
@@ -172,6 +188,9 @@ impl SequenceSet {
 
 impl fmt::Display for SequenceSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_saved_result() {
+            return f.write_str("$");
+        }
         let mut s = String::new();
         for (i, r) in self.ranges.iter().enumerate() {
             if i > 0 {
@@ -187,10 +206,16 @@ impl fmt::Display for SequenceSet {
     }
 }
 
-/// Parses the wire form (`1:3,7,9:*`). `$` is rejected.
+/// Parses the wire form (`1:3,7,9:*`, or `$` alone).
 pub(crate) fn parse_seq_set(s: &[u8]) -> Result<SequenceSet, String> {
     if s.is_empty() {
         return Err("empty".into());
+    }
+    if s == b"$" {
+        return Ok(SequenceSet::saved_result());
+    }
+    if s.contains(&b'$') {
+        return Err("'$' (the saved search result) must stand alone".into());
     }
     let mut ranges = Vec::new();
     for part in s.split(|&b| b == b',') {
@@ -246,12 +271,12 @@ mod tests {
         assert!("0".parse::<SequenceSet>().is_err());
         assert!("1:".parse::<SequenceSet>().is_err());
         assert!("1,,2".parse::<SequenceSet>().is_err());
-        assert!(
-            "$".parse::<SequenceSet>()
-                .unwrap_err()
-                .0
-                .contains("SEARCHRES")
-        );
+        let saved: SequenceSet = "$".parse().unwrap();
+        assert!(saved.is_saved_result());
+        assert_eq!(saved.to_string(), "$");
+        assert!(saved.resolve(10).is_empty());
+        assert!(!saved.contains(1, 10));
+        assert!("1,$".parse::<SequenceSet>().is_err());
         assert!("4294967296".parse::<SequenceSet>().is_err());
     }
 

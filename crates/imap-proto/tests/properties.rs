@@ -97,6 +97,7 @@ fn seq_num() -> impl Strategy<Value = SeqNum> {
     prop_oneof![4 => (1u32..=u32::MAX).prop_map(SeqNum::Value), 1 => Just(SeqNum::Star)]
 }
 
+/// A set of ranges, as servers send them.
 fn seq_set() -> BoxedStrategy<SequenceSet> {
     vec((seq_num(), seq_num()), 1..4)
         .prop_map(|v| {
@@ -108,6 +109,11 @@ fn seq_set() -> BoxedStrategy<SequenceSet> {
             .unwrap()
         })
         .boxed()
+}
+
+/// A set as a client may write it in a command: ranges or `$` (SEARCHRES).
+fn cmd_set() -> BoxedStrategy<SequenceSet> {
+    prop_oneof![9 => seq_set(), 1 => Just(SequenceSet::saved_result())].boxed()
 }
 
 fn date() -> impl Strategy<Value = Date> {
@@ -234,8 +240,8 @@ fn search_leaf() -> BoxedStrategy<SearchKey> {
             number64().prop_map(K::Smaller),
             (1u32..=u32::MAX).prop_map(K::Older),
             (1u32..=u32::MAX).prop_map(K::Younger),
-            seq_set().prop_map(K::Uid),
-            seq_set().prop_map(K::SequenceSet),
+            cmd_set().prop_map(K::Uid),
+            cmd_set().prop_map(K::SequenceSet),
             (
                 proptest::option::of((
                     flag(),
@@ -289,8 +295,8 @@ fn select_params() -> BoxedStrategy<SelectParams> {
     let qresync = (
         1u32..=u32::MAX,
         mod_seq(),
-        proptest::option::of(seq_set()),
-        proptest::option::of((seq_set(), seq_set())),
+        proptest::option::of(cmd_set()),
+        proptest::option::of((cmd_set(), cmd_set())),
     )
         .prop_map(
             |(uid_validity, mod_seq, known_uids, seq_match)| QResyncParams {
@@ -422,7 +428,7 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
             .prop_map(|(mailbox, items)| B::Status { mailbox, items }),
         (mailbox(), vec(append_message(), 1..3))
             .prop_map(|(mailbox, messages)| B::Append { mailbox, messages }),
-        seq_set().prop_map(|uids| B::UidExpunge { uids }),
+        cmd_set().prop_map(|uids| B::UidExpunge { uids }),
         (
             any::<bool>(),
             proptest::option::of("[A-Za-z0-9-]{1,10}"),
@@ -432,7 +438,8 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
                     SearchReturnOpt::Min,
                     SearchReturnOpt::Max,
                     SearchReturnOpt::All,
-                    SearchReturnOpt::Count
+                    SearchReturnOpt::Count,
+                    SearchReturnOpt::Save
                 ]),
                 0..4
             ))
@@ -445,7 +452,7 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
             }),
         (
             any::<bool>(),
-            seq_set(),
+            cmd_set(),
             prop_oneof![
                 Just(FetchAttrs::All),
                 Just(FetchAttrs::Fast),
@@ -466,7 +473,7 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
             }),
         (
             any::<bool>(),
-            seq_set(),
+            cmd_set(),
             proptest::option::of(number64()),
             select(vec![StoreMode::Replace, StoreMode::Add, StoreMode::Remove]),
             any::<bool>(),
@@ -482,12 +489,12 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
                     flags
                 }
             ),
-        (any::<bool>(), seq_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Copy {
+        (any::<bool>(), cmd_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Copy {
             uid,
             set,
             mailbox
         }),
-        (any::<bool>(), seq_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Move {
+        (any::<bool>(), cmd_set(), mailbox()).prop_map(|(uid, set, mailbox)| B::Move {
             uid,
             set,
             mailbox

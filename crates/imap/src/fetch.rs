@@ -11,7 +11,9 @@
 
 use crate::flags;
 use crate::session::{Out, Reply, Res, Session};
-use slotmail_imap_proto::response::{write_fetch_item, write_literal, write_section};
+use slotmail_imap_proto::response::{
+    write_binary_literal, write_fetch_item, write_literal, write_section,
+};
 use slotmail_imap_proto::{
     DateTime, FetchAttr, FetchAttrs, FetchItem, FetchModifiers, Partial, ResponseCode, Section,
     SectionText, SequenceSet,
@@ -35,12 +37,6 @@ impl Session {
         out: &mut Out,
     ) -> Res {
         let mut items = attrs.expand();
-        if items
-            .iter()
-            .any(|a| matches!(a, FetchAttr::Binary { .. } | FetchAttr::BinarySize { .. }))
-        {
-            return Err(Reply::bad("BINARY is not supported"));
-        }
         if modifiers.vanished && !(uid && self.enabled.qresync && modifiers.changed_since.is_some())
         {
             return Err(Reply::bad(
@@ -123,6 +119,7 @@ impl Session {
         let view = self.view()?;
         let mut missing = false;
         let mut corrupt = Vec::new();
+        let mut unknown_cte = Vec::new();
         for (seq, uid) in targets {
             let Some(i) = meta_of(&metas, uid) else {
                 missing = true;
@@ -140,12 +137,13 @@ impl Session {
             };
             match fetch_line(&user, &message, &items, condstore) {
                 Ok(line) => out.push_owned(line),
-                Err(StoreError::Expunged(_)) => missing = true,
-                Err(StoreError::Corrupt { user: who, what }) => {
+                Err(LineError::Store(StoreError::Expunged(_))) => missing = true,
+                Err(LineError::UnknownCte(cte)) => unknown_cte.push((uid, cte)),
+                Err(LineError::Store(StoreError::Corrupt { user: who, what })) => {
                     tracing::error!(user = %who, uid, guid = %meta.guid, what = %what, "IMAP FETCH: message failed verification, not sent");
                     corrupt.push(uid);
                 }
-                Err(e) => return Err(Reply::from(e)),
+                Err(LineError::Store(e)) => return Err(Reply::from(e)),
             }
             out.boundary();
             if out.is_broken() {
@@ -160,6 +158,12 @@ impl Session {
             ))
             .code(ResponseCode::Corruption));
         }
+        if let Some((uid, cte)) = unknown_cte.first() {
+            return Err(Reply::no(format!(
+                "BINARY cannot decode the content transfer encoding {cte:?} (UID {uid})"
+            ))
+            .code(ResponseCode::UnknownCte));
+        }
         if missing {
             return Ok(Reply::ok("Some messages were expunged meanwhile")
                 .code(ResponseCode::ExpungeIssued));
@@ -172,8 +176,24 @@ impl Session {
 fn sets_seen(a: &FetchAttr) -> bool {
     matches!(
         a,
-        FetchAttr::BodySection { peek: false, .. } | FetchAttr::Rfc822 | FetchAttr::Rfc822Text
+        FetchAttr::BodySection { peek: false, .. }
+            | FetchAttr::Binary { peek: false, .. }
+            | FetchAttr::Rfc822
+            | FetchAttr::Rfc822Text
     )
+}
+
+/// Why one message's FETCH line could not be written.
+enum LineError {
+    Store(StoreError),
+    /// BINARY of a part with this (lower-cased) transfer encoding.
+    UnknownCte(String),
+}
+
+impl From<StoreError> for LineError {
+    fn from(e: StoreError) -> Self {
+        LineError::Store(e)
+    }
 }
 
 /// One message to answer for.
@@ -208,6 +228,21 @@ impl Loaded<'_> {
         Ok(self.info.as_ref().expect("just loaded"))
     }
 
+    /// The decoded bytes of `BINARY[part]`.
+    fn binary(&mut self, part: &[u32]) -> Result<Cow<'_, [u8]>, LineError> {
+        self.raw()?;
+        if !part.is_empty() {
+            self.info()?;
+        }
+        let raw = self.raw.as_deref().unwrap_or_default();
+        match &self.info {
+            None => Ok(Cow::Borrowed(raw)),
+            Some(info) => slotmail_mime::binary_bytes(raw, info, part).map_err(|e| match e {
+                slotmail_mime::BinaryError::UnknownEncoding(cte) => LineError::UnknownCte(cte),
+            }),
+        }
+    }
+
     /// The bytes of `BODY[section]`.
     fn section(&mut self, section: &Section) -> Result<Cow<'_, [u8]>, StoreError> {
         if section.part.is_empty() && section.text.is_none() {
@@ -223,6 +258,14 @@ impl Loaded<'_> {
             &to_mime_section(section),
         ))
     }
+}
+
+/// `[1.2.3]` of a BINARY item.
+fn write_binary_section(line: &mut Vec<u8>, part: &[u32]) {
+    let numbers: Vec<String> = part.iter().map(u32::to_string).collect();
+    line.push(b'[');
+    line.extend_from_slice(numbers.join(".").as_bytes());
+    line.push(b']');
 }
 
 fn to_mime_section(s: &Section) -> slotmail_mime::Section {
@@ -262,7 +305,7 @@ fn fetch_line(
     m: &Message<'_>,
     items: &[FetchAttr],
     condstore: bool,
-) -> Result<Vec<u8>, StoreError> {
+) -> Result<Vec<u8>, LineError> {
     let meta = m.meta;
     let mut data = Loaded {
         user,
@@ -344,9 +387,21 @@ fn fetch_line(
                 let bytes = data.section(section)?;
                 write_literal(&mut line, partial_slice(&bytes, *partial));
             }
-            FetchAttr::Binary { .. } | FetchAttr::BinarySize { .. } => {
-                // Refused before any message is looked at.
-                line.extend_from_slice(b"NIL");
+            FetchAttr::Binary { part, partial, .. } => {
+                line.extend_from_slice(b"BINARY");
+                write_binary_section(&mut line, part);
+                if let Some(p) = partial {
+                    line.extend_from_slice(format!("<{}>", p.offset).as_bytes());
+                }
+                line.push(b' ');
+                let bytes = data.binary(part)?;
+                write_binary_literal(&mut line, partial_slice(&bytes, *partial));
+            }
+            FetchAttr::BinarySize { part } => {
+                line.extend_from_slice(b"BINARY.SIZE");
+                write_binary_section(&mut line, part);
+                let size = data.binary(part)?.len();
+                line.extend_from_slice(format!(" {size}").as_bytes());
             }
         }
     }

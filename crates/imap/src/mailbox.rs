@@ -8,7 +8,7 @@ use slotmail_imap_proto::{
     AppendMessage, Data, MailboxName, QuotaResource, Response, ResponseCode, SequenceSet,
     SpecialUse, StatusItem,
 };
-use slotmail_store::{StoreError, User};
+use slotmail_store::{NewMessage, StoreError, User};
 
 impl Session {
     pub(crate) fn create(&mut self, name: &str, special_use: &[SpecialUse]) -> Res {
@@ -123,11 +123,11 @@ impl Session {
         Ok(())
     }
 
+    /// APPEND of one message, or several with MULTIAPPEND (RFC 3502): all
+    /// of them are appended in one transaction or none is.
     pub(crate) fn append(&mut self, name: &str, messages: Vec<AppendMessage>) -> Res {
         self.writable()?;
         let user = self.user()?;
-        let [message] = <[AppendMessage; 1]>::try_from(messages)
-            .map_err(|_| Reply::bad("MULTIAPPEND is not supported: one message per APPEND"))?;
         let mbox = match user.mailbox(name) {
             Ok(m) => m,
             Err(StoreError::NoSuchMailbox(_)) => {
@@ -135,24 +135,55 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
-        if message.data.is_empty() {
-            return Err(Reply::no("An empty message cannot be appended").code(ResponseCode::Cannot));
-        }
         let limit = self.append_limit();
-        if message.data.len() as u64 > limit {
-            return Err(Reply::no(format!("Message too big (limit {limit} bytes)"))
-                .code(ResponseCode::TooBig));
+        let mut prepared = Vec::with_capacity(messages.len());
+        for (i, message) in messages.iter().enumerate() {
+            let which = if messages.len() > 1 {
+                format!(" (message {} of {})", i + 1, messages.len())
+            } else {
+                String::new()
+            };
+            if message.data.is_empty() {
+                return Err(
+                    Reply::no(format!("An empty message cannot be appended{which}"))
+                        .code(ResponseCode::Cannot),
+                );
+            }
+            // A message with NUL bytes could only ever be sent back in a
+            // literal8, which BODY[] and RFC822 may not use (RFC 9051
+            // §4.3): refuse it as RFC 3516 §4.4 allows.
+            if message.data.contains(&0) {
+                return Err(Reply::no(format!(
+                    "Messages containing NUL bytes are not stored; encode binary content (base64){which}"
+                ))
+                .code(ResponseCode::UnknownCte));
+            }
+            if message.data.len() as u64 > limit {
+                return Err(
+                    Reply::no(format!("Message too big (limit {limit} bytes){which}"))
+                        .code(ResponseCode::TooBig),
+                );
+            }
+            let flags = flags::to_store(&message.flags)?;
+            let date = message
+                .date
+                .map(|d| (d.unix_timestamp(), i32::from(d.offset_minutes())));
+            prepared.push((flags, date));
         }
-        let flags = flags::to_store(&message.flags)?;
-        let date = message
-            .date
-            .map(|d| (d.unix_timestamp(), i32::from(d.offset_minutes())));
-        let done = user.append(mbox.id, &message.data, &flags, date)?;
-        let uids = SequenceSet::single(done.uid).expect("UIDs are non-zero");
-        Ok(Reply::ok("APPEND completed").code(ResponseCode::AppendUid {
-            uid_validity: done.uidvalidity,
-            uids,
-        }))
+        let batch: Vec<NewMessage<'_>> = messages
+            .iter()
+            .zip(&prepared)
+            .map(|(m, (flags, date))| NewMessage {
+                raw: &m.data,
+                flags,
+                internaldate: *date,
+            })
+            .collect();
+        let done = user.append_many(mbox.id, &batch)?;
+        let uids: Vec<u32> = done.iter().map(|d| d.uid).collect();
+        let uid_validity = done.first().map_or(mbox.uidvalidity, |d| d.uidvalidity);
+        let uids = SequenceSet::from_ids(&uids).expect("APPEND has at least one message");
+        Ok(Reply::ok("APPEND completed").code(ResponseCode::AppendUid { uid_validity, uids }))
     }
 
     pub(crate) fn get_quota(&mut self, root: &str, out: &mut Out) -> Res {

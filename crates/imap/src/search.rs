@@ -114,13 +114,15 @@ impl<'a> Candidate<'a> {
 }
 
 /// Numbers a search compares sequence sets with.
-pub(crate) struct Bounds {
+pub(crate) struct Bounds<'a> {
     /// Messages in the mailbox (`*` of a message-number set).
     pub exists: u32,
     /// Largest UID (`*` of a UID set).
     pub max_uid: u32,
     /// Now, unix seconds (OLDER/YOUNGER).
     pub now: i64,
+    /// UIDs of the saved search result, ascending (what `$` names).
+    pub saved: &'a [u32],
 }
 
 fn text(b: &[u8]) -> String {
@@ -145,7 +147,7 @@ fn has_flag_or_keyword(flags: &Flags, name: &str) -> bool {
 }
 
 /// Whether message `m` satisfies `key`.
-pub(crate) fn matches(key: &SearchKey, m: &Candidate<'_>, b: &Bounds) -> bool {
+pub(crate) fn matches(key: &SearchKey, m: &Candidate<'_>, b: &Bounds<'_>) -> bool {
     use SearchKey as K;
     let flags = &m.meta.flags;
     match key {
@@ -175,6 +177,9 @@ pub(crate) fn matches(key: &SearchKey, m: &Candidate<'_>, b: &Bounds) -> bool {
         K::SentSince(d) => m.sent_day() >= day(d),
         K::Older(secs) => b.now - m.meta.internaldate >= i64::from(*secs),
         K::Younger(secs) => b.now - m.meta.internaldate <= i64::from(*secs),
+        K::Uid(set) | K::SequenceSet(set) if set.is_saved_result() => {
+            b.saved.binary_search(&m.meta.uid).is_ok()
+        }
         K::Uid(set) => b.max_uid > 0 && set.contains(m.meta.uid, b.max_uid),
         K::SequenceSet(set) => b.exists > 0 && set.contains(m.seq, b.exists),
         K::ModSeq { mod_seq, .. } => m.meta.modseq >= *mod_seq,
@@ -224,6 +229,12 @@ impl Session {
         return_opts: Option<&[SearchReturnOpt]>,
         out: &mut Out,
     ) -> Res {
+        // A SEARCH with SAVE that fails leaves `$` empty (RFC 5182 §2.4).
+        if return_opts.is_some_and(|o| o.contains(&SearchReturnOpt::Save))
+            && let Ok(view) = self.view_mut()
+        {
+            view.saved.clear();
+        }
         if let Some(cs) = charset
             && !cs.eq_ignore_ascii_case("UTF-8")
             && !cs.eq_ignore_ascii_case("US-ASCII")
@@ -244,6 +255,7 @@ impl Session {
             exists: view.exists(),
             max_uid: view.max_uid(),
             now: now_secs(),
+            saved: &view.saved,
         };
         let mut hits: Vec<(u32, u32, u64)> = Vec::new();
         for (i, &u) in view.uids.iter().enumerate() {
@@ -265,6 +277,14 @@ impl Session {
         } else {
             None
         };
+        let opts = return_opts.unwrap_or_default();
+        if opts.contains(&SearchReturnOpt::Save) {
+            self.save_result(&hits, opts);
+            // RFC 5182 §2.4: with SAVE alone, no ESEARCH response.
+            if opts.iter().all(|&o| o == SearchReturnOpt::Save) {
+                return Ok(Reply::ok("SEARCH completed, result saved"));
+            }
+        }
         let data = if esearch {
             let opts = match return_opts {
                 Some(o) if !o.is_empty() => o,
@@ -291,6 +311,33 @@ impl Session {
         };
         Response::Data(data).encode_with(out, self.encoding());
         Ok(Reply::ok("SEARCH completed"))
+    }
+
+    /// Keeps a SEARCH result for `$` (RFC 5182 §2.4): only the lowest
+    /// and/or highest match when MIN and/or MAX came with SAVE (and neither
+    /// ALL nor COUNT did), else every match. `hits` are (seq, UID, MODSEQ)
+    /// in ascending order.
+    fn save_result(&mut self, hits: &[(u32, u32, u64)], opts: &[SearchReturnOpt]) {
+        let want = |o| opts.contains(&o);
+        let uids: Vec<u32> = if (want(SearchReturnOpt::Min) || want(SearchReturnOpt::Max))
+            && !want(SearchReturnOpt::All)
+            && !want(SearchReturnOpt::Count)
+        {
+            let mut v = Vec::new();
+            if want(SearchReturnOpt::Min) {
+                v.extend(hits.first().map(|h| h.1));
+            }
+            if want(SearchReturnOpt::Max) {
+                v.extend(hits.last().map(|h| h.1));
+            }
+            v.dedup();
+            v
+        } else {
+            hits.iter().map(|h| h.1).collect()
+        };
+        if let Ok(view) = self.view_mut() {
+            view.saved = uids;
+        }
     }
 }
 
@@ -319,6 +366,7 @@ mod tests {
         exists: 10,
         max_uid: 40,
         now: 1_700_000_000,
+        saved: &[12, 31],
     };
 
     fn set(s: &str) -> SequenceSet {

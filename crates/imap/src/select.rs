@@ -70,6 +70,7 @@ impl Session {
             keywords: info.keywords.clone(),
             recent,
             pending_expunge: Vec::new(),
+            saved: Vec::new(),
         };
         let new_keywords = info.keywords.len() < self.ctx.slot.limits().keywords_per_mailbox_max;
         flags::write_mailbox_flags(out, &view.keywords, examine, new_keywords);
@@ -184,8 +185,13 @@ impl Session {
         if view.read_only {
             return Err(Reply::no("Mailbox is read-only").code(ResponseCode::Cannot));
         }
-        let uids: Option<Vec<u32>> =
-            only.map(|set| view.resolve_uids(set).into_iter().map(|(_, u)| u).collect());
+        let uids: Option<Vec<u32>> = only.map(|set| {
+            view.resolve(set, true)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect()
+        });
         let expunged = user.expunge(view.id, uids.as_deref())?;
         announce_expunges(view, &expunged, qresync, out);
         Ok(self.expunge_ok_reply("EXPUNGE completed"))

@@ -440,6 +440,9 @@ impl Session {
         for c in [
             "IDLE",
             "UIDPLUS",
+            "MULTIAPPEND",
+            "BINARY",
+            "SEARCHRES",
             "MOVE",
             "CONDSTORE",
             "QRESYNC",

@@ -41,6 +41,10 @@ pub struct View {
     /// UIDs expunged by others but not yet announced (an EXPUNGE may not be
     /// sent during FETCH, STORE or SEARCH); still in `uids`. Ascending.
     pub pending_expunge: Vec<u32>,
+    /// The result of the last `SEARCH RETURN (SAVE)` as UIDs, ascending
+    /// (SEARCHRES, RFC 5182): what `$` names. Expunged messages drop out of
+    /// it by themselves since `$` is resolved against `uids`.
+    pub saved: Vec<u32>,
 }
 
 impl View {
@@ -128,8 +132,21 @@ impl View {
         out
     }
 
-    /// Resolve a set as UIDs (`uid`) or message numbers.
+    /// (sequence number, UID) of the saved search result's messages that
+    /// are still in the view, ascending.
+    pub fn resolve_saved(&self) -> Vec<(u32, u32)> {
+        self.saved
+            .iter()
+            .filter_map(|&u| self.seq_of(u).map(|s| (s, u)))
+            .collect()
+    }
+
+    /// Resolve a set as UIDs (`uid`) or message numbers; `$` is the saved
+    /// search result either way (RFC 5182 §2.1).
     pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, OutOfRange> {
+        if set.is_saved_result() {
+            return Ok(self.resolve_saved());
+        }
         if uid {
             Ok(self.resolve_uids(set))
         } else {
@@ -183,6 +200,7 @@ mod tests {
             keywords: Vec::new(),
             recent: Vec::new(),
             pending_expunge: Vec::new(),
+            saved: Vec::new(),
         }
     }
 

@@ -863,7 +863,14 @@ Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/pla
             "b2 OK FETCH completed",
         ],
     );
-    c.run("b3 FETCH 1 BINARY[1]", &["b3 BAD BINARY is not supported"]);
+    c.run(
+        "b3 FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])",
+        &[
+            "* 1 FETCH (BINARY[1] {10}",
+            "first part BINARY.SIZE[1] 10)",
+            "b3 OK FETCH completed",
+        ],
+    );
     c.run("b4 FETCH 1 (FLAGS", &["b4 BAD {*}"]);
     c.run(
         "b5 FETCH 1:* FAST",

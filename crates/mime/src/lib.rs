@@ -48,7 +48,7 @@ use std::borrow::Cow;
 
 pub use part::{ByteRange, Part, PartKind};
 pub use search::{body_text, contains_ci, header_values};
-pub use section::{Section, SectionText, find_part, section_bytes};
+pub use section::{BinaryError, Section, SectionText, binary_bytes, find_part, section_bytes};
 
 /// Deepest MIME entity nesting that is parsed, counted in entity levels
 /// (the message itself is level 0; each multipart child and each message

@@ -20,6 +20,8 @@
 use std::borrow::Cow;
 
 use crate::MessageInfo;
+use crate::content::MimeFields;
+use crate::decode::transfer_decode;
 use crate::header;
 use crate::part::{Part, PartKind};
 
@@ -103,6 +105,44 @@ pub fn section_bytes<'a>(raw: &'a [u8], info: &MessageInfo, section: &Section) -
     }
 }
 
+/// Why `BINARY[part]` cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BinaryError {
+    /// The part's `Content-Transfer-Encoding` is not one this decoder
+    /// knows (RFC 3516 §4.2: the server answers `NO [UNKNOWN-CTE]`).
+    #[error("unknown content transfer encoding {0:?}")]
+    UnknownEncoding(String),
+}
+
+/// The bytes of `BINARY[part]` (RFC 3516 §4.2, RFC 9051 §6.4.5): the part's
+/// body with its content transfer encoding undone. No part numbers means
+/// the whole message, as is. A multipart or `message/rfc822` part is
+/// returned as is (its encoding must be an identity one, RFC 2045 §6.4). A
+/// part that does not exist yields an empty string, as for `BODY[]`.
+pub fn binary_bytes<'a>(
+    raw: &'a [u8],
+    info: &MessageInfo,
+    part: &[u32],
+) -> Result<Cow<'a, [u8]>, BinaryError> {
+    if part.is_empty() {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let Some(p) = find_part(&info.root, part) else {
+        return Ok(Cow::Borrowed(&[][..]));
+    };
+    let body = p.body.slice(raw);
+    if !matches!(p.kind, PartKind::Single) {
+        return Ok(Cow::Borrowed(body));
+    }
+    let fields = header::fields_in(raw, p.header.range());
+    let encoding = MimeFields::parse(raw, &fields, false).encoding_lower();
+    match encoding.as_str() {
+        "7bit" | "8bit" | "binary" => Ok(Cow::Borrowed(body)),
+        "base64" | "quoted-printable" => Ok(transfer_decode(body, &encoding)),
+        _ => Err(BinaryError::UnknownEncoding(encoding)),
+    }
+}
+
 /// `HEADER.FIELDS` / `HEADER.FIELDS.NOT` of a message entity.
 fn header_fields(raw: &[u8], message: &Part, not: bool, names: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -118,4 +158,68 @@ fn header_fields(raw: &[u8], message: &Part, not: bool, names: &[String]) -> Vec
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze;
+
+    const MIXED: &[u8] = b"From: a@example.org\r\n\
+Subject: parts\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+caf=C3=A9 =3D ok\r\n\
+--b\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+AAECAwQ=\r\n\
+--b\r\n\
+Content-Type: text/plain\r\n\
+Content-Transfer-Encoding: x-uuencode\r\n\
+\r\n\
+begin 644 x\r\n\
+--b\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+plain\r\n\
+--b--\r\n";
+
+    fn binary(raw: &[u8], part: &[u32]) -> Result<Vec<u8>, BinaryError> {
+        binary_bytes(raw, &analyze(raw), part).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn binary_undoes_transfer_encodings() {
+        assert_eq!(binary(MIXED, &[1]).unwrap(), "café = ok".as_bytes());
+        assert_eq!(binary(MIXED, &[2]).unwrap(), [0u8, 1, 2, 3, 4]);
+        assert_eq!(binary(MIXED, &[4]).unwrap(), b"plain");
+    }
+
+    #[test]
+    fn binary_refuses_unknown_encodings() {
+        assert_eq!(
+            binary(MIXED, &[3]),
+            Err(BinaryError::UnknownEncoding("x-uuencode".into()))
+        );
+    }
+
+    #[test]
+    fn binary_of_whole_message_and_missing_parts() {
+        assert_eq!(binary(MIXED, &[]).unwrap(), MIXED);
+        assert!(binary(MIXED, &[9]).unwrap().is_empty());
+        assert!(binary(MIXED, &[1, 1]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn binary_of_single_part_message_uses_message_header() {
+        let raw = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n";
+        assert_eq!(binary(raw, &[1]).unwrap(), b"hello");
+    }
 }

@@ -190,6 +190,16 @@ fn sessions_see_each_others_changes() {
     conformance("multi_session.py", 30);
 }
 
+/// What IMAP4rev2 took into its base from IMAP4rev1 extensions: BINARY
+/// (decoded parts, literal8 both ways, BINARY.SIZE, partials,
+/// UNKNOWN-CTE, \Seen), SEARCHRES (SAVE, `$` in every command that takes a
+/// set, reset on SELECT and on a failed SEARCH) and MULTIAPPEND (all or
+/// none); imaplib reads a literal8 answer.
+#[test]
+fn binary_searchres_multiappend() {
+    conformance("rev2.py", 45);
+}
+
 /// APPENDLIMIT on a slot with a small message size limit: advertised, met
 /// exactly, and a literal over it refused with NO [TOOBIG] before it is
 /// sent; oversized LITERAL+ and pre-login literals.

@@ -69,6 +69,17 @@ pub struct MailboxStatus {
     pub highestmodseq: u64,
 }
 
+/// One message of [`crate::User::append_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// The message bytes.
+    pub raw: &'a [u8],
+    /// Its initial flags.
+    pub flags: &'a Flags,
+    /// INTERNALDATE as (unix seconds, minutes east of UTC); `None` is now.
+    pub internaldate: Option<(i64, i32)>,
+}
+
 /// The result of an append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendOutcome {

@@ -566,68 +566,108 @@ impl User {
         flags: &Flags,
         internaldate: Option<(i64, i32)>,
     ) -> Result<AppendOutcome> {
-        let size = raw.len() as u64;
-        if size > self.limits.message_size_max {
-            return Err(StoreError::TooBig {
-                size,
-                limit: self.limits.message_size_max,
-            });
+        let mut done = self.append_many(
+            mailbox,
+            &[NewMessage {
+                raw,
+                flags,
+                internaldate,
+            }],
+        )?;
+        Ok(done.pop().expect("one outcome per message"))
+    }
+
+    /// Append several messages to one mailbox in one transaction: all of
+    /// them or none (MULTIAPPEND, RFC 3502 §6.3.11). They get consecutive
+    /// UIDs in the order given and share one MODSEQ. An empty list appends
+    /// nothing.
+    pub fn append_many(
+        &self,
+        mailbox: i64,
+        messages: &[NewMessage<'_>],
+    ) -> Result<Vec<AppendOutcome>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
         }
-        let guid = Guid::of(raw);
-        let info = slotmail_mime::analyze(raw).to_bytes();
-        let (date, tz) = internaldate.unwrap_or_else(|| (crate::now_secs(), 0));
-        // The file is made durable before taking the lock, so other sessions
-        // of this user are not held up by our fsyncs.
-        if let Err(e) = self.blobs.put(&guid, raw) {
-            self.discard_unreferenced(&guid);
-            return Err(e);
+        let mut prepared = Vec::with_capacity(messages.len());
+        let mut total = 0u64;
+        for m in messages {
+            let size = m.raw.len() as u64;
+            if size > self.limits.message_size_max {
+                return Err(StoreError::TooBig {
+                    size,
+                    limit: self.limits.message_size_max,
+                });
+            }
+            total += size;
+            let guid = Guid::of(m.raw);
+            let info = slotmail_mime::analyze(m.raw).to_bytes();
+            let (date, tz) = m.internaldate.unwrap_or_else(|| (crate::now_secs(), 0));
+            prepared.push((guid, info, date, tz));
+        }
+        let discard_all = |prepared: &[(Guid, Vec<u8>, i64, i32)]| {
+            for (guid, ..) in prepared {
+                self.discard_unreferenced(guid);
+            }
+        };
+        // The files are made durable before taking the lock, so other
+        // sessions of this user are not held up by our fsyncs.
+        for (m, (guid, ..)) in messages.iter().zip(&prepared) {
+            if let Err(e) = self.blobs.put(guid, m.raw) {
+                discard_all(&prepared);
+                return Err(e);
+            }
         }
         let quota = *self.quota_limits.read().unwrap_or_else(|e| e.into_inner());
         let keywords_max = self.limits.keywords_per_mailbox_max;
         let result = self.write(|w| {
-            // An expunge may have unlinked this GUID's file between our put
-            // and taking the lock; write it again if so (rare).
-            if !self.blobs.exists(&guid) {
-                self.blobs.put(&guid, raw)?;
-            }
-            w.check_quota(quota, size, 1)?;
+            w.check_quota(quota, total, messages.len() as u64)?;
             let mut mbox = w.mailbox_by_id(mailbox)?;
-            w.insert_content(&guid, size, &info)?;
             let modseq = w.modseq();
-            let uid = mbox.uidnext;
-            if uid == u32::MAX {
-                return Err(StoreError::Limit(format!(
-                    "mailbox {} has used every UID",
-                    mbox.name
-                )));
+            let mut out = Vec::with_capacity(messages.len());
+            for (m, (guid, info, date, tz)) in messages.iter().zip(&prepared) {
+                // An expunge may have unlinked this GUID's file between our
+                // put and taking the lock; write it again if so (rare).
+                if !self.blobs.exists(guid) {
+                    self.blobs.put(guid, m.raw)?;
+                }
+                w.insert_content(guid, m.raw.len() as u64, info)?;
+                let uid = mbox.uidnext;
+                if uid == u32::MAX {
+                    return Err(StoreError::Limit(format!(
+                        "mailbox {} has used every UID",
+                        mbox.name
+                    )));
+                }
+                let meta = MessageMeta {
+                    uid,
+                    guid: *guid,
+                    size: m.raw.len() as u64,
+                    internaldate: *date,
+                    tz_offset_min: *tz,
+                    flags: m.flags.clone(),
+                    modseq,
+                };
+                w.insert_message(mailbox, &meta)?;
+                mbox.uidnext = uid + 1;
+                merge_keywords(&mut mbox, m.flags, keywords_max)?;
+                out.push(AppendOutcome {
+                    uidvalidity: mbox.uidvalidity,
+                    uid,
+                    modseq,
+                    guid: *guid,
+                });
             }
-            let meta = MessageMeta {
-                uid,
-                guid,
-                size,
-                internaldate: date,
-                tz_offset_min: tz,
-                flags: flags.clone(),
-                modseq,
-            };
-            w.insert_message(mailbox, &meta)?;
-            mbox.uidnext = uid + 1;
             mbox.highestmodseq = modseq;
-            merge_keywords(&mut mbox, flags, keywords_max)?;
             w.update_mailbox(&mbox)?;
-            w.add_quota(size as i64, 1)?;
-            Ok(AppendOutcome {
-                uidvalidity: mbox.uidvalidity,
-                uid,
-                modseq,
-                guid,
-            })
+            w.add_quota(total as i64, messages.len() as i64)?;
+            Ok(out)
         });
         if result.is_err() {
             // Refused (over quota, no such mailbox, ...) or failed: leave no
             // file behind, or every refused delivery would fill the disk
             // outside the quota until the next `scrub --repair`.
-            self.discard_unreferenced(&guid);
+            discard_all(&prepared);
         }
         result
     }

@@ -241,6 +241,54 @@ fn quota_is_enforced() {
     assert_eq!(user.quota().unwrap().used_messages, 1);
 }
 
+/// Two messages for `append_many`, dated a second apart at UTC+01:00.
+fn pair<'a>(raws: [&'a [u8]; 2], flags: [&'a Flags; 2]) -> [NewMessage<'a>; 2] {
+    [0, 1].map(|i| NewMessage {
+        raw: raws[i],
+        flags: flags[i],
+        internaldate: Some((1_700_000_000 + i as i64, 60)),
+    })
+}
+
+#[test]
+fn append_many_is_all_or_nothing() {
+    let (_d, slot) = slot();
+    slot.create_user("u", "pw", false).unwrap();
+    slot.set_quota("u", None, Some(3)).unwrap();
+    let user = slot.user("u").unwrap();
+    let inbox = user.mailbox("INBOX").unwrap().id;
+    let seen = Flags::from_names(["\\Seen"]).unwrap();
+    let none = Flags::empty();
+    let (a, b, c, d) = (msg(1), msg(2), msg(3), msg(4));
+    let done = user
+        .append_many(inbox, &pair([&a, &b], [&seen, &none]))
+        .unwrap();
+    assert_eq!(done.iter().map(|d| d.uid).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        done[0].modseq, done[1].modseq,
+        "one transaction, one MODSEQ"
+    );
+    // Two more would exceed the 3-message quota: neither is stored, and
+    // their files are gone.
+    assert!(matches!(
+        user.append_many(inbox, &pair([&c, &d], [&seen, &none])),
+        Err(StoreError::OverQuota(_))
+    ));
+    let (info, metas) = user.snapshot(inbox).unwrap();
+    assert_eq!(metas.len(), 2);
+    assert_eq!(info.uidnext, 3, "a refused batch uses no UIDs");
+    assert!(user.read_message(&Guid::of(&c), c.len() as u64).is_err());
+    assert_eq!(metas[0].flags, seen);
+    assert_eq!(metas[1].flags, none);
+    assert_eq!(
+        (metas[1].internaldate, metas[1].tz_offset_min),
+        (1_700_000_001, 60)
+    );
+    assert_eq!(user.read_message(&metas[1].guid, metas[1].size).unwrap(), b);
+    assert_eq!(user.quota().unwrap().used_messages, 2);
+    assert!(user.append_many(inbox, &[]).unwrap().is_empty());
+}
+
 #[test]
 fn second_process_is_locked_out_and_reopen_keeps_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,11 +38,13 @@ class Timeout(Exception):
 
 
 class Lit:
-    """A literal to send: `{n}` (waits for the continuation) or `{n+}`."""
+    """A literal to send: `{n}` (waits for the continuation) or `{n+}`;
+    with `binary`, a literal8 (`~{n}`, RFC 3516)."""
 
-    def __init__(self, data, plus=False):
+    def __init__(self, data, plus=False, binary=False):
         self.data = data if isinstance(data, bytes) else data.encode()
         self.plus = plus
+        self.binary = binary
 
 
 def b(x):
@@ -325,7 +327,8 @@ class Conn:
         line = tag.encode() + b" "
         for p in pieces:
             if isinstance(p, Lit):
-                line += b"{%d%s}\r\n" % (len(p.data), b"+" if p.plus else b"")
+                line += b"%s{%d%s}\r\n" % (b"~" if p.binary else b"", len(p.data),
+                                            b"+" if p.plus else b"")
                 self.send(line)
                 line = b""
                 if not p.plus:
