@@ -473,11 +473,11 @@ mod tests {
         v
     }
 
-    /// (mailbox, uid, field, master, replica) of every difference.
-    fn found(
-        m: &UserView,
-        r: &UserView,
-    ) -> Vec<(Option<String>, Option<u32>, String, String, String)> {
+    /// (mailbox, uid, field, master, replica).
+    type Found = (Option<String>, Option<u32>, String, String, String);
+
+    /// Every difference, as [`Found`].
+    fn found(m: &UserView, r: &UserView) -> Vec<Found> {
         compare("u", "b1", m, r)
             .into_iter()
             .map(|d| {
@@ -494,7 +494,7 @@ mod tests {
         field: &str,
         master: &str,
         replica: &str,
-    ) -> (Option<String>, Option<u32>, String, String, String) {
+    ) -> Found {
         (
             mailbox.map(str::to_string),
             uid,

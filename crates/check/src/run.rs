@@ -488,9 +488,11 @@ pub async fn run_once(
         let tally = stores.entry(t.store.clone()).or_default();
         tally.users += 1;
         let mut failed = false;
+        // The master's messages, counted once however many replicas.
+        let mut messages = 0;
         for replica in &t.replicas {
             let out = check_pair(&ctx, t, replica).await;
-            report.messages = report.messages.max(0) + out.messages;
+            messages = messages.max(out.messages);
             report.settled += out.settled;
             if let Some(f) = out.failure {
                 tracing::warn!(user = %f.user, slot = %f.slot, error = %f.error, "check failed");
@@ -513,6 +515,7 @@ pub async fn run_once(
                 }
             }
         }
+        report.messages += messages;
         if failed {
             tally.failed += 1;
         }
