@@ -112,14 +112,15 @@ impl Progress {
         } else {
             (done.min(total) as usize * PROGRESS_BAR_CHARS) / total as usize
         };
-        let mb = c.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+        let bytes = c.bytes.load(Ordering::Relaxed) as f64;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         format!(
-            "[{}{}] {done}/{total} users, {} messages, {mb:.1} MB read, {:.1} MB/s",
+            "[{}{}] {done}/{total} users, {} messages, {} read, {}/s",
             "#".repeat(filled),
             "-".repeat(PROGRESS_BAR_CHARS - filled),
             c.messages.load(Ordering::Relaxed),
-            mb / secs
+            crate::run::bytes_text(bytes),
+            crate::run::bytes_text(bytes / secs)
         )
     }
 
