@@ -70,6 +70,77 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// STARTTLS before logging in, trusting `config`'s roots; the slot's
+/// name (`SLOT.CLUSTER`, as the slot calls itself) is the server name.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+}
+
+/// Why the cluster's certificate cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no certificate", path.display())]
+    Empty { path: std::path::PathBuf },
+    #[error("{}: {detail}", path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+}
+
+impl Tls {
+    /// Trust exactly the certificates in the PEM file `cert` (the cluster's
+    /// slot certificate, `[slot] tls_cert` of cluster.toml).
+    pub fn trusting(cert: &std::path::Path) -> Result<Tls, TlsError> {
+        let read = |source| TlsError::Read {
+            path: cert.to_path_buf(),
+            source,
+        };
+        let pem = std::fs::read(cert).map_err(read)?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read)?;
+        if certs.is_empty() {
+            return Err(TlsError::Empty {
+                path: cert.to_path_buf(),
+            });
+        }
+        let invalid = |detail: String| TlsError::Invalid {
+            path: cert.to_path_buf(),
+            detail,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs {
+            roots.add(c).map_err(|e| invalid(e.to_string()))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            config: std::sync::Arc::new(config),
+        })
+    }
+}
+
+/// Where and how to reach one slot's IMAP listener.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    pub address: SocketAddr,
+    /// The slot's host name (`SLOT.CLUSTER`), the TLS server name.
+    pub server_name: &'a str,
+    pub tls: Option<&'a Tls>,
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
@@ -78,19 +149,26 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Log in to `address` as `user` and collect what it shows.
+/// Log in to `target` as `user` and collect what it shows.
 pub async fn collect(
-    address: SocketAddr,
+    target: &Target<'_>,
     user: &str,
     credentials: &Credentials,
     level: Level,
     limiter: &RateLimiter,
     progress: &Progress,
 ) -> Result<UserView, CollectError> {
+    let address = target.address;
     let err = |source| CollectError::Imap { address, source };
     let mut client = Client::connect(address, ClientOptions::default())
         .await
         .map_err(err)?;
+    if let Some(tls) = target.tls {
+        client
+            .starttls(target.server_name, tls.config.clone())
+            .await
+            .map_err(err)?;
+    }
     client
         .authenticate_plain(Some(user), &credentials.account, &credentials.password)
         .await
@@ -325,6 +403,18 @@ async fn read_bodies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        assert!(matches!(Tls::trusting(&path), Err(TlsError::Empty { .. })));
+        assert!(matches!(
+            Tls::trusting(&dir.path().join("absent.pem")),
+            Err(TlsError::Read { .. })
+        ));
+    }
 
     #[test]
     fn chunks_bound_messages_and_bytes() {

@@ -175,8 +175,33 @@ pub fn main_check(args: CheckArgs) -> u8 {
         }
     };
     runtime.block_on(async {
+        // With --every, SIGINT and SIGTERM end the loop: the handlers are
+        // installed before the first run, so a signal during a run is not
+        // lost (the run is abandoned).
+        let stop = match every {
+            Some(_) => match Stop::install() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("slotmail check: installing signal handlers: {e}");
+                    return EXIT_FAILED;
+                }
+            },
+            None => None,
+        };
+        let mut stop = std::pin::pin!(async move {
+            match stop {
+                Some(mut s) => s.wait().await,
+                None => std::future::pending().await,
+            }
+        });
+        // The exit code if a signal comes before any run completed.
+        let mut last = EXIT_FAILED;
         loop {
-            let last = match run_once(&cluster, &directory, &options).await {
+            let outcome = tokio::select! {
+                r = run_once(&cluster, &directory, &options) => r,
+                () = &mut stop => return last,
+            };
+            last = match outcome {
                 Ok(report) => {
                     let mut out = std::io::stdout().lock();
                     if args.json {
@@ -208,23 +233,31 @@ pub fn main_check(args: CheckArgs) -> u8 {
             };
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
-                _ = shutdown() => return last,
+                () = &mut stop => return last,
             }
         }
     })
 }
 
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, listened to from creation on.
+struct Stop {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn install() -> std::io::Result<Stop> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Stop {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
     }
 }

@@ -3,7 +3,7 @@
 //! after the replication lag, classify, and record per store.
 
 use crate::account::{self, MasterSocket};
-use crate::collect::{CollectError, Credentials, Level, collect};
+use crate::collect::{self, CollectError, Credentials, Level, Tls, collect};
 use crate::compare::{Class, Difference, compare, confirmed};
 use crate::progress::{Progress, RateLimiter};
 use crate::view::UserView;
@@ -78,6 +78,8 @@ pub enum RunError {
     Directory(#[from] slotmail_directory::DirectoryError),
     #[error("the check's account: {0}")]
     Account(#[from] account::AccountError),
+    #[error("the slots' TLS certificate: {0}")]
+    Tls(#[from] collect::TlsError),
 }
 
 /// A slot as the check reaches it.
@@ -86,6 +88,8 @@ struct Endpoint {
     slot: String,
     address: SocketAddr,
     data_dir: String,
+    /// `SLOT.CLUSTER`, the slot's host name.
+    server_name: String,
 }
 
 /// One user to check.
@@ -161,7 +165,7 @@ pub fn in_slice(user: &str, days: u32, day: u64) -> bool {
     n % days == day % days
 }
 
-fn endpoint(t: &Topology, slot: &str) -> Result<Endpoint, RunError> {
+fn endpoint(t: &Topology, cluster: &str, slot: &str) -> Result<Endpoint, RunError> {
     let s = t
         .slots
         .get(slot)
@@ -176,10 +180,11 @@ fn endpoint(t: &Topology, slot: &str) -> Result<Endpoint, RunError> {
         slot: s.id.clone(),
         address: SocketAddr::new(m.address, s.imap_port),
         data_dir: s.data_dir.clone(),
+        server_name: format!("{}.{cluster}", s.id),
     })
 }
 
-fn targets(t: &Topology, options: &RunOptions) -> Result<Vec<Target>, RunError> {
+fn targets(t: &Topology, cluster: &str, options: &RunOptions) -> Result<Vec<Target>, RunError> {
     let users: Vec<(&String, &String)> = match &options.scope {
         Scope::User(u) => vec![
             t.users
@@ -212,11 +217,11 @@ fn targets(t: &Topology, options: &RunOptions) -> Result<Vec<Target>, RunError> 
                 user: user.clone(),
                 store: store.clone(),
                 level,
-                master: endpoint(t, st.master())?,
+                master: endpoint(t, cluster, st.master())?,
                 replicas: st
                     .replicas()
                     .iter()
-                    .map(|r| endpoint(t, r))
+                    .map(|r| endpoint(t, cluster, r))
                     .collect::<Result<_, _>>()?,
             })
         })
@@ -301,6 +306,8 @@ impl ReplicaLag {
 struct Ctx<'a> {
     cluster: &'a Cluster,
     credentials: Credentials,
+    /// STARTTLS when the cluster's slots have a certificate.
+    tls: Option<Tls>,
     /// The account was just created or changed: a refused login on a
     /// replica may be replication not having carried it yet.
     account_fresh: bool,
@@ -317,8 +324,13 @@ impl Ctx<'_> {
     ) -> Result<UserView, CollectError> {
         let start = Instant::now();
         loop {
+            let target = collect::Target {
+                address: at.address,
+                server_name: &at.server_name,
+                tls: self.tls.as_ref(),
+            };
             match collect(
-                at.address,
+                &target,
                 user,
                 &self.credentials,
                 level,
@@ -430,7 +442,11 @@ pub async fn run_once(
     let started = Instant::now();
     let started_unix_ms = now_ms();
     let topology = directory.snapshot()?;
-    let targets = targets(&topology, options)?;
+    let targets = targets(&topology, &cluster.name, options)?;
+    let tls = match &cluster.slot.tls_cert {
+        Some(cert) => Some(Tls::trusting(cert)?),
+        None => None,
+    };
     let mut masters: Vec<MasterSocket> = targets
         .iter()
         .map(|t| MasterSocket {
@@ -444,6 +460,7 @@ pub async fn run_once(
     let ctx = Ctx {
         cluster,
         credentials,
+        tls,
         account_fresh,
         limiter: RateLimiter::new(options.rate_limit_bytes_per_s),
         progress: Progress::new(),
