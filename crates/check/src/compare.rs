@@ -399,7 +399,8 @@ fn is_counter(field: &str) -> bool {
 /// (`again`, taken after waiting for replication) confirms. A difference
 /// found only in `first` was in flight; one found only in `again` is new
 /// and left to the next run; a counter whose replica value now lies
-/// between the master's value then and now was in flight too. The
+/// between the master's value then and now was in flight too, and so is
+/// any value the replica now shows that the master showed then. The
 /// confirmed differences carry the values of `again`.
 pub fn confirmed(first: &[Difference], again: &[Difference]) -> Vec<Difference> {
     again
@@ -408,6 +409,12 @@ pub fn confirmed(first: &[Difference], again: &[Difference]) -> Vec<Difference> 
             let Some(f) = first.iter().find(|f| f.key() == d.key()) else {
                 return false;
             };
+            // The replica shows now what the master showed before: it
+            // follows, one change behind (a message whose flags keep
+            // changing).
+            if d.replica == f.master {
+                return false;
+            }
             if is_counter(&d.field)
                 && let (Ok(then), Ok(now), Ok(replica)) = (
                     f.master.parse::<u64>(),
@@ -725,6 +732,17 @@ mod tests {
                 (field::BODY, Some(4))
             ]
         );
+        // Flags changing all the time: the replica one change behind.
+        let following = confirmed(
+            &[diff(field::FLAGS, Some(3), "(\\Flagged)", "()")],
+            &[diff(
+                field::FLAGS,
+                Some(3),
+                "(\\Answered \\Flagged)",
+                "(\\Flagged)",
+            )],
+        );
+        assert!(following.is_empty(), "{following:?}");
         // Nothing found again: nothing confirmed.
         assert!(confirmed(&first, &[]).is_empty());
         // A counter stuck below the master's first value stays.
