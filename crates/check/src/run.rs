@@ -542,9 +542,9 @@ pub async fn run_once(
     report.bytes_read = ctx.progress.bytes_read();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     report.exit = if report.diverged > 0 {
-        1
+        crate::EXIT_DIVERGED
     } else if !report.failures.is_empty() {
-        3
+        crate::EXIT_FAILED
     } else {
         0
     };
