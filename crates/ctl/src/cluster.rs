@@ -11,6 +11,7 @@
 //! secret_file = "cluster.secret"    # 64 hex digits, mode 0600
 //! slots_dir = "slots"               # slot data: SLOTS_DIR/MACHINE/SLOT
 //! state_dir = "state"               # supervisor sockets, slot configs, slot logs
+//! check_password_file = "check.password"  # the check's admin account, mode 0600
 //!
 //! [ports]                           # slot number i (from 1) of a machine listens on
 //! imap = 1143                       #   IMAP  imap + i - 1
@@ -181,6 +182,9 @@ struct RawCluster {
     secret_file: PathBuf,
     slots_dir: PathBuf,
     state_dir: PathBuf,
+    /// Absent in files written before the check existed: the default.
+    #[serde(default = "default_check_password_file")]
+    check_password_file: PathBuf,
     #[serde(default)]
     ports: PortScheme,
     #[serde(default)]
@@ -189,6 +193,13 @@ struct RawCluster {
 
 fn default_backend() -> String {
     "sqlite".into()
+}
+
+/// The default `check_password_file`.
+pub const CHECK_PASSWORD_FILE_DEFAULT: &str = "check.password";
+
+fn default_check_password_file() -> PathBuf {
+    CHECK_PASSWORD_FILE_DEFAULT.into()
 }
 
 /// A loaded cluster file, with every path made absolute.
@@ -201,6 +212,9 @@ pub struct Cluster {
     pub secret_file: PathBuf,
     pub slots_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// The password of the replication check's admin account (created by
+    /// `slotmail check` on first use, mode 0600).
+    pub check_password_file: PathBuf,
     pub ports: PortScheme,
     pub slot: SlotDefaults,
 }
@@ -300,6 +314,7 @@ impl Cluster {
             secret_file: resolve(&raw.secret_file),
             slots_dir: resolve(&raw.slots_dir),
             state_dir: resolve(&raw.state_dir),
+            check_password_file: resolve(&raw.check_password_file),
             ports: raw.ports,
             slot: SlotDefaults {
                 allow_plaintext_auth: raw.slot.allow_plaintext_auth,
@@ -321,6 +336,7 @@ impl Cluster {
             secret_file: "cluster.secret".into(),
             slots_dir: "slots".into(),
             state_dir: "state".into(),
+            check_password_file: default_check_password_file(),
             ports: options.ports,
             slot: SlotDefaults {
                 allow_plaintext_auth: options.allow_plaintext_auth,
@@ -465,6 +481,7 @@ mod tests {
         let c = Cluster::init(&path, &opts).unwrap();
         assert_eq!(Cluster::load(&path).unwrap(), c);
         assert_eq!(c.directory, dir.path().join("c/directory.db"));
+        assert_eq!(c.check_password_file, dir.path().join("c/check.password"));
         let mode = std::fs::metadata(&c.secret_file)
             .unwrap()
             .permissions()

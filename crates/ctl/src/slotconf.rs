@@ -163,6 +163,7 @@ mod tests {
             secret_file: "/c/cluster.secret".into(),
             slots_dir: "/c/slots".into(),
             state_dir: "/c/state".into(),
+            check_password_file: "/c/check.password".into(),
             ports: PortScheme::default(),
             slot: SlotDefaults {
                 allow_plaintext_auth: true,

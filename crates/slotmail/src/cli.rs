@@ -54,6 +54,9 @@ enum Command {
     /// Manage a cluster: machines, slots, stores, users, placement, status
     /// (docs/operations.md).
     Ctl(CtlArgs),
+    /// The replication check: compare what each store's master and
+    /// replicas show an IMAP client; exit 1 on divergence.
+    Check(slotmail_check::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -182,6 +185,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(exit.code()))
         }
+        Command::Check(args) => Ok(ExitCode::from(slotmail_check::main_check(args))),
         Command::Demo {
             dir,
             imap_port,
