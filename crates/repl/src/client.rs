@@ -648,12 +648,12 @@ enum ConnectError {
 }
 
 async fn connect(shared: &Shared) -> Result<Conn, ConnectError> {
-    let stream = shared
+    let channel = shared
         .connector
         .connect()
         .await
         .map_err(|e| ConnectError::Down(e.into()))?;
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(channel.stream);
     let c = &shared.config;
     let (mut machine, hello) = ClientHandshake::start(
         ClientConfig {
@@ -664,6 +664,7 @@ async fn connect(shared: &Shared) -> Result<Conn, ConnectError> {
             to_slot: c.to_slot.clone(),
             epoch: c.epoch,
             capabilities: Vec::new(),
+            binding: channel.binding,
         },
         rand::random(),
     );

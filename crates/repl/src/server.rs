@@ -26,9 +26,9 @@
 //! so the master's next comparison finds the difference and sends them
 //! again.
 
-use crate::conn::{BoxStream, Conn};
+use crate::conn::Conn;
 use crate::epoch::EpochState;
-use crate::error::SyncError;
+use crate::error::{SetupError, SyncError};
 use crate::exec::Exec;
 use crate::limits::{
     BAD_BODIES_MAX, HANDSHAKE_TIMEOUT, SERVER_CONNECTIONS_MAX, SERVER_IDLE_TIMEOUT,
@@ -39,6 +39,7 @@ use crate::records::{
     snapshot_digest, subscription, user_digests,
 };
 use crate::status::ServerStatus;
+use crate::tls::Channel;
 use slotmail_repl_proto::{
     Applied, ApplyMailbox, BodyEvent, BodyReceiver, ErrorCode, ErrorReply, Frame, Guid as WireGuid,
     Missing, ServerConfig, ServerHandshake, ServerStep, SlotRole, USERS_PER_FRAME_MAX, UserState,
@@ -121,6 +122,8 @@ impl BadBodies {
 struct Inner {
     slot: Arc<Slot>,
     settings: ServerSettings,
+    /// TLS for every stream (docs/replication.md, "Transport and framing").
+    tls: Arc<rustls::ServerConfig>,
     epoch: Arc<EpochState>,
     cache: DigestCache,
     bad: Mutex<BadBodies>,
@@ -172,12 +175,20 @@ fn store_error(user: &str, e: &StoreError) -> Answer {
 }
 
 impl SyncServer {
-    /// A server for `slot`, with the epoch state it adopts epochs into.
-    pub fn new(slot: Arc<Slot>, settings: ServerSettings, epoch: Arc<EpochState>) -> SyncServer {
-        SyncServer {
+    /// A server for `slot`, with the epoch state it adopts epochs into. It
+    /// generates its TLS certificate here (in memory).
+    pub fn new(
+        slot: Arc<Slot>,
+        settings: ServerSettings,
+        epoch: Arc<EpochState>,
+    ) -> Result<SyncServer, SetupError> {
+        let tls = crate::tls::server_config(&settings.slot)
+            .map_err(|e| SetupError::Tls(e.to_string()))?;
+        Ok(SyncServer {
             inner: Arc::new(Inner {
                 slot,
                 settings,
+                tls,
                 epoch,
                 cache: DigestCache::default(),
                 bad: Mutex::new(BadBodies::default()),
@@ -186,7 +197,7 @@ impl SyncServer {
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
-        }
+        })
     }
 
     /// Accept streams on `listener` until [`SyncServer::shutdown`].
@@ -203,7 +214,14 @@ impl SyncServer {
             match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    self.spawn_stream(Box::new(stream), peer.to_string());
+                    let tls = self.inner.tls.clone();
+                    let peer = peer.to_string();
+                    self.spawn(peer.clone(), async move {
+                        crate::tls::accept(stream, tls).await.map_err(|e| {
+                            tracing::info!(%peer, cause = %e, "sync TLS handshake failed");
+                            e
+                        })
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(cause = %e, "sync accept failed");
@@ -213,9 +231,19 @@ impl SyncServer {
         }
     }
 
-    /// Serve one stream in a task of its own (refused at once when
-    /// [`SERVER_CONNECTIONS_MAX`] streams are being served).
-    pub fn spawn_stream(&self, stream: BoxStream, peer: String) {
+    /// Serve one channel (TLS already established, or the simulated
+    /// network of the tests) in a task of its own.
+    pub fn spawn_stream(&self, channel: Channel, peer: String) {
+        self.spawn(peer, async move { Ok(channel) });
+    }
+
+    /// Serve the channel `open` yields in a task of its own (refused at
+    /// once when [`SERVER_CONNECTIONS_MAX`] streams are being served).
+    fn spawn(
+        &self,
+        peer: String,
+        open: impl std::future::Future<Output = std::io::Result<Channel>> + Send + 'static,
+    ) {
         let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many sync connections; closing a new one");
             return;
@@ -228,7 +256,15 @@ impl SyncServer {
             let result = tokio::select! {
                 biased;
                 _ = stop.cancelled() => Ok(()),
-                r = serve_stream(&inner, stream, &peer) => r,
+                r = async {
+                    match open.await {
+                        Ok(channel) => serve_stream(&inner, channel, &peer).await,
+                        Err(e) => {
+                            inner.stats().refused += 1;
+                            Err(SyncError::Io(e))
+                        }
+                    }
+                } => r,
             };
             let mut stats = inner.stats();
             stats.connections -= 1;
@@ -286,9 +322,9 @@ impl SyncServer {
     }
 }
 
-async fn serve_stream(inner: &Arc<Inner>, stream: BoxStream, peer: &str) -> Result<(), SyncError> {
-    let mut conn = Conn::new(stream);
-    let stream_epoch = match handshake(inner, &mut conn, peer).await {
+async fn serve_stream(inner: &Arc<Inner>, channel: Channel, peer: &str) -> Result<(), SyncError> {
+    let mut conn = Conn::new(channel.stream);
+    let stream_epoch = match handshake(inner, &mut conn, peer, channel.binding).await {
         Ok(epoch) => epoch,
         Err(e) => {
             inner.stats().refused += 1;
@@ -306,7 +342,12 @@ async fn serve_stream(inner: &Arc<Inner>, stream: BoxStream, peer: &str) -> Resu
 }
 
 /// Run the handshake; the stream's epoch once `Welcome` is sent.
-async fn handshake(inner: &Arc<Inner>, conn: &mut Conn, peer: &str) -> Result<u64, SyncError> {
+async fn handshake(
+    inner: &Arc<Inner>,
+    conn: &mut Conn,
+    peer: &str,
+    binding: [u8; 32],
+) -> Result<u64, SyncError> {
     let s = &inner.settings;
     let config = ServerConfig {
         secret: s.secret,
@@ -315,6 +356,7 @@ async fn handshake(inner: &Arc<Inner>, conn: &mut Conn, peer: &str) -> Result<u6
         role: s.role.clone(),
         epoch: inner.epoch.get(),
         capabilities: Vec::new(),
+        binding,
     };
     let mut machine = ServerHandshake::new(config, rand::random());
     let steps = async {

@@ -69,7 +69,7 @@ impl Replication {
     ) -> Result<Replication, StartError> {
         use slotmail_repl::{
             EpochState, Exec, Replicator, ReplicatorConfig, ServerSettings, SlotRole, SyncServer,
-            TcpConnector,
+            TlsConnector,
         };
         let secret = slotmail_repl::read_secret_file(&sync.secret_file)?;
         let epoch = Arc::new(EpochState::open(&config.data, sync.epoch)?);
@@ -103,8 +103,8 @@ impl Replication {
                         exec: Exec::Blocking,
                     },
                     epoch.clone(),
-                );
-                tracing::info!(slot = %config.name, %addr, "sync listening");
+                )?;
+                tracing::info!(slot = %config.name, %addr, "sync listening (TLS)");
                 let s = server.clone();
                 tasks.spawn(async move { s.serve(listener).await });
                 Some(server)
@@ -125,7 +125,7 @@ impl Replication {
                         &peer.slot,
                         sync.epoch,
                     ),
-                    Arc::new(TcpConnector { addr: peer.address }),
+                    Arc::new(TlsConnector::new(peer.address)),
                 ));
             }
         }
