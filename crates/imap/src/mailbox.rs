@@ -148,6 +148,12 @@ impl Session {
             .date
             .map(|d| (d.unix_timestamp(), i32::from(d.offset_minutes())));
         let done = user.append(mbox.id, &message.data, &flags, date)?;
+        if let Some(durable) = &self.config().durable {
+            durable
+                .0
+                .confirm(&user, mbox.id, &done)
+                .map_err(|text| Reply::no(text).code(ResponseCode::Unavailable))?;
+        }
         let uids = SequenceSet::single(done.uid).expect("UIDs are non-zero");
         Ok(Reply::ok("APPEND completed").code(ResponseCode::AppendUid {
             uid_validity: done.uidvalidity,

@@ -19,6 +19,8 @@
 //!   TCP, or the simulated network of the tests).
 //! - [`tls`]: TLS 1.3 for sync streams and the channel binding the
 //!   handshake's proofs cover.
+//! - [`durable`]: durable delivery's bounded wait for a replica's
+//!   acknowledgement.
 //! - [`exec`]: where blocking store calls run.
 //! - [`limits`]: every bound and timing, named.
 //!
@@ -48,6 +50,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod durable;
 pub mod epoch;
 pub mod error;
 pub mod exec;
@@ -61,6 +64,7 @@ pub mod tls;
 
 pub use client::{Replicator, ReplicatorConfig, wait_idle};
 pub use conn::{BoxStream, ConnectFuture, Connector, SharedConnector, Stream, TlsConnector};
+pub use durable::{AckSignal, wait_acked};
 pub use epoch::{EpochState, write_durably};
 pub use error::{SetupError, SyncError};
 pub use exec::Exec;
@@ -68,6 +72,7 @@ pub use secret::{parse_secret, read_secret_file};
 pub use server::{ServerSettings, SyncServer};
 pub use slotmail_repl_proto::SlotRole;
 pub use status::{
-    CorruptStatus, HeldStatus, ReplicaStatus, ReplicationStatus, ServerStatus, StreamsState,
+    CorruptStatus, DurableStatus, HeldStatus, ReplicaStatus, ReplicationStatus, ServerStatus,
+    StreamsState,
 };
 pub use tls::Channel;

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod config;
 pub mod delivery;
+pub mod durable;
 pub mod tls;
 
 pub use config::{ConfigError, SlotConfig};
@@ -56,6 +57,8 @@ struct Replication {
     epoch: Arc<slotmail_repl::EpochState>,
     server: Option<slotmail_repl::SyncServer>,
     replicators: Vec<slotmail_repl::Replicator>,
+    /// Durable delivery, on a master of a store with `sync` on.
+    durable: Option<Arc<durable::DurableDelivery>>,
     path: std::path::PathBuf,
 }
 
@@ -112,23 +115,37 @@ impl Replication {
             None => None,
         };
         let mut replicators = Vec::new();
+        let acks = Arc::new(slotmail_repl::AckSignal::default());
         if sync.role == config::Role::Master {
             for peer in &sync.replicas {
                 tracing::info!(slot = %config.name, replica = %peer.slot, address = %peer.address, "replicating");
+                let mut rc = ReplicatorConfig::new(
+                    secret,
+                    &sync.cluster,
+                    &sync.store,
+                    &config.name,
+                    &peer.slot,
+                    sync.epoch,
+                );
+                rc.acks = acks.clone();
                 replicators.push(Replicator::start(
                     slot.clone(),
-                    ReplicatorConfig::new(
-                        secret,
-                        &sync.cluster,
-                        &sync.store,
-                        &config.name,
-                        &peer.slot,
-                        sync.epoch,
-                    ),
+                    rc,
                     Arc::new(TlsConnector::new(peer.address)),
                 ));
             }
         }
+        let durable = match (sync.durable, sync.role) {
+            (Some(settings), config::Role::Master) => {
+                tracing::info!(slot = %config.name, wait = ?settings.wait, on_timeout = ?settings.on_timeout, "durable delivery on");
+                Some(Arc::new(durable::DurableDelivery::new(
+                    settings,
+                    replicators.clone(),
+                    acks,
+                )))
+            }
+            _ => None,
+        };
         Ok(Replication {
             slot_name: config.name.clone(),
             store: sync.store.clone(),
@@ -136,6 +153,7 @@ impl Replication {
             epoch,
             server,
             replicators,
+            durable,
             path: config.data.join(STATUS_FILE),
         })
     }
@@ -152,6 +170,7 @@ impl Replication {
             taken_at_unix_ms: slotmail_repl::status::unix_ms_now(),
             replicas: self.replicators.iter().map(|r| r.status()).collect(),
             server: self.server.as_ref().map(|s| s.status()),
+            durable: self.durable.as_ref().map(|d| d.status()),
         }
     }
 
@@ -228,6 +247,26 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         });
     }
+    // Replication first: durable delivery needs the replicators.
+    let replication = match &config.sync {
+        Some(sync) => {
+            let r = Arc::new(Replication::start(&config, sync, &slot, &mut tasks).await?);
+            let writer = r.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    writer.write_status();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+                    }
+                }
+            });
+            Some(r)
+        }
+        None => None,
+    };
+    let durable_hook = replication.as_ref().and_then(|r| r.durable.clone());
     if let Some(imap) = &config.imap {
         let plain = bind(imap.listen).await?;
         let implicit = match (imap.tls_listen, &tls) {
@@ -238,6 +277,9 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             hostname: config.hostname.clone(),
             allow_plaintext_auth: imap.allow_plaintext_auth,
             read_only: read_only.clone(),
+            durable: durable_hook
+                .clone()
+                .map(|d| slotmail_imap::DurableHook(d as Arc<dyn slotmail_imap::DurableAppend>)),
             ..Default::default()
         };
         imap_config.limits.literal_bytes_max = config.limits.message_size_max;
@@ -263,8 +305,11 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     if let Some(lmtp) = &config.lmtp {
         let listener = bind(lmtp.listen).await?;
         tracing::info!(slot = %config.name, addr = %lmtp.listen, "LMTP listening");
-        let backend =
+        let mut backend =
             delivery::SlotDelivery::new(slot.clone(), lmtp.over_quota_permanent, read_only.clone());
+        if let Some(d) = &durable_hook {
+            backend = backend.with_durable(d.clone());
+        }
         let mut lmtp_config = slotmail_lmtp::Config::new(config.hostname.clone());
         // The store's limit includes the trace headers LMTP prepends.
         lmtp_config.limits.max_message_bytes = usize::try_from(
@@ -283,24 +328,6 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         });
     }
-    let replication = match &config.sync {
-        Some(sync) => {
-            let r = Arc::new(Replication::start(&config, sync, &slot, &mut tasks).await?);
-            let writer = r.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                loop {
-                    writer.write_status();
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(STATUS_INTERVAL) => {}
-                    }
-                }
-            });
-            Some(r)
-        }
-        None => None,
-    };
     shutdown.await;
     tracing::info!(slot = %config.name, "shutting down");
     stop.cancel();
