@@ -545,6 +545,12 @@ impl Replicator {
         was_held
     }
 
+    /// Whether the mass-deletion guard holds `user` (until
+    /// [`Replicator::confirm`]).
+    pub fn is_held(&self, user: &str) -> bool {
+        self.shared.state().held.contains_key(user)
+    }
+
     /// Scrub this (master) slot and, for every body found corrupt or
     /// missing, fetch the replica's copy and repair the local file. Returns
     /// the scrub's report; the repairs run as rounds of the users.

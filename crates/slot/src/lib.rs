@@ -235,18 +235,6 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     // Every task watches this; it is cancelled once `shutdown` resolves.
     let stop = tokio_util::sync::CancellationToken::new();
-    // The slot's admin endpoint (docs/operations.md): ctl and the machine
-    // supervisor manage accounts and roles through it.
-    {
-        let path = config.data.join(admin::SOCKET_NAME);
-        let (slot, read_only, stop) = (slot.clone(), read_only.clone(), stop.clone());
-        tasks.spawn(async move {
-            if let Err(e) = admin::serve_admin(path, slot, read_only, stop.cancelled_owned()).await
-            {
-                tracing::error!(cause = %e, "admin endpoint failed");
-            }
-        });
-    }
     // Replication first: durable delivery needs the replicators.
     let replication = match &config.sync {
         Some(sync) => {
@@ -267,6 +255,29 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
         None => None,
     };
     let durable_hook = replication.as_ref().and_then(|r| r.durable.clone());
+    // The slot's admin endpoint (docs/operations.md): ctl and the machine
+    // supervisor manage accounts, roles and held replication through it.
+    {
+        let path = config.data.join(admin::SOCKET_NAME);
+        let (slot, read_only, stop) = (slot.clone(), read_only.clone(), stop.clone());
+        let replicators = replication
+            .as_ref()
+            .map(|r| r.replicators.clone())
+            .unwrap_or_default();
+        tasks.spawn(async move {
+            if let Err(e) = admin::serve_admin_with_replication(
+                path,
+                slot,
+                read_only,
+                replicators,
+                stop.cancelled_owned(),
+            )
+            .await
+            {
+                tracing::error!(cause = %e, "admin endpoint failed");
+            }
+        });
+    }
     if let Some(imap) = &config.imap {
         let plain = bind(imap.listen).await?;
         let implicit = match (imap.tls_listen, &tls) {
