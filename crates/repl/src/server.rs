@@ -82,31 +82,115 @@ impl std::fmt::Debug for ServerSettings {
 struct BadBodies {
     by_user: HashMap<String, HashSet<Guid>>,
     order: VecDeque<(String, Guid)>,
+    /// Where the marks are kept across restarts (`DATA/`[`BAD_BODIES_FILE`]).
+    path: Option<std::path::PathBuf>,
 }
 
+/// The file, in the slot's data directory, that keeps a replica's known-bad
+/// bodies across restarts: a JSON list of `[user, guid]`.
+pub const BAD_BODIES_FILE: &str = "sync-bad-bodies.json";
+
+/// Largest bad-bodies file read, in bytes (`BAD_BODIES_MAX` entries fit).
+const BAD_BODIES_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 impl BadBodies {
-    fn mark(&mut self, user: &str, guid: Guid) {
-        if self
+    /// The marks recorded at `data_dir` (none if the file is absent; a
+    /// damaged file is logged and ignored: a scrub finds the damage again).
+    fn load(data_dir: &std::path::Path) -> BadBodies {
+        let path = data_dir.join(BAD_BODIES_FILE);
+        let mut bad = BadBodies::default();
+        let read = std::fs::File::open(&path).and_then(|f| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(f, BAD_BODIES_FILE_BYTES_MAX),
+                &mut text,
+            )?;
+            Ok(text)
+        });
+        match read {
+            Ok(text) => match serde_json::from_str::<Vec<(String, String)>>(&text) {
+                Ok(list) => {
+                    for (user, guid) in list {
+                        if let Ok(guid) = guid.parse::<Guid>() {
+                            bad.insert(&user, guid);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), cause = %e, "ignoring a damaged bad-bodies file")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(file = %path.display(), cause = %e, "cannot read the bad-bodies file")
+            }
+        }
+        bad.path = Some(path);
+        bad
+    }
+
+    /// Record the marks durably (whole file, renamed into place).
+    fn save(&self) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        let list: Vec<(&str, String)> = self
+            .order
+            .iter()
+            .filter(|(u, g)| self.by_user.get(u).is_some_and(|set| set.contains(g)))
+            .map(|(u, g)| (u.as_str(), g.to_hex()))
+            .collect();
+        let bytes = serde_json::to_vec(&list).expect("pairs of strings serialize");
+        if let Err(e) = crate::epoch::write_durably(path, &bytes) {
+            tracing::error!(file = %path.display(), cause = %e, "cannot record the bad bodies");
+        }
+    }
+
+    fn insert(&mut self, user: &str, guid: Guid) -> bool {
+        let new = self
             .by_user
             .entry(user.to_string())
             .or_default()
-            .insert(guid)
-        {
+            .insert(guid);
+        if new {
             self.order.push_back((user.to_string(), guid));
         }
         while self.order.len() > BAD_BODIES_MAX {
             if let Some((u, g)) = self.order.pop_front() {
-                self.unmark(&u, &g);
+                self.remove(&u, &g);
             }
+        }
+        new
+    }
+
+    fn mark(&mut self, user: &str, guid: Guid) {
+        if self.insert(user, guid) {
+            self.save();
         }
     }
 
+    fn remove(&mut self, user: &str, guid: &Guid) -> bool {
+        let Some(set) = self.by_user.get_mut(user) else {
+            return false;
+        };
+        let removed = set.remove(guid);
+        if set.is_empty() {
+            self.by_user.remove(user);
+        }
+        removed
+    }
+
     fn unmark(&mut self, user: &str, guid: &Guid) {
-        if let Some(set) = self.by_user.get_mut(user) {
-            set.remove(guid);
-            if set.is_empty() {
-                self.by_user.remove(user);
-            }
+        if self.remove(user, guid) {
+            self.order.retain(|(u, g)| !(u == user && g == guid));
+            self.save();
+        }
+    }
+
+    fn forget_user(&mut self, user: &str) {
+        if self.by_user.remove(user).is_some() {
+            self.order.retain(|(u, _)| u != user);
+            self.save();
         }
     }
 
@@ -182,6 +266,7 @@ impl SyncServer {
         settings: ServerSettings,
         epoch: Arc<EpochState>,
     ) -> Result<SyncServer, SetupError> {
+        let bad = BadBodies::load(slot.root());
         let tls = crate::tls::server_config(&settings.slot)
             .map_err(|e| SetupError::Tls(e.to_string()))?;
         Ok(SyncServer {
@@ -191,7 +276,7 @@ impl SyncServer {
                 tls,
                 epoch,
                 cache: DigestCache::default(),
-                bad: Mutex::new(BadBodies::default()),
+                bad: Mutex::new(bad),
                 stats: Mutex::new(ServerStatus::default()),
                 permits: Arc::new(tokio::sync::Semaphore::new(SERVER_CONNECTIONS_MAX)),
                 stop: CancellationToken::new(),
@@ -688,7 +773,7 @@ fn answer(inner: &Inner, request: Frame) -> Answer {
             }
             match slot.delete_user(&req.user) {
                 Ok(()) | Err(StoreError::NoSuchUser(_)) => {
-                    inner.bad().by_user.remove(&req.user);
+                    inner.bad().forget_user(&req.user);
                     Answer::Frame(Frame::Ok)
                 }
                 Err(e) => store_error(&req.user, &e),

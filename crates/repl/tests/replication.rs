@@ -566,6 +566,40 @@ async fn a_corrupt_copy_on_the_replica_is_sent_again_after_a_scrub() {
     replicator.shutdown().await;
 }
 
+/// The replica's marks of bad bodies survive its restart, so the damage is
+/// healed without another scrub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_body_marks_survive_a_replica_restart() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("ivy", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("ivy").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    let m = u
+        .append(inbox, &message(1, 5000), &flags(&[]), None)
+        .unwrap();
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "first").await;
+    replicator.shutdown().await;
+    corrupt_file(&replica.slot, "ivy", &m.guid);
+    assert!(!replica.server.scrub().await.is_clean());
+    assert_eq!(replica.server.status().bad_bodies, 1);
+    let (rdir, addr) = replica.stop().await;
+    let file = rdir.path().join("data").join("sync-bad-bodies.json");
+    let recorded = std::fs::read_to_string(&file).unwrap();
+    assert!(recorded.contains(&m.guid.to_hex()), "{recorded}");
+
+    let replica = Replica::start(rdir, &addr.to_string(), 1).await;
+    assert_eq!(replica.server.status().bad_bodies, 1, "remembered");
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "after the restart").await;
+    assert_eq!(replica.server.status().bad_bodies, 0);
+    assert!(replica.slot.scrub(false).is_clean());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "[]");
+    replicator.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mass_deletion_is_held_until_confirmed() {
     let mdir = tempfile::tempdir().unwrap();
