@@ -168,6 +168,13 @@ pub struct SlotDefaults {
     pub tls_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Durable delivery's wait bound for stores with `sync` (ms; the slot's
+    /// default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_wait_ms: Option<u64>,
+    /// `tempfail` or `accept` (the slot's default, `tempfail`, when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_on_timeout: Option<String>,
 }
 
 /// `cluster.toml` as written.
@@ -320,6 +327,8 @@ impl Cluster {
                 allow_plaintext_auth: raw.slot.allow_plaintext_auth,
                 tls_cert: raw.slot.tls_cert.as_deref().map(resolve),
                 tls_key: raw.slot.tls_key.as_deref().map(resolve),
+                durable_wait_ms: raw.slot.durable_wait_ms,
+                durable_on_timeout: raw.slot.durable_on_timeout,
             },
         })
     }
@@ -340,8 +349,7 @@ impl Cluster {
             ports: options.ports,
             slot: SlotDefaults {
                 allow_plaintext_auth: options.allow_plaintext_auth,
-                tls_cert: None,
-                tls_key: None,
+                ..SlotDefaults::default()
             },
         };
         let text = format!(

@@ -24,6 +24,7 @@ mod commands;
 pub mod control;
 mod error;
 mod output;
+mod repl;
 pub mod slotconf;
 mod status;
 pub mod supervisor;
@@ -93,6 +94,29 @@ pub enum CtlCommand {
     /// Every store: master, replicas, epoch, lag, last check, health.
     /// Exit 1 if anything is unhealthy.
     Status,
+    /// Replication: per-replica state and held users; release a held user.
+    #[command(subcommand)]
+    Repl(ReplCtl),
+}
+
+/// `ctl repl ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReplCtl {
+    /// Per replica: state, lag, pending and held users. Exit 1 if a user
+    /// is held.
+    Status {
+        /// Only this store.
+        store: Option<String>,
+    },
+    /// Release a user the mass-deletion guard holds: the held deletions are
+    /// applied to the replica(s).
+    Confirm {
+        store: String,
+        user: String,
+        /// Only on this replica (default: every replica holding the user).
+        #[arg(long)]
+        replica: Option<String>,
+    },
 }
 
 /// `ctl init`.
@@ -314,6 +338,7 @@ pub fn run_ctl(args: CtlArgs, stdin: &mut dyn Read) -> Result<Report, CtlError> 
         CtlCommand::Store(cmd) => commands::store(&ctx, cmd),
         CtlCommand::User(cmd) => users::user(&ctx, cmd, stdin),
         CtlCommand::Status => status::status(&ctx),
+        CtlCommand::Repl(cmd) => repl::repl(&ctx, cmd),
     }
 }
 

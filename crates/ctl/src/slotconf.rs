@@ -9,7 +9,9 @@
 //!   store's first slot is the master), the cluster's name (bound in the
 //!   replication handshake), the store's epoch, the sync
 //!   listener on the machine's address, the cluster secret, and on the
-//!   master the replicas in failover order with their sync addresses;
+//!   master the replicas in failover order with their sync addresses, and
+//!   `durable` (the store's `sync` flag: durable delivery, with the cluster
+//!   file's `[slot] durable_wait_ms` and `durable_on_timeout` if set);
 //! - `[tls]` when the cluster file names a certificate.
 //!
 //! A slot in no store gets no `[sync]` section: it serves nobody until a
@@ -61,6 +63,12 @@ struct Sync {
     epoch: u64,
     listen: SocketAddr,
     secret_file: PathBuf,
+    /// The store's `sync` flag: durable delivery.
+    durable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durable_wait_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durable_on_timeout: Option<String>,
     replicas: Vec<Peer>,
 }
 
@@ -116,6 +124,9 @@ pub fn slot_config(cluster: &Cluster, topology: &Topology, slot_id: &str) -> Opt
                 epoch: store.epoch,
                 listen: SocketAddr::new(address, slot.sync_port),
                 secret_file: cluster.secret_file.clone(),
+                durable: store.sync,
+                durable_wait_ms: cluster.slot.durable_wait_ms,
+                durable_on_timeout: cluster.slot.durable_on_timeout.clone(),
                 replicas,
             })
         }
@@ -233,6 +244,7 @@ mod tests {
         assert_eq!(sync.replicas[0].slot, "b1");
         assert_eq!(sync.replicas[0].address, "127.0.0.12:2500".parse().unwrap());
         assert_eq!(sync.secret_file, Path::new("/c/cluster.secret"));
+        assert_eq!(sync.durable, None);
 
         let replica =
             slotmail_slot::SlotConfig::parse(&slot_config(&c, &t, "b1").unwrap(), path).unwrap();
@@ -246,5 +258,27 @@ mod tests {
         assert!(free.sync.is_none());
         assert_eq!(slot_config(&c, &t, "zz"), None);
         assert_eq!(machine_slot_configs(&c, &t, "b").len(), 1);
+    }
+
+    #[test]
+    fn a_store_with_sync_gets_durable_delivery() {
+        let mut c = cluster();
+        c.slot.durable_wait_ms = Some(750);
+        c.slot.durable_on_timeout = Some("accept".into());
+        let mut t = topology();
+        t.stores.get_mut("s001").unwrap().sync = true;
+        let text = slot_config(&c, &t, "a1").unwrap();
+        let master = slotmail_slot::SlotConfig::parse(&text, Path::new("/c/a1.toml")).unwrap();
+        let durable = master.sync.unwrap().durable.unwrap();
+        assert_eq!(durable.wait, std::time::Duration::from_millis(750));
+        assert_eq!(durable.on_timeout, slotmail_slot::config::OnTimeout::Accept);
+        // Defaults when the cluster file does not say.
+        let text = slot_config(&cluster(), &t, "a1").unwrap();
+        let master = slotmail_slot::SlotConfig::parse(&text, Path::new("/c/a1.toml")).unwrap();
+        let durable = master.sync.unwrap().durable.unwrap();
+        assert_eq!(
+            durable.on_timeout,
+            slotmail_slot::config::OnTimeout::Tempfail
+        );
     }
 }

@@ -106,6 +106,16 @@ pub(crate) struct ReplicaLag {
     pub lag_ms: Option<u64>,
     pub pending_users: Option<u64>,
     pub last_error: Option<String>,
+    /// Users the mass-deletion guard holds until `ctl repl confirm`.
+    pub held: Vec<HeldUser>,
+}
+
+/// A user replication holds, as the master's status reports it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HeldUser {
+    pub user: String,
+    pub reason: String,
+    pub since_unix_ms: Option<u64>,
 }
 
 /// What the master's `replication-status.json` says, read leniently (the
@@ -118,7 +128,7 @@ pub(crate) struct ReplicationView {
     pub replicas: BTreeMap<String, ReplicaLag>,
 }
 
-fn read_replication(cluster: &Cluster, data_dir: &str) -> Option<ReplicationView> {
+pub(crate) fn read_replication(cluster: &Cluster, data_dir: &str) -> Option<ReplicationView> {
     let path = cluster.replication_status_file(data_dir);
     let file = std::fs::File::open(path).ok()?;
     let mut text = String::new();
@@ -150,6 +160,18 @@ fn read_replication(cluster: &Cluster, data_dir: &str) -> Option<ReplicationView
                         .as_u64()
                         .or_else(|| r["pending"].as_u64()),
                     last_error: r["last_error"].as_str().map(str::to_string),
+                    held: r["held"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|h| {
+                            Some(HeldUser {
+                                user: h["user"].as_str()?.to_string(),
+                                reason: h["reason"].as_str().unwrap_or("").to_string(),
+                                since_unix_ms: h["since_unix_ms"].as_u64(),
+                            })
+                        })
+                        .collect(),
                 },
             );
         }
@@ -241,6 +263,14 @@ pub(crate) fn status(ctx: &Ctx) -> Result<Report, CtlError> {
                     "master cannot reach {id}: {}",
                     r.last_error.as_deref().unwrap_or("")
                 ));
+            }
+            if let Some(r) = &replication {
+                for h in &r.held {
+                    problems.push(format!(
+                        "replication of {} to {id} is held: {} (`slotmail ctl repl confirm {} {}` releases it)",
+                        h.user, h.reason, st.id, h.user
+                    ));
+                }
             }
             slots.push(SlotHealth {
                 slot: id.clone(),
@@ -383,7 +413,8 @@ mod tests {
             "taken_at_unix_ms": now, "server": null, "future_field": 1,
             "replicas": [
                 {"slot": "b1", "address": "127.0.0.12:2500", "state": "rolling",
-                 "pending_users": 3, "lag_ms": 12, "last_error": null},
+                 "pending_users": 3, "lag_ms": 12, "last_error": null,
+                 "held": [{"user": "ann", "reason": "would expunge 120 of 120", "since_unix_ms": 5}]},
                 {"slot": "c1", "state": "waiting", "lag_ms": 900,
                  "last_error": "connection refused"},
             ],
@@ -394,6 +425,8 @@ mod tests {
         assert_eq!(v.epoch, Some(2));
         assert_eq!(v.replicas["b1"].lag_ms, Some(12));
         assert_eq!(v.replicas["b1"].pending_users, Some(3));
+        assert_eq!(v.replicas["b1"].held[0].user, "ann");
+        assert!(v.replicas["c1"].held.is_empty());
         assert_eq!(v.replicas["c1"].state.as_deref(), Some("waiting"));
         assert_eq!(
             v.replicas["c1"].last_error.as_deref(),

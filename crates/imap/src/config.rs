@@ -28,6 +28,34 @@ pub struct ImapConfig {
     /// CREATE, ...) is refused with `NO [UNAVAILABLE]`. A replica slot sets
     /// it; it may be flipped at any time (switchover).
     pub read_only: ReadOnlySwitch,
+    /// Durable delivery: when set, APPEND answers OK only once the hook
+    /// confirmed the new message (a replica holds it).
+    pub durable: Option<DurableHook>,
+}
+
+/// What the slot checks after an APPEND committed, before the tagged OK:
+/// durable delivery (docs/replication.md). Called on the session's blocking
+/// thread; it may block for a bounded time.
+pub trait DurableAppend: Send + Sync {
+    /// `Ok` to answer OK; `Err(text)` to answer `NO [UNAVAILABLE] text`
+    /// (the hook has withdrawn the messages). `appended` are the messages
+    /// of one APPEND (several with MULTIAPPEND), all or none confirmed.
+    fn confirm(
+        &self,
+        user: &slotmail_store::User,
+        mailbox: i64,
+        appended: &[slotmail_store::AppendOutcome],
+    ) -> Result<(), String>;
+}
+
+/// A shared [`DurableAppend`].
+#[derive(Clone)]
+pub struct DurableHook(pub Arc<dyn DurableAppend>);
+
+impl std::fmt::Debug for DurableHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DurableHook")
+    }
 }
 
 impl Default for ImapConfig {
@@ -38,6 +66,7 @@ impl Default for ImapConfig {
             limits: ImapLimits::default(),
             timeouts: Timeouts::default(),
             read_only: ReadOnlySwitch::default(),
+            durable: None,
         }
     }
 }

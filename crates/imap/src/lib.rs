@@ -43,7 +43,10 @@ mod session;
 mod store_cmd;
 mod view;
 
-pub use config::{APPEND_LIMIT_BYTES_DEFAULT, ImapConfig, ImapLimits, ReadOnlySwitch, Timeouts};
+pub use config::{
+    APPEND_LIMIT_BYTES_DEFAULT, DurableAppend, DurableHook, ImapConfig, ImapLimits, ReadOnlySwitch,
+    Timeouts,
+};
 pub use hub::{Hub, Registration};
 pub use server::{serve, serve_with_context};
 pub use session::{Action, Context, Out, Outcome, Session, State};

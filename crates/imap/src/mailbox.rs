@@ -180,6 +180,12 @@ impl Session {
             })
             .collect();
         let done = user.append_many(mbox.id, &batch)?;
+        if let Some(durable) = &self.config().durable {
+            durable
+                .0
+                .confirm(&user, mbox.id, &done)
+                .map_err(|text| Reply::no(text).code(ResponseCode::Unavailable))?;
+        }
         let uids: Vec<u32> = done.iter().map(|d| d.uid).collect();
         let uid_validity = done.first().map_or(mbox.uidvalidity, |d| d.uidvalidity);
         let uids = SequenceSet::from_ids(&uids).expect("APPEND has at least one message");

@@ -51,6 +51,7 @@ pub fn fuzz_decode(data: &[u8]) {
             role: SlotRole::Replica { store: "s1".into() },
             epoch: 2,
             capabilities: Vec::new(),
+            binding: [0x33; 32],
         },
         [0x11; 32],
     );
@@ -63,6 +64,7 @@ pub fn fuzz_decode(data: &[u8]) {
             to_slot: "r1".into(),
             epoch: 2,
             capabilities: Vec::new(),
+            binding: [0x33; 32],
         },
         [0x22; 32],
     );

@@ -56,11 +56,19 @@ pub struct ProofInput<'a> {
     pub client_epoch: u64,
     /// `Challenge.epoch`: the server's epoch before the handshake.
     pub server_epoch: u64,
+    /// The stream's channel binding: the TLS exporter of its session
+    /// (docs/replication.md, "Transport and framing").
+    pub binding: &'a [u8; 32],
 }
 
 impl<'a> ProofInput<'a> {
     /// The input as both sides know it once the `Challenge` is out.
-    pub fn new(hello: &'a Hello, nonce_s: &'a [u8; 32], server_epoch: u64) -> Self {
+    pub fn new(
+        hello: &'a Hello,
+        nonce_s: &'a [u8; 32],
+        server_epoch: u64,
+        binding: &'a [u8; 32],
+    ) -> Self {
         ProofInput {
             nonce_c: &hello.nonce_c,
             nonce_s,
@@ -70,6 +78,7 @@ impl<'a> ProofInput<'a> {
             to_slot: &hello.to_slot,
             client_epoch: hello.epoch,
             server_epoch,
+            binding,
         }
     }
 }
@@ -83,7 +92,7 @@ fn put_str(h: &mut blake3::Hasher, s: &str) {
 ///
 /// ```text
 /// s(label) ‖ nonce_c ‖ nonce_s ‖ s(cluster) ‖ s(store) ‖ s(from_slot) ‖ s(to_slot)
-///          ‖ u64le(client_epoch) ‖ u64le(server_epoch)
+///          ‖ u64le(client_epoch) ‖ u64le(server_epoch) ‖ binding
 /// ```
 ///
 /// where `s(x)` is the byte length as u64 little-endian then the bytes, and
@@ -99,6 +108,7 @@ pub fn proof(secret: &[u8; 32], role: Role, input: &ProofInput<'_>) -> [u8; 32] 
     put_str(&mut h, input.to_slot);
     h.update(&input.client_epoch.to_le_bytes());
     h.update(&input.server_epoch.to_le_bytes());
+    h.update(input.binding);
     *h.finalize().as_bytes()
 }
 
@@ -167,6 +177,9 @@ pub struct ClientConfig {
     /// The store's epoch as the directory gives it to this master.
     pub epoch: u64,
     pub capabilities: Vec<String>,
+    /// This stream's channel binding (its TLS exporter), the same value
+    /// the server computes from the same TLS session.
+    pub binding: [u8; 32],
 }
 
 impl fmt::Debug for ClientConfig {
@@ -229,6 +242,7 @@ enum ClientState {
 ///         to_slot: "b1".into(),
 ///         epoch: 3,
 ///         capabilities: vec![],
+///         binding: [9; 32],
 ///     },
 ///     [1; 32],
 /// );
@@ -240,6 +254,7 @@ enum ClientState {
 ///         role: SlotRole::Replica { store: "s1".into() },
 ///         epoch: 3,
 ///         capabilities: vec![],
+///         binding: [9; 32],
 ///     },
 ///     [2; 32],
 /// );
@@ -361,6 +376,7 @@ impl ClientHandshake {
             to_slot: &cfg.to_slot,
             client_epoch: cfg.epoch,
             server_epoch: c.epoch,
+            binding: &cfg.binding,
         };
         if !verify_proof(&cfg.secret, Role::Server, &hello_view, &c.proof_s) {
             return self.fail(
@@ -412,6 +428,8 @@ pub struct ServerConfig {
     /// The store's epoch as this slot has durably recorded it.
     pub epoch: u64,
     pub capabilities: Vec<String>,
+    /// This stream's channel binding (its TLS exporter).
+    pub binding: [u8; 32],
 }
 
 impl fmt::Debug for ServerConfig {
@@ -531,7 +549,12 @@ impl ServerHandshake {
                 let proof_s = proof(
                     &self.config.secret,
                     Role::Server,
-                    &ProofInput::new(&hello, &self.nonce_s, self.config.epoch),
+                    &ProofInput::new(
+                        &hello,
+                        &self.nonce_s,
+                        self.config.epoch,
+                        &self.config.binding,
+                    ),
                 );
                 let challenge = Frame::Challenge(Challenge {
                     version: PROTOCOL_VERSION,
@@ -558,7 +581,7 @@ impl ServerHandshake {
 
     fn on_proof(&mut self, hello: Hello, p: &Proof) -> ServerStep {
         let cfg = &self.config;
-        let input = ProofInput::new(&hello, &self.nonce_s, cfg.epoch);
+        let input = ProofInput::new(&hello, &self.nonce_s, cfg.epoch, &cfg.binding);
         if !verify_proof(&cfg.secret, Role::Client, &input, &p.proof_c) {
             let text = format!(
                 "slot {} did not prove knowledge of the cluster secret",

@@ -38,7 +38,7 @@ pub const FLAG_FLAGGED: u8 = 4;
 pub const FLAG_DELETED: u8 = 8;
 /// System flag bit `\Draft`.
 pub const FLAG_DRAFT: u8 = 16;
-/// Every system flag bit version 1 defines; other bits are invalid.
+/// Every system flag bit the protocol defines; other bits are invalid.
 pub const FLAGS_MASK: u8 = FLAG_SEEN | FLAG_ANSWERED | FLAG_FLAGGED | FLAG_DELETED | FLAG_DRAFT;
 
 // ----- error codes -----------------------------------------------------------
@@ -506,7 +506,7 @@ impl FrameType {
         FrameType::Error,
     ];
 
-    /// The type with this number, if version 1 defines one.
+    /// The type with this number, if this version defines one.
     pub fn from_u8(byte: u8) -> Option<FrameType> {
         FrameType::ALL.into_iter().find(|t| *t as u8 == byte)
     }

@@ -35,7 +35,7 @@ fn known_answers() -> Vec<(Frame, &'static str)> {
         ),
         (
             Frame::Hello(Hello {
-                version: 1,
+                version: 2,
                 capabilities: vec!["x".into()],
                 cluster: "c".into(),
                 store: "s".into(),
@@ -44,7 +44,7 @@ fn known_answers() -> Vec<(Frame, &'static str)> {
                 epoch: 5,
                 nonce_c: [9; 32],
             }),
-            "00000032010101017801630173016101620509090909090909090909090909090909090909090909090909090909090909097773808a",
+            "000000320102010178016301730161016205090909090909090909090909090909090909090909090909090909090909090948b8fe1f",
         ),
         (
             Frame::Body(Body {
@@ -241,12 +241,12 @@ fn errors_are_typed() {
     );
 
     // Another protocol version: the version is read before the rest.
-    let err = decode_frame(&raw_frame(0x01, &[2, 0xff, 0xff])).unwrap_err();
+    let err = decode_frame(&raw_frame(0x01, &[1, 0xff, 0xff])).unwrap_err();
     assert_eq!(
         err,
         FrameError::Version {
             frame_type: FrameType::Hello,
-            version: 2
+            version: 1
         }
     );
     assert_eq!(err.code(), ErrorCode::Version);

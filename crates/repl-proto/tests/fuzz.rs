@@ -48,6 +48,7 @@ fn handshake_transcripts() {
             to_slot: "r1".into(),
             epoch: 2,
             capabilities: vec![],
+            binding: [0x33; 32],
         },
         [1; 32],
     );
@@ -59,6 +60,7 @@ fn handshake_transcripts() {
             role: SlotRole::Replica { store: "s1".into() },
             epoch: 2,
             capabilities: vec![],
+            binding: [0x33; 32],
         },
         [2; 32],
     );

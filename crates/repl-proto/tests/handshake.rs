@@ -17,6 +17,7 @@ fn client_config(epoch: u64) -> ClientConfig {
         to_slot: "b2".into(),
         epoch,
         capabilities: vec!["future-thing".into()],
+        binding: [0x33; 32],
     }
 }
 
@@ -28,6 +29,7 @@ fn server_config(epoch: u64) -> ServerConfig {
         role: SlotRole::Replica { store: "s7".into() },
         epoch,
         capabilities: vec![],
+        binding: [0x33; 32],
     }
 }
 
@@ -124,7 +126,25 @@ fn assert_refused(outcome: Outcome, code: ErrorCode) -> String {
 
 #[test]
 fn proof_known_answers() {
-    // Computed independently (Python, from docs/replication.md).
+    // The input rebuilt byte by byte from docs/replication.md, hashed with
+    // plain keyed BLAKE3, and the values pinned.
+    let by_hand = |label: &str| {
+        let mut bytes = Vec::new();
+        for (i, part) in [label, "", "", "prod", "s7", "a1", "b2"].iter().enumerate() {
+            match i {
+                1 => bytes.extend_from_slice(&[1; 32]),
+                2 => bytes.extend_from_slice(&[2; 32]),
+                _ => {
+                    bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                    bytes.extend_from_slice(part.as_bytes());
+                }
+            }
+        }
+        bytes.extend_from_slice(&5u64.to_le_bytes());
+        bytes.extend_from_slice(&4u64.to_le_bytes());
+        bytes.extend_from_slice(&[3; 32]);
+        *blake3::keyed_hash(&SECRET, &bytes).as_bytes()
+    };
     let input = ProofInput {
         nonce_c: &[1; 32],
         nonce_s: &[2; 32],
@@ -134,15 +154,24 @@ fn proof_known_answers() {
         to_slot: "b2",
         client_epoch: 5,
         server_epoch: 4,
+        binding: &[3; 32],
     };
     let hex = |b: [u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     assert_eq!(
+        proof(&SECRET, Role::Server, &input),
+        by_hand("slotmail-sync-server")
+    );
+    assert_eq!(
+        proof(&SECRET, Role::Client, &input),
+        by_hand("slotmail-sync-client")
+    );
+    assert_eq!(
         hex(proof(&SECRET, Role::Server, &input)),
-        "361008c2a8eecfeea1cfa1f5f139617bdc25f80e668bc5192dfa8be4d269f911"
+        "49e98eece740c60f2e1ffba779cede7a89fbb56eed2d93aed7977b4fe837b33d"
     );
     assert_eq!(
         hex(proof(&SECRET, Role::Client, &input)),
-        "ac04f281cc9184d14d70db8a8c840f0ec099b2104752e21a6c2a8d1474f5269e"
+        "a5d72d50401746a26abc91d90f362ca10c8c03e1754a62bf96e1ffbbe4734f42"
     );
 }
 
@@ -157,6 +186,7 @@ fn proofs_bind_every_input() {
         to_slot: "b2",
         client_epoch: 5,
         server_epoch: 4,
+        binding: &[3; 32],
     };
     let p = proof(&SECRET, Role::Client, &base);
     assert!(verify_proof(&SECRET, Role::Client, &base, &p));
@@ -196,6 +226,11 @@ fn proofs_bind_every_input() {
         },
         ProofInput {
             server_epoch: 5,
+            ..base
+        },
+        // Another TLS session (a relay between two sessions).
+        ProofInput {
+            binding: &[4; 32],
             ..base
         },
         // Length prefixes: moving a byte between adjacent strings matters.
@@ -246,6 +281,38 @@ fn client_with_wrong_secret_is_refused() {
             }
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_relay_between_two_tls_sessions_is_refused() {
+    // A relay terminates TLS towards each side: the two sides see
+    // different exporters. The client notices at the Challenge.
+    let mut cfg = client_config(5);
+    cfg.binding = [0x44; 32];
+    match run(cfg, server_config(5)) {
+        Outcome::ClientRefused { client, .. } => assert_eq!(client.code, ErrorCode::Auth),
+        other => panic!("{other:?}"),
+    }
+    // A relay that forwards the client's proof unchanged: the server
+    // refuses it too.
+    let (mut client, hello) = ClientHandshake::start(client_config(5), [1; 32]);
+    let mut relayed = server_config(5);
+    relayed.binding = [0x44; 32];
+    let mut server = ServerHandshake::new(server_config(5), [2; 32]);
+    let ServerStep::Send(challenge) = server.receive(wire(hello.clone())) else {
+        panic!("challenge")
+    };
+    let ClientStep::Send(proof) = client.receive(wire(challenge)) else {
+        panic!("proof")
+    };
+    let mut other = ServerHandshake::new(relayed, [2; 32]);
+    let ServerStep::Send(_) = other.receive(wire(hello)) else {
+        panic!("challenge")
+    };
+    match other.receive(wire(proof)) {
+        ServerStep::Failed(f) => assert_eq!(f.code, ErrorCode::Auth),
+        step => panic!("{step:?}"),
     }
 }
 
@@ -314,8 +381,8 @@ fn higher_epoch_is_adopted() {
 
 #[test]
 fn wrong_version_is_refused_naming_both() {
-    // A Hello of version 2 as bytes: the decoder reads only the version.
-    let mut payload = vec![2u8];
+    // A Hello of version 1 as bytes: the decoder reads only the version.
+    let mut payload = vec![1u8];
     payload.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
     let mut covered = vec![FrameType::Hello.as_u8()];
     covered.extend_from_slice(&payload);
@@ -356,7 +423,7 @@ fn wrong_version_is_refused_naming_both() {
     // The client refuses a Challenge of another version.
     let (mut client, _) = ClientHandshake::start(client_config(5), [1; 32]);
     let step = client.receive(Frame::Challenge(Challenge {
-        version: 2,
+        version: 1,
         capabilities: vec![],
         slot: "b2".into(),
         epoch: 5,
@@ -413,7 +480,7 @@ fn not_a_replica_is_refused() {
     let proof_c = proof(
         &SECRET,
         Role::Client,
-        &ProofInput::new(&h, &c.nonce_s, c.epoch),
+        &ProofInput::new(&h, &c.nonce_s, c.epoch, &[0x33; 32]),
     );
     match server.receive(Frame::Proof(Proof { proof_c })) {
         ServerStep::Failed(f) => {
@@ -431,9 +498,13 @@ fn client_refuses_a_server_that_is_another_slot() {
     let (mut client, hello) = ClientHandshake::start(client_config(5), [1; 32]);
     let Frame::Hello(h) = hello else { panic!() };
     let nonce_s = [2; 32];
-    let proof_s = proof(&SECRET, Role::Server, &ProofInput::new(&h, &nonce_s, 5));
+    let proof_s = proof(
+        &SECRET,
+        Role::Server,
+        &ProofInput::new(&h, &nonce_s, 5, &[0x33; 32]),
+    );
     let step = client.receive(Frame::Challenge(Challenge {
-        version: 1,
+        version: 2,
         capabilities: vec![],
         slot: "zz".into(),
         epoch: 5,
@@ -514,6 +585,7 @@ proptest! {
             to_slot: to_slot.clone(),
             epoch: client_epoch,
             capabilities: vec![],
+            binding: [0x33; 32],
         };
         let server_cfg = ServerConfig {
             secret,
@@ -522,6 +594,7 @@ proptest! {
             role: SlotRole::Replica { store },
             epoch: server_epoch,
             capabilities: vec![],
+            binding: [0x33; 32],
         };
         let (mut client, hello) = ClientHandshake::start(client_cfg.clone(), nonces.0);
         let mut server = ServerHandshake::new(server_cfg.clone(), nonces.1);

@@ -31,6 +31,7 @@
 //! change. The mass-deletion guard holds a user until [`Replicator::confirm`].
 
 use crate::conn::{Conn, SharedConnector};
+use crate::durable::AckSignal;
 use crate::error::SyncError;
 use crate::exec::Exec;
 use crate::limits::{
@@ -70,6 +71,9 @@ pub struct ReplicatorConfig {
     /// Interval of the anti-entropy full comparison ([`COMPARE_INTERVAL`]).
     pub compare_interval: Duration,
     pub exec: Exec,
+    /// Bumped after every round, for durable delivery's waiters; share one
+    /// among the replicators of a slot ([`crate::durable::wait_acked`]).
+    pub acks: Arc<AckSignal>,
 }
 
 impl ReplicatorConfig {
@@ -92,6 +96,7 @@ impl ReplicatorConfig {
             streams: STREAMS,
             compare_interval: COMPARE_INTERVAL,
             exec: Exec::Blocking,
+            acks: Arc::new(AckSignal::default()),
         }
     }
 }
@@ -437,14 +442,16 @@ impl Shared {
             st.queue.push_back(user.to_string());
         }
         drop(st);
+        self.config.acks.notify();
         if more {
             self.wake.notify_waiters();
         }
     }
 }
 
-/// The master's replication to one replica. Dropping it does not stop it:
-/// call [`Replicator::shutdown`].
+/// The master's replication to one replica. Dropping it (or a clone) does
+/// not stop it: call [`Replicator::shutdown`].
+#[derive(Clone)]
 pub struct Replicator {
     shared: Arc<Shared>,
 }
@@ -500,6 +507,18 @@ impl Replicator {
         self.shared.changed(user, modseq);
     }
 
+    /// Whether the replica has acknowledged (`Ok` to `Commit`, after its
+    /// commit) `user` at `modseq` or later. The store announces a change
+    /// before the call that made it returns, so a change made before this
+    /// call is either acknowledged or still counted as pending here.
+    pub fn acked(&self, user: &str, modseq: u64) -> bool {
+        self.shared
+            .state()
+            .lag
+            .get(user)
+            .is_none_or(|l| l.acked >= modseq)
+    }
+
     /// Run a full comparison as soon as a stream is free.
     pub fn compare_now(&self) {
         self.shared.state().compare_needed = true;
@@ -524,6 +543,12 @@ impl Replicator {
         };
         self.shared.wake.notify_waiters();
         was_held
+    }
+
+    /// Whether the mass-deletion guard holds `user` (until
+    /// [`Replicator::confirm`]).
+    pub fn is_held(&self, user: &str) -> bool {
+        self.shared.state().held.contains_key(user)
     }
 
     /// Scrub this (master) slot and, for every body found corrupt or
@@ -648,12 +673,12 @@ enum ConnectError {
 }
 
 async fn connect(shared: &Shared) -> Result<Conn, ConnectError> {
-    let stream = shared
+    let channel = shared
         .connector
         .connect()
         .await
         .map_err(|e| ConnectError::Down(e.into()))?;
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(channel.stream);
     let c = &shared.config;
     let (mut machine, hello) = ClientHandshake::start(
         ClientConfig {
@@ -664,6 +689,7 @@ async fn connect(shared: &Shared) -> Result<Conn, ConnectError> {
             to_slot: c.to_slot.clone(),
             epoch: c.epoch,
             capabilities: Vec::new(),
+            binding: channel.binding,
         },
         rand::random(),
     );

@@ -2,12 +2,15 @@
 //! the ways to reach a replica ([`Connector`]).
 //!
 //! Streams are boxed ([`BoxStream`]) so the same client and server code runs
-//! over TCP in the service and over the simulated network of the tests. The
+//! over TLS on TCP in the service and over the simulated network of the
+//! tests; a connector returns a [`Channel`]: the stream and its channel
+//! binding. The
 //! connection holds at most one frame plus one read of input (the decoder's
 //! bound) and writes each frame whole before the next.
 
 use crate::error::SyncError;
 use crate::limits::{CONNECT_TIMEOUT, WRITE_TIMEOUT};
+use crate::tls::Channel;
 use slotmail_repl_proto::{
     FRAME_LEN_MAX, Frame, FrameDecoder, READ_CHUNK_BYTES, encode_frame, try_encode_frame,
 };
@@ -26,36 +29,47 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 pub type BoxStream = Box<dyn Stream>;
 
 /// A future returned by a [`Connector`].
-pub type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<BoxStream>> + Send>>;
+pub type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<Channel>> + Send>>;
 
-/// How the master reaches one replica: opens a new byte stream per call.
+/// How the master reaches one replica: opens a new channel per call.
 pub trait Connector: Send + Sync + 'static {
-    /// Open a stream to the replica.
+    /// Open a stream to the replica (TLS established).
     fn connect(&self) -> ConnectFuture;
     /// The replica's address, for status and logs.
     fn describe(&self) -> String;
 }
 
-/// A replica reached over plain TCP (loopback, or a private network; TLS is
-/// not implemented yet, see docs/replication.md).
-#[derive(Debug, Clone)]
-pub struct TcpConnector {
-    pub addr: SocketAddr,
+/// Open a TCP connection within [`CONNECT_TIMEOUT`], with `TCP_NODELAY`.
+pub async fn tcp_connect(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
-impl Connector for TcpConnector {
+/// A replica reached over TLS on TCP.
+#[derive(Debug, Clone)]
+pub struct TlsConnector {
+    pub addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl TlsConnector {
+    /// Reach the sync listener at `addr`.
+    pub fn new(addr: SocketAddr) -> TlsConnector {
+        TlsConnector {
+            addr,
+            tls: crate::tls::client_config(),
+        }
+    }
+}
+
+impl Connector for TlsConnector {
     fn connect(&self) -> ConnectFuture {
         let addr = self.addr;
-        Box::pin(async move {
-            let stream =
-                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-                    .await
-                    .map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                    })??;
-            stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as BoxStream)
-        })
+        let tls = self.tls.clone();
+        Box::pin(async move { crate::tls::connect(tcp_connect(addr).await?, tls).await })
     }
 
     fn describe(&self) -> String {

@@ -88,6 +88,9 @@ pub enum SetupError {
     /// The sync state file (the adopted epoch) is unreadable or damaged.
     #[error("sync state {}: {what}", path.display())]
     State { path: PathBuf, what: String },
+    /// The sync listener's TLS certificate could not be generated.
+    #[error("sync TLS: {0}")]
+    Tls(String),
     /// The sync listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -15,8 +15,12 @@
 //! - `round`: one user's round (`GetUser` … `Commit`).
 //! - [`records`]: the store's values as protocol records, and the digests.
 //! - [`status`]: [`ReplicationStatus`], what `slotmail ctl status` shows.
-//! - [`conn`]: a stream of frames; [`Connector`]s reach replicas (TCP, or
-//!   the simulated network of the tests).
+//! - [`conn`]: a stream of frames; [`Connector`]s reach replicas (TLS on
+//!   TCP, or the simulated network of the tests).
+//! - [`tls`]: TLS 1.3 for sync streams and the channel binding the
+//!   handshake's proofs cover.
+//! - [`durable`]: durable delivery's bounded wait for a replica's
+//!   acknowledgement.
 //! - [`exec`]: where blocking store calls run.
 //! - [`limits`]: every bound and timing, named.
 //!
@@ -31,14 +35,14 @@
 //! let server = SyncServer::new(slot.clone(), ServerSettings {
 //!     secret, cluster: "c".into(), slot: "b1".into(),
 //!     role: SlotRole::Replica { store: "s1".into() }, exec: Exec::Blocking,
-//! }, epoch);
+//! }, epoch)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.2:2500").await?;
 //! tokio::spawn({ let server = server.clone(); async move { server.serve(listener).await } });
 //! // On the master:
 //! let replicator = Replicator::start(
 //!     slot,
 //!     ReplicatorConfig::new(secret, "c", "s1", "a1", "b1", 1),
-//!     std::sync::Arc::new(TcpConnector { addr: "127.0.0.2:2500".parse()? }),
+//!     std::sync::Arc::new(TlsConnector::new("127.0.0.2:2500".parse()?)),
 //! );
 //! println!("{:?}", replicator.status());
 //! # Ok(()) }
@@ -46,6 +50,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod durable;
 pub mod epoch;
 pub mod error;
 pub mod exec;
@@ -55,9 +60,11 @@ mod round;
 pub mod secret;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 pub use client::{Replicator, ReplicatorConfig, wait_idle};
-pub use conn::{BoxStream, ConnectFuture, Connector, SharedConnector, Stream, TcpConnector};
+pub use conn::{BoxStream, ConnectFuture, Connector, SharedConnector, Stream, TlsConnector};
+pub use durable::{AckSignal, wait_acked};
 pub use epoch::{EpochState, write_durably};
 pub use error::{SetupError, SyncError};
 pub use exec::Exec;
@@ -65,5 +72,7 @@ pub use secret::{parse_secret, read_secret_file};
 pub use server::{ServerSettings, SyncServer};
 pub use slotmail_repl_proto::SlotRole;
 pub use status::{
-    CorruptStatus, HeldStatus, ReplicaStatus, ReplicationStatus, ServerStatus, StreamsState,
+    CorruptStatus, DurableStatus, HeldStatus, ReplicaStatus, ReplicationStatus, ServerStatus,
+    StreamsState,
 };
+pub use tls::Channel;

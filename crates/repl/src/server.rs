@@ -26,9 +26,9 @@
 //! so the master's next comparison finds the difference and sends them
 //! again.
 
-use crate::conn::{BoxStream, Conn};
+use crate::conn::Conn;
 use crate::epoch::EpochState;
-use crate::error::SyncError;
+use crate::error::{SetupError, SyncError};
 use crate::exec::Exec;
 use crate::limits::{
     BAD_BODIES_MAX, HANDSHAKE_TIMEOUT, SERVER_CONNECTIONS_MAX, SERVER_IDLE_TIMEOUT,
@@ -39,6 +39,7 @@ use crate::records::{
     snapshot_digest, subscription, user_digests,
 };
 use crate::status::ServerStatus;
+use crate::tls::Channel;
 use slotmail_repl_proto::{
     Applied, ApplyMailbox, BodyEvent, BodyReceiver, ErrorCode, ErrorReply, Frame, Guid as WireGuid,
     Missing, ServerConfig, ServerHandshake, ServerStep, SlotRole, USERS_PER_FRAME_MAX, UserState,
@@ -81,31 +82,115 @@ impl std::fmt::Debug for ServerSettings {
 struct BadBodies {
     by_user: HashMap<String, HashSet<Guid>>,
     order: VecDeque<(String, Guid)>,
+    /// Where the marks are kept across restarts (`DATA/`[`BAD_BODIES_FILE`]).
+    path: Option<std::path::PathBuf>,
 }
 
+/// The file, in the slot's data directory, that keeps a replica's known-bad
+/// bodies across restarts: a JSON list of `[user, guid]`.
+pub const BAD_BODIES_FILE: &str = "sync-bad-bodies.json";
+
+/// Largest bad-bodies file read, in bytes (`BAD_BODIES_MAX` entries fit).
+const BAD_BODIES_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
 impl BadBodies {
-    fn mark(&mut self, user: &str, guid: Guid) {
-        if self
+    /// The marks recorded at `data_dir` (none if the file is absent; a
+    /// damaged file is logged and ignored: a scrub finds the damage again).
+    fn load(data_dir: &std::path::Path) -> BadBodies {
+        let path = data_dir.join(BAD_BODIES_FILE);
+        let mut bad = BadBodies::default();
+        let read = std::fs::File::open(&path).and_then(|f| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(f, BAD_BODIES_FILE_BYTES_MAX),
+                &mut text,
+            )?;
+            Ok(text)
+        });
+        match read {
+            Ok(text) => match serde_json::from_str::<Vec<(String, String)>>(&text) {
+                Ok(list) => {
+                    for (user, guid) in list {
+                        if let Ok(guid) = guid.parse::<Guid>() {
+                            bad.insert(&user, guid);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), cause = %e, "ignoring a damaged bad-bodies file")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(file = %path.display(), cause = %e, "cannot read the bad-bodies file")
+            }
+        }
+        bad.path = Some(path);
+        bad
+    }
+
+    /// Record the marks durably (whole file, renamed into place).
+    fn save(&self) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        let list: Vec<(&str, String)> = self
+            .order
+            .iter()
+            .filter(|(u, g)| self.by_user.get(u).is_some_and(|set| set.contains(g)))
+            .map(|(u, g)| (u.as_str(), g.to_hex()))
+            .collect();
+        let bytes = serde_json::to_vec(&list).expect("pairs of strings serialize");
+        if let Err(e) = crate::epoch::write_durably(path, &bytes) {
+            tracing::error!(file = %path.display(), cause = %e, "cannot record the bad bodies");
+        }
+    }
+
+    fn insert(&mut self, user: &str, guid: Guid) -> bool {
+        let new = self
             .by_user
             .entry(user.to_string())
             .or_default()
-            .insert(guid)
-        {
+            .insert(guid);
+        if new {
             self.order.push_back((user.to_string(), guid));
         }
         while self.order.len() > BAD_BODIES_MAX {
             if let Some((u, g)) = self.order.pop_front() {
-                self.unmark(&u, &g);
+                self.remove(&u, &g);
             }
+        }
+        new
+    }
+
+    fn mark(&mut self, user: &str, guid: Guid) {
+        if self.insert(user, guid) {
+            self.save();
         }
     }
 
+    fn remove(&mut self, user: &str, guid: &Guid) -> bool {
+        let Some(set) = self.by_user.get_mut(user) else {
+            return false;
+        };
+        let removed = set.remove(guid);
+        if set.is_empty() {
+            self.by_user.remove(user);
+        }
+        removed
+    }
+
     fn unmark(&mut self, user: &str, guid: &Guid) {
-        if let Some(set) = self.by_user.get_mut(user) {
-            set.remove(guid);
-            if set.is_empty() {
-                self.by_user.remove(user);
-            }
+        if self.remove(user, guid) {
+            self.order.retain(|(u, g)| !(u == user && g == guid));
+            self.save();
+        }
+    }
+
+    fn forget_user(&mut self, user: &str) {
+        if self.by_user.remove(user).is_some() {
+            self.order.retain(|(u, _)| u != user);
+            self.save();
         }
     }
 
@@ -121,6 +206,8 @@ impl BadBodies {
 struct Inner {
     slot: Arc<Slot>,
     settings: ServerSettings,
+    /// TLS for every stream (docs/replication.md, "Transport and framing").
+    tls: Arc<rustls::ServerConfig>,
     epoch: Arc<EpochState>,
     cache: DigestCache,
     bad: Mutex<BadBodies>,
@@ -172,21 +259,30 @@ fn store_error(user: &str, e: &StoreError) -> Answer {
 }
 
 impl SyncServer {
-    /// A server for `slot`, with the epoch state it adopts epochs into.
-    pub fn new(slot: Arc<Slot>, settings: ServerSettings, epoch: Arc<EpochState>) -> SyncServer {
-        SyncServer {
+    /// A server for `slot`, with the epoch state it adopts epochs into. It
+    /// generates its TLS certificate here (in memory).
+    pub fn new(
+        slot: Arc<Slot>,
+        settings: ServerSettings,
+        epoch: Arc<EpochState>,
+    ) -> Result<SyncServer, SetupError> {
+        let bad = BadBodies::load(slot.root());
+        let tls = crate::tls::server_config(&settings.slot)
+            .map_err(|e| SetupError::Tls(e.to_string()))?;
+        Ok(SyncServer {
             inner: Arc::new(Inner {
                 slot,
                 settings,
+                tls,
                 epoch,
                 cache: DigestCache::default(),
-                bad: Mutex::new(BadBodies::default()),
+                bad: Mutex::new(bad),
                 stats: Mutex::new(ServerStatus::default()),
                 permits: Arc::new(tokio::sync::Semaphore::new(SERVER_CONNECTIONS_MAX)),
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
-        }
+        })
     }
 
     /// Accept streams on `listener` until [`SyncServer::shutdown`].
@@ -203,7 +299,14 @@ impl SyncServer {
             match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    self.spawn_stream(Box::new(stream), peer.to_string());
+                    let tls = self.inner.tls.clone();
+                    let peer = peer.to_string();
+                    self.spawn(peer.clone(), async move {
+                        crate::tls::accept(stream, tls).await.map_err(|e| {
+                            tracing::info!(%peer, cause = %e, "sync TLS handshake failed");
+                            e
+                        })
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(cause = %e, "sync accept failed");
@@ -213,9 +316,19 @@ impl SyncServer {
         }
     }
 
-    /// Serve one stream in a task of its own (refused at once when
-    /// [`SERVER_CONNECTIONS_MAX`] streams are being served).
-    pub fn spawn_stream(&self, stream: BoxStream, peer: String) {
+    /// Serve one channel (TLS already established, or the simulated
+    /// network of the tests) in a task of its own.
+    pub fn spawn_stream(&self, channel: Channel, peer: String) {
+        self.spawn(peer, async move { Ok(channel) });
+    }
+
+    /// Serve the channel `open` yields in a task of its own (refused at
+    /// once when [`SERVER_CONNECTIONS_MAX`] streams are being served).
+    fn spawn(
+        &self,
+        peer: String,
+        open: impl std::future::Future<Output = std::io::Result<Channel>> + Send + 'static,
+    ) {
         let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many sync connections; closing a new one");
             return;
@@ -228,7 +341,15 @@ impl SyncServer {
             let result = tokio::select! {
                 biased;
                 _ = stop.cancelled() => Ok(()),
-                r = serve_stream(&inner, stream, &peer) => r,
+                r = async {
+                    match open.await {
+                        Ok(channel) => serve_stream(&inner, channel, &peer).await,
+                        Err(e) => {
+                            inner.stats().refused += 1;
+                            Err(SyncError::Io(e))
+                        }
+                    }
+                } => r,
             };
             let mut stats = inner.stats();
             stats.connections -= 1;
@@ -286,9 +407,9 @@ impl SyncServer {
     }
 }
 
-async fn serve_stream(inner: &Arc<Inner>, stream: BoxStream, peer: &str) -> Result<(), SyncError> {
-    let mut conn = Conn::new(stream);
-    let stream_epoch = match handshake(inner, &mut conn, peer).await {
+async fn serve_stream(inner: &Arc<Inner>, channel: Channel, peer: &str) -> Result<(), SyncError> {
+    let mut conn = Conn::new(channel.stream);
+    let stream_epoch = match handshake(inner, &mut conn, peer, channel.binding).await {
         Ok(epoch) => epoch,
         Err(e) => {
             inner.stats().refused += 1;
@@ -306,7 +427,12 @@ async fn serve_stream(inner: &Arc<Inner>, stream: BoxStream, peer: &str) -> Resu
 }
 
 /// Run the handshake; the stream's epoch once `Welcome` is sent.
-async fn handshake(inner: &Arc<Inner>, conn: &mut Conn, peer: &str) -> Result<u64, SyncError> {
+async fn handshake(
+    inner: &Arc<Inner>,
+    conn: &mut Conn,
+    peer: &str,
+    binding: [u8; 32],
+) -> Result<u64, SyncError> {
     let s = &inner.settings;
     let config = ServerConfig {
         secret: s.secret,
@@ -315,6 +441,7 @@ async fn handshake(inner: &Arc<Inner>, conn: &mut Conn, peer: &str) -> Result<u6
         role: s.role.clone(),
         epoch: inner.epoch.get(),
         capabilities: Vec::new(),
+        binding,
     };
     let mut machine = ServerHandshake::new(config, rand::random());
     let steps = async {
@@ -646,7 +773,7 @@ fn answer(inner: &Inner, request: Frame) -> Answer {
             }
             match slot.delete_user(&req.user) {
                 Ok(()) | Err(StoreError::NoSuchUser(_)) => {
-                    inner.bad().by_user.remove(&req.user);
+                    inner.bad().forget_user(&req.user);
                     Answer::Frame(Frame::Ok)
                 }
                 Err(e) => store_error(&req.user, &e),

@@ -25,6 +25,24 @@ pub struct ReplicationStatus {
     pub replicas: Vec<ReplicaStatus>,
     /// The sync listener, if this slot runs one.
     pub server: Option<ServerStatus>,
+    /// Durable delivery, when the store has it on.
+    #[serde(default)]
+    pub durable: Option<DurableStatus>,
+}
+
+/// Durable delivery's counters (docs/replication.md, "Durable delivery").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableStatus {
+    /// The bound of one wait, in milliseconds.
+    pub wait_ms: u64,
+    /// `tempfail` or `accept`.
+    pub on_timeout: String,
+    /// Appends and deliveries a replica acknowledged within the wait.
+    pub confirmed: u64,
+    /// Those no replica acknowledged within the wait.
+    pub timed_out: u64,
+    /// Of those, withdrawn and answered with a temporary failure.
+    pub withdrawn: u64,
 }
 
 /// A [`ReplicaStatus`]'s connection state, as in docs/replication.md's

@@ -77,7 +77,7 @@ fn config(epoch: u64) -> ReplicatorConfig {
 }
 
 fn tcp(addr: SocketAddr) -> SharedConnector {
-    Arc::new(TcpConnector { addr })
+    Arc::new(TlsConnector::new(addr))
 }
 
 async fn settle(replicator: &Replicator, master: &Slot, replica: &Slot, what: &str) {
@@ -306,7 +306,8 @@ impl Connector for CutConnector {
         let cuts = self.cuts.clone();
         Box::pin(async move {
             let inner = tokio::net::TcpStream::connect(addr).await?;
-            Ok(Box::new(CutStream { inner, left, cuts }) as BoxStream)
+            let cut = CutStream { inner, left, cuts };
+            tls::connect(cut, tls::client_config()).await
         })
     }
 
@@ -565,6 +566,40 @@ async fn a_corrupt_copy_on_the_replica_is_sent_again_after_a_scrub() {
     replicator.shutdown().await;
 }
 
+/// The replica's marks of bad bodies survive its restart, so the damage is
+/// healed without another scrub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_body_marks_survive_a_replica_restart() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("ivy", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("ivy").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    let m = u
+        .append(inbox, &message(1, 5000), &flags(&[]), None)
+        .unwrap();
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "first").await;
+    replicator.shutdown().await;
+    corrupt_file(&replica.slot, "ivy", &m.guid);
+    assert!(!replica.server.scrub().await.is_clean());
+    assert_eq!(replica.server.status().bad_bodies, 1);
+    let (rdir, addr) = replica.stop().await;
+    let file = rdir.path().join("data").join("sync-bad-bodies.json");
+    let recorded = std::fs::read_to_string(&file).unwrap();
+    assert!(recorded.contains(&m.guid.to_hex()), "{recorded}");
+
+    let replica = Replica::start(rdir, &addr.to_string(), 1).await;
+    assert_eq!(replica.server.status().bad_bodies, 1, "remembered");
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "after the restart").await;
+    assert_eq!(replica.server.status().bad_bodies, 0);
+    assert!(replica.slot.scrub(false).is_clean());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "[]");
+    replicator.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mass_deletion_is_held_until_confirmed() {
     let mdir = tempfile::tempdir().unwrap();
@@ -639,7 +674,11 @@ async fn a_body_that_does_not_match_its_guid_is_refused() {
     settle(&replicator, &master, &replica.slot, "account").await;
     replicator.shutdown().await;
 
-    let mut stream = tokio::net::TcpStream::connect(replica.addr).await.unwrap();
+    let tcp_stream = tokio::net::TcpStream::connect(replica.addr).await.unwrap();
+    let channel = tls::connect(tcp_stream, tls::client_config())
+        .await
+        .unwrap();
+    let mut stream = channel.stream;
     let mut decoder = FrameDecoder::for_handshake();
     let (mut hs, hello) = ClientHandshake::start(
         ClientConfig {
@@ -650,20 +689,10 @@ async fn a_body_that_does_not_match_its_guid_is_refused() {
             to_slot: "b1".into(),
             epoch: 1,
             capabilities: vec![],
+            binding: channel.binding,
         },
         [9; 32],
     );
-    async fn next(stream: &mut tokio::net::TcpStream, decoder: &mut FrameDecoder) -> Frame {
-        let mut buf = [0u8; 65536];
-        loop {
-            if let Some(f) = decoder.next_frame().unwrap() {
-                return f;
-            }
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed");
-            decoder.feed(&buf[..n]);
-        }
-    }
     stream.write_all(&encode_frame(&hello)).await.unwrap();
     let challenge = next(&mut stream, &mut decoder).await;
     let ClientStep::Send(proof) = hs.receive(challenge) else {
@@ -695,6 +724,164 @@ async fn a_body_that_does_not_match_its_guid_is_refused() {
     assert_eq!(replica.server.status().guid_mismatches, 1);
     let r = replica.slot.user("lea").unwrap();
     assert_eq!(r.missing_guids(&[Guid::of(&real)]).unwrap().len(), 1);
+}
+
+/// The next frame from a raw stream (the tests' rogue peers).
+async fn next(stream: &mut BoxStream, decoder: &mut FrameDecoder) -> Frame {
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(f) = decoder.next_frame().unwrap() {
+            return f;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed");
+        decoder.feed(&buf[..n]);
+    }
+}
+
+/// Everything a peer receives until the replica closes the stream (at most
+/// `SETTLE`).
+async fn read_to_close(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(SETTLE, stream.read(&mut buf))
+            .await
+            .expect("the replica closes the stream")
+            .unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Peers without the secret: one that does not speak TLS, one that speaks
+/// TLS but cannot prove the secret, one that sends requests without a
+/// handshake, and a relay splicing a real master's TLS session to its own
+/// session with the replica. All are refused; none receives more than the
+/// Challenge, and nothing reaches the replica's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unauthenticated_peers_learn_nothing() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("una", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let hello_config = |binding| ClientConfig {
+        secret: [0x11; 32],
+        cluster: CLUSTER.into(),
+        store: STORE.into(),
+        from_slot: "a1".into(),
+        to_slot: "b1".into(),
+        epoch: 1,
+        capabilities: vec![],
+        binding,
+    };
+
+    // 1. Plaintext: the frames of a handshake without TLS. The replica
+    // answers with a TLS alert at most, never a frame.
+    let mut plain = tokio::net::TcpStream::connect(replica.addr).await.unwrap();
+    let (_, hello) = ClientHandshake::start(hello_config([0; 32]), [1; 32]);
+    plain.write_all(&encode_frame(&hello)).await.unwrap();
+    let got = read_to_close(&mut plain).await;
+    assert!(
+        got.is_empty() || got[0] == 0x15,
+        "a plaintext peer got something other than a TLS alert: {got:02x?}"
+    );
+    let mut d = FrameDecoder::for_handshake();
+    d.feed(&got);
+    assert!(!matches!(d.next_frame(), Ok(Some(_))), "no frame");
+
+    // 2. TLS, but a proof without the secret: Challenge, then Refused.
+    let tcp_stream = tokio::net::TcpStream::connect(replica.addr).await.unwrap();
+    let mut channel = tls::connect(tcp_stream, tls::client_config())
+        .await
+        .unwrap();
+    let (mut hs, hello) = ClientHandshake::start(hello_config(channel.binding), [2; 32]);
+    channel
+        .stream
+        .write_all(&encode_frame(&hello))
+        .await
+        .unwrap();
+    let mut d = FrameDecoder::for_handshake();
+    let challenge = next(&mut channel.stream, &mut d).await;
+    assert!(matches!(challenge, Frame::Challenge(_)));
+    // Our machine sees that the replica does not know our (wrong) secret.
+    assert!(matches!(hs.receive(challenge), ClientStep::Failed(_)));
+    channel
+        .stream
+        .write_all(&encode_frame(&Frame::Proof(slotmail_repl_proto::Proof {
+            proof_c: [0x42; 32],
+        })))
+        .await
+        .unwrap();
+    match next(&mut channel.stream, &mut d).await {
+        Frame::Refused(r) => assert_eq!(r.code, ErrorCode::Auth),
+        other => panic!("{other:?}"),
+    }
+    assert!(read_to_close(&mut channel.stream).await.is_empty());
+
+    // 3. TLS, requests without a handshake: refused, no answer.
+    let tcp_stream = tokio::net::TcpStream::connect(replica.addr).await.unwrap();
+    let mut channel = tls::connect(tcp_stream, tls::client_config())
+        .await
+        .unwrap();
+    channel
+        .stream
+        .write_all(&encode_frame(&Frame::ListUsers(
+            slotmail_repl_proto::ListUsers { after: None },
+        )))
+        .await
+        .unwrap();
+    let mut d = FrameDecoder::for_handshake();
+    match next(&mut channel.stream, &mut d).await {
+        Frame::Refused(r) => assert_eq!(r.code, ErrorCode::Protocol),
+        other => panic!("{other:?}"),
+    }
+    assert!(read_to_close(&mut channel.stream).await.is_empty());
+
+    // 4. A relay: the master's TLS session ends at the relay, which opens
+    // its own to the replica and copies the bytes both ways. The proofs
+    // cover each session's exporter, so both ends refuse.
+    let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let target = replica.addr;
+    let relays = Arc::new(AtomicUsize::new(0));
+    let counter = relays.clone();
+    let relay_task = tokio::spawn(async move {
+        let server_tls = tls::server_config("relay").unwrap();
+        loop {
+            let (inbound, _) = relay.accept().await.unwrap();
+            let server_tls = server_tls.clone();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut a) = tls::accept(inbound, server_tls).await else {
+                    return;
+                };
+                let outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let Ok(mut b) = tls::connect(outbound, tls::client_config()).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut a.stream, &mut b.stream).await;
+            });
+        }
+    });
+    let r = Replicator::start(master.clone(), config(1), tcp(relay_addr));
+    refused(&r, "auth").await;
+    r.shutdown().await;
+    relay_task.abort();
+    assert!(relays.load(Ordering::SeqCst) >= 1);
+
+    assert!(replica.server.status().refused >= 4);
+    assert_eq!(replica.server.status().accepted, 0);
+    assert!(
+        replica.slot.accounts().unwrap().is_empty(),
+        "nothing was applied"
+    );
+    // The real master, directly, is served.
+    let r = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&r, &master, &replica.slot, "the real master").await;
+    r.shutdown().await;
 }
 
 /// Lag at the store level (append returned on the master → the message is

@@ -205,13 +205,19 @@ impl Connector for Net {
                     _ => Fate::Stall(bytes),
                 }
             };
+            // The simulated link stands for one TLS session: both ends see
+            // the same channel binding.
+            let binding: [u8; 32] = st.rng.random();
             let (client, server_end, kill) = SimStream::pair(fate);
             st.open.retain(|t| !t.is_cancelled());
             st.open.push(kill);
             st.connections += 1;
             drop(st);
-            server.spawn_stream(Box::new(server_end), "sim".into());
-            Ok(Box::new(client) as BoxStream)
+            server.spawn_stream(
+                Channel::unencrypted(Box::new(server_end), binding),
+                "sim".into(),
+            );
+            Ok(Channel::unencrypted(Box::new(client), binding))
         })
     }
 

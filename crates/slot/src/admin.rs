@@ -1,7 +1,8 @@
 //! The slot's admin endpoint: a Unix-domain socket in the slot's data
 //! directory (`DATA/admin.sock`) through which `slotmail ctl` manages the
 //! slot's accounts while it runs, asks for its status, scrubs it, and flips
-//! its read-only switch (switchover).
+//! its read-only switch (switchover), and releases users replication holds
+//! (the mass-deletion guard, docs/replication.md).
 //!
 //! # Protocol
 //!
@@ -98,6 +99,14 @@ pub enum Request {
     Status,
     /// Refuse (true) or allow (false) client writes from now on.
     SetReadOnly { read_only: bool },
+    /// Release a user the mass-deletion guard holds: its next round applies
+    /// the held deletions. On a master; every replica holding the user, or
+    /// only `replica`.
+    ReplConfirm {
+        user: String,
+        #[serde(default)]
+        replica: Option<String>,
+    },
 }
 
 impl Request {
@@ -113,6 +122,7 @@ impl Request {
             Request::Scrub => "scrub",
             Request::Status => "status",
             Request::SetReadOnly { .. } => "set_read_only",
+            Request::ReplConfirm { .. } => "repl_confirm",
         }
     }
 }
@@ -259,6 +269,8 @@ pub enum Response {
     Status { status: SlotStatus },
     /// set_read_only: the switch's position before and now.
     ReadOnly { was: bool, read_only: bool },
+    /// repl_confirm: the replicas whose hold on the user was released.
+    Confirmed { replicas: Vec<String> },
     /// The request failed.
     Error { code: ErrorCode, message: String },
 }
@@ -319,6 +331,18 @@ pub async fn serve_admin(
     read_only: slotmail_imap::ReadOnlySwitch,
     shutdown: impl Future,
 ) -> Result<(), AdminError> {
+    serve_admin_with_replication(path, slot, read_only, Vec::new(), shutdown).await
+}
+
+/// [`serve_admin`] for a slot that replicates: `repl_confirm` reaches its
+/// `replicators`.
+pub async fn serve_admin_with_replication(
+    path: PathBuf,
+    slot: Arc<Slot>,
+    read_only: slotmail_imap::ReadOnlySwitch,
+    replicators: Vec<slotmail_repl::Replicator>,
+    shutdown: impl Future,
+) -> Result<(), AdminError> {
     let listener = bind(&path)?;
     let owner = std::fs::metadata(&path)
         .map_err(|source| AdminError::Listen {
@@ -330,6 +354,7 @@ pub async fn serve_admin(
     let ctx = Arc::new(Ctx {
         slot,
         read_only,
+        replicators,
         started: Instant::now(),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
@@ -404,6 +429,8 @@ fn bind(path: &Path) -> Result<UnixListener, AdminError> {
 struct Ctx {
     slot: Arc<Slot>,
     read_only: slotmail_imap::ReadOnlySwitch,
+    /// On a master: one per replica.
+    replicators: Vec<slotmail_repl::Replicator>,
     started: Instant,
 }
 
@@ -569,8 +596,51 @@ fn execute(request: Request, ctx: &Ctx) -> Response {
             );
             Ok(Response::ReadOnly { was, read_only })
         }
+        Request::ReplConfirm { user, replica } => return repl_confirm(ctx, &user, replica),
     };
     result.unwrap_or_else(store_error)
+}
+
+/// Release `user` on every replica that holds it (or only `replica`).
+fn repl_confirm(ctx: &Ctx, user: &str, replica: Option<String>) -> Response {
+    if ctx.replicators.is_empty() {
+        return error(
+            ErrorCode::Invalid,
+            "this slot replicates to no replica (it is not a store's master)",
+        );
+    }
+    let chosen: Vec<&slotmail_repl::Replicator> = ctx
+        .replicators
+        .iter()
+        .filter(|r| replica.as_deref().is_none_or(|want| r.replica() == want))
+        .collect();
+    if chosen.is_empty() {
+        return error(
+            ErrorCode::Invalid,
+            format!(
+                "this slot does not replicate to {}",
+                replica.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    let mut released = Vec::new();
+    for r in chosen {
+        if r.is_held(user) && r.confirm(user) {
+            tracing::warn!(
+                user,
+                replica = r.replica(),
+                "held deletions confirmed by an operator"
+            );
+            released.push(r.replica().to_string());
+        }
+    }
+    if released.is_empty() {
+        return error(
+            ErrorCode::Invalid,
+            format!("replication does not hold user {user}"),
+        );
+    }
+    Response::Confirmed { replicas: released }
 }
 
 fn user_info(slot: &Slot, name: &str) -> slotmail_store::Result<UserInfo> {

@@ -27,6 +27,9 @@
 //! listen = "127.0.0.1:2500"         # sync listener (required on replicas)
 //! secret_file = "cluster.secret"    # 64 hex digits, shared by the cluster
 //! replicas = [{ slot = "b1", address = "127.0.0.2:2500" }]   # master only
+//! durable = false                   # durable delivery: APPEND/LMTP success only once a replica has it
+//! durable_wait_ms = 2000            # its bound
+//! durable_on_timeout = "tempfail"   # or "accept" (docs/replication.md, "Durable delivery")
 //! ```
 //! Unknown keys are refused, so a typo is an error and not a silent default.
 
@@ -84,7 +87,28 @@ struct RawSync {
     secret_file: PathBuf,
     #[serde(default)]
     replicas: Vec<RawPeer>,
+    #[serde(default)]
+    durable: bool,
+    #[serde(default = "default_durable_wait_ms")]
+    durable_wait_ms: u64,
+    #[serde(default = "default_on_timeout")]
+    durable_on_timeout: String,
 }
+
+fn default_durable_wait_ms() -> u64 {
+    DURABLE_WAIT_MS_DEFAULT
+}
+
+fn default_on_timeout() -> String {
+    "tempfail".into()
+}
+
+/// Default bound of durable delivery's wait for a replica, in ms.
+pub const DURABLE_WAIT_MS_DEFAULT: u64 = 2000;
+
+/// Largest accepted `durable_wait_ms` (an MTA's LMTP timeouts are minutes;
+/// IMAP clients wait far less).
+pub const DURABLE_WAIT_MS_MAX: u64 = 60_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +193,26 @@ pub struct SyncConfig {
     pub secret_file: PathBuf,
     /// For a master: the replicas to stream to.
     pub replicas: Vec<Peer>,
+    /// Durable delivery (the store's `sync` flag), when on.
+    pub durable: Option<Durable>,
+}
+
+/// Durable delivery's settings (docs/replication.md, "Durable delivery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// How long an APPEND or delivery waits for a replica's acknowledgement.
+    pub wait: std::time::Duration,
+    pub on_timeout: OnTimeout,
+}
+
+/// What happens when no replica acknowledged within the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// Withdraw the message and answer a temporary failure (LMTP 451
+    /// 4.4.1, IMAP `NO [UNAVAILABLE]`): the sender retries.
+    Tempfail,
+    /// Answer success anyway (the master holds it durably), count it.
+    Accept,
 }
 
 /// Master or replica.
@@ -349,6 +393,20 @@ impl SlotConfig {
                 if sy.cluster.is_empty() || sy.store.is_empty() {
                     return Err(invalid("[sync] cluster and store must not be empty".into()));
                 }
+                let on_timeout = match sy.durable_on_timeout.as_str() {
+                    "tempfail" => OnTimeout::Tempfail,
+                    "accept" => OnTimeout::Accept,
+                    other => {
+                        return Err(invalid(format!(
+                            "[sync] durable_on_timeout = {other:?}: \"tempfail\" or \"accept\""
+                        )));
+                    }
+                };
+                if !(1..=DURABLE_WAIT_MS_MAX).contains(&sy.durable_wait_ms) {
+                    return Err(invalid(format!(
+                        "[sync] durable_wait_ms must be 1 to {DURABLE_WAIT_MS_MAX}"
+                    )));
+                }
                 Some(SyncConfig {
                     cluster: sy.cluster,
                     store: sy.store,
@@ -364,6 +422,10 @@ impl SlotConfig {
                             address: p.address,
                         })
                         .collect(),
+                    durable: sy.durable.then_some(Durable {
+                        wait: std::time::Duration::from_millis(sy.durable_wait_ms),
+                        on_timeout,
+                    }),
                 })
             }
         };
@@ -417,6 +479,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("needs listen"), "{err}");
+        assert_eq!(sync.durable, None);
+        let base = "version = 1\nname = \"a1\"\ndata = \"d\"\n[sync]\nstore = \"s1\"\nrole = \"master\"\nepoch = 2\nsecret_file = \"k\"\ndurable = true\n";
+        let durable = SlotConfig::parse(base, Path::new("a1.toml"))
+            .unwrap()
+            .sync
+            .unwrap()
+            .durable
+            .unwrap();
+        assert_eq!(durable.on_timeout, OnTimeout::Tempfail);
+        assert_eq!(
+            durable.wait.as_millis(),
+            u128::from(DURABLE_WAIT_MS_DEFAULT)
+        );
+        let accept = format!("{base}durable_wait_ms = 500\ndurable_on_timeout = \"accept\"\n");
+        let durable = SlotConfig::parse(&accept, Path::new("a1.toml"))
+            .unwrap()
+            .sync
+            .unwrap()
+            .durable
+            .unwrap();
+        assert_eq!(durable.on_timeout, OnTimeout::Accept);
+        assert_eq!(durable.wait.as_millis(), 500);
+        for bad in ["durable_wait_ms = 0\n", "durable_on_timeout = \"drop\"\n"] {
+            assert!(SlotConfig::parse(&format!("{base}{bad}"), Path::new("a1.toml")).is_err());
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! optional `+folder` detail naming an existing mailbox (falling back to
 //! INBOX). A 250 is returned only after `User::append` has returned, i.e.
 //! after the message file, its directory and the index commit are fsynced
-//! (docs/storage.md, "Append").
+//! (docs/storage.md, "Append"), and with durable delivery on, only once a
+//! replica acknowledged it (`durable.rs`; 451 4.4.1 when none did in time).
 
 use slotmail_lmtp::{AcceptedRcpt, Backend, EnhancedCode, Envelope, RcptVerdict, Recipient, Reply};
 use slotmail_store::{Flags, Slot, StoreError};
@@ -29,6 +30,8 @@ pub struct SlotDelivery {
     /// Closed on a replica: deliveries get 451 4.3.0 so the MTA retries
     /// (the proxy sends them to the master).
     read_only: slotmail_imap::ReadOnlySwitch,
+    /// Durable delivery: a 250 only once a replica holds the copy.
+    durable: Option<Arc<crate::durable::DurableDelivery>>,
 }
 
 impl SlotDelivery {
@@ -41,7 +44,14 @@ impl SlotDelivery {
             slot,
             over_quota_permanent,
             read_only,
+            durable: None,
         }
+    }
+
+    /// Answer 250 only once a replica holds the copy (the store's `sync`).
+    pub fn with_durable(mut self, durable: Arc<crate::durable::DurableDelivery>) -> Self {
+        self.durable = Some(durable);
+        self
     }
 
     fn over_quota(&self) -> Reply {
@@ -116,14 +126,22 @@ impl SlotDelivery {
                 Err(StoreError::NoSuchMailbox(_)) => user.mailbox("INBOX")?,
                 Err(e) => return Err(e),
             };
-            user.append(mailbox.id, message, &Flags::empty(), None)
+            let out = user.append(mailbox.id, message, &Flags::empty(), None)?;
+            Ok((user, mailbox.id, out))
         });
         match result {
-            Ok(out) => Reply::new(
-                250,
-                EnhancedCode::new(2, 0, 0),
-                format!("Delivered to {} uid {}", target.mailbox, out.uid),
-            ),
+            Ok((user, mailbox, out)) => {
+                if let Some(durable) = &self.durable
+                    && let Err(text) = durable.confirm(&user, mailbox, std::slice::from_ref(&out))
+                {
+                    return Reply::new(451, EnhancedCode::new(4, 4, 1), text);
+                }
+                Reply::new(
+                    250,
+                    EnhancedCode::new(2, 0, 0),
+                    format!("Delivered to {} uid {}", target.mailbox, out.uid),
+                )
+            }
             Err(StoreError::OverQuota(_)) => self.over_quota(),
             Err(StoreError::TooBig { .. }) => Reply::new(
                 552,

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod config;
 pub mod delivery;
+pub mod durable;
 pub mod tls;
 
 pub use config::{ConfigError, SlotConfig};
@@ -56,6 +57,8 @@ struct Replication {
     epoch: Arc<slotmail_repl::EpochState>,
     server: Option<slotmail_repl::SyncServer>,
     replicators: Vec<slotmail_repl::Replicator>,
+    /// Durable delivery, on a master of a store with `sync` on.
+    durable: Option<Arc<durable::DurableDelivery>>,
     path: std::path::PathBuf,
 }
 
@@ -69,7 +72,7 @@ impl Replication {
     ) -> Result<Replication, StartError> {
         use slotmail_repl::{
             EpochState, Exec, Replicator, ReplicatorConfig, ServerSettings, SlotRole, SyncServer,
-            TcpConnector,
+            TlsConnector,
         };
         let secret = slotmail_repl::read_secret_file(&sync.secret_file)?;
         let epoch = Arc::new(EpochState::open(&config.data, sync.epoch)?);
@@ -103,8 +106,8 @@ impl Replication {
                         exec: Exec::Blocking,
                     },
                     epoch.clone(),
-                );
-                tracing::info!(slot = %config.name, %addr, "sync listening");
+                )?;
+                tracing::info!(slot = %config.name, %addr, "sync listening (TLS)");
                 let s = server.clone();
                 tasks.spawn(async move { s.serve(listener).await });
                 Some(server)
@@ -112,23 +115,37 @@ impl Replication {
             None => None,
         };
         let mut replicators = Vec::new();
+        let acks = Arc::new(slotmail_repl::AckSignal::default());
         if sync.role == config::Role::Master {
             for peer in &sync.replicas {
                 tracing::info!(slot = %config.name, replica = %peer.slot, address = %peer.address, "replicating");
+                let mut rc = ReplicatorConfig::new(
+                    secret,
+                    &sync.cluster,
+                    &sync.store,
+                    &config.name,
+                    &peer.slot,
+                    sync.epoch,
+                );
+                rc.acks = acks.clone();
                 replicators.push(Replicator::start(
                     slot.clone(),
-                    ReplicatorConfig::new(
-                        secret,
-                        &sync.cluster,
-                        &sync.store,
-                        &config.name,
-                        &peer.slot,
-                        sync.epoch,
-                    ),
-                    Arc::new(TcpConnector { addr: peer.address }),
+                    rc,
+                    Arc::new(TlsConnector::new(peer.address)),
                 ));
             }
         }
+        let durable = match (sync.durable, sync.role) {
+            (Some(settings), config::Role::Master) => {
+                tracing::info!(slot = %config.name, wait = ?settings.wait, on_timeout = ?settings.on_timeout, "durable delivery on");
+                Some(Arc::new(durable::DurableDelivery::new(
+                    settings,
+                    replicators.clone(),
+                    acks,
+                )))
+            }
+            _ => None,
+        };
         Ok(Replication {
             slot_name: config.name.clone(),
             store: sync.store.clone(),
@@ -136,6 +153,7 @@ impl Replication {
             epoch,
             server,
             replicators,
+            durable,
             path: config.data.join(STATUS_FILE),
         })
     }
@@ -152,6 +170,7 @@ impl Replication {
             taken_at_unix_ms: slotmail_repl::status::unix_ms_now(),
             replicas: self.replicators.iter().map(|r| r.status()).collect(),
             server: self.server.as_ref().map(|s| s.status()),
+            durable: self.durable.as_ref().map(|d| d.status()),
         }
     }
 
@@ -216,13 +235,44 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     // Every task watches this; it is cancelled once `shutdown` resolves.
     let stop = tokio_util::sync::CancellationToken::new();
+    // Replication first: durable delivery needs the replicators.
+    let replication = match &config.sync {
+        Some(sync) => {
+            let r = Arc::new(Replication::start(&config, sync, &slot, &mut tasks).await?);
+            let writer = r.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    writer.write_status();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+                    }
+                }
+            });
+            Some(r)
+        }
+        None => None,
+    };
+    let durable_hook = replication.as_ref().and_then(|r| r.durable.clone());
     // The slot's admin endpoint (docs/operations.md): ctl and the machine
-    // supervisor manage accounts and roles through it.
+    // supervisor manage accounts, roles and held replication through it.
     {
         let path = config.data.join(admin::SOCKET_NAME);
         let (slot, read_only, stop) = (slot.clone(), read_only.clone(), stop.clone());
+        let replicators = replication
+            .as_ref()
+            .map(|r| r.replicators.clone())
+            .unwrap_or_default();
         tasks.spawn(async move {
-            if let Err(e) = admin::serve_admin(path, slot, read_only, stop.cancelled_owned()).await
+            if let Err(e) = admin::serve_admin_with_replication(
+                path,
+                slot,
+                read_only,
+                replicators,
+                stop.cancelled_owned(),
+            )
+            .await
             {
                 tracing::error!(cause = %e, "admin endpoint failed");
             }
@@ -238,6 +288,9 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             hostname: config.hostname.clone(),
             allow_plaintext_auth: imap.allow_plaintext_auth,
             read_only: read_only.clone(),
+            durable: durable_hook
+                .clone()
+                .map(|d| slotmail_imap::DurableHook(d as Arc<dyn slotmail_imap::DurableAppend>)),
             ..Default::default()
         };
         imap_config.limits.literal_bytes_max = config.limits.message_size_max;
@@ -263,8 +316,11 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
     if let Some(lmtp) = &config.lmtp {
         let listener = bind(lmtp.listen).await?;
         tracing::info!(slot = %config.name, addr = %lmtp.listen, "LMTP listening");
-        let backend =
+        let mut backend =
             delivery::SlotDelivery::new(slot.clone(), lmtp.over_quota_permanent, read_only.clone());
+        if let Some(d) = &durable_hook {
+            backend = backend.with_durable(d.clone());
+        }
         let mut lmtp_config = slotmail_lmtp::Config::new(config.hostname.clone());
         // The store's limit includes the trace headers LMTP prepends.
         lmtp_config.limits.max_message_bytes = usize::try_from(
@@ -283,24 +339,6 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             }
         });
     }
-    let replication = match &config.sync {
-        Some(sync) => {
-            let r = Arc::new(Replication::start(&config, sync, &slot, &mut tasks).await?);
-            let writer = r.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                loop {
-                    writer.write_status();
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(STATUS_INTERVAL) => {}
-                    }
-                }
-            });
-            Some(r)
-        }
-        None => None,
-    };
     shutdown.await;
     tracing::info!(slot = %config.name, "shutting down");
     stop.cancel();

@@ -52,6 +52,46 @@ for u in json.loads(sys.argv[1]):
 print(json.dumps(out))
 "##;
 
+/// Fill a user's INBOX with `count` messages at the master, wait until the
+/// replica's INBOX holds as many, then delete them all at the master; print
+/// the replica's count after a pause (the deletion is held).
+const MASS_DELETE: &str = r##"
+import imaplib, json, sys, time
+spec, replica, count = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+def replica_count():
+    r = imaplib.IMAP4(replica[0], replica[1])
+    r.login(spec["user"], spec["password"])
+    n = int(r.select("INBOX", readonly=True)[1][0])
+    r.logout()
+    return n
+m = imaplib.IMAP4(spec["imap"][0], spec["imap"][1])
+m.login(spec["user"], spec["password"])
+base = int(m.select("INBOX")[1][0])
+for i in range(count):
+    body = "From: a@example.org\r\nSubject: bulk %d\r\n\r\nbulk\r\n" % i
+    assert m.append("INBOX", None, None, body.encode())[0] == "OK"
+deadline = time.monotonic() + 30
+while replica_count() != base + count:
+    assert time.monotonic() < deadline, "replica never got the messages"
+    time.sleep(0.05)
+m.store("1:*", "+FLAGS", "(\\Deleted)")
+m.expunge()
+master_after = int(m.select("INBOX")[1][0])
+m.logout()
+time.sleep(1.5)
+print(json.dumps({"base": base, "master_after": master_after, "replica_after": replica_count()}))
+"##;
+
+/// The count of a user's INBOX on a slot.
+const INBOX_COUNT: &str = r##"
+import imaplib, json, sys
+addr, user, pw = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = imaplib.IMAP4(addr[0], addr[1])
+c.login(user, pw)
+print(json.dumps({"messages": int(c.select("INBOX", readonly=True)[1][0])}))
+c.logout()
+"##;
+
 /// The mail spec for one user: their master's addresses from `user show`.
 fn mail_spec(cluster: &Path, user: &str, password: &str, subject: Option<&str>) -> Value {
     let show = ctl_json(cluster, &["user", "show", user], "", 0);
@@ -333,6 +373,70 @@ fn three_machines_two_slots_each_managed_by_ctl() {
     );
     let show = ctl_json(&cluster, &["user", "show", "alice"], "", 0);
     assert_eq!(show["info"]["user"]["quota_messages"], 100);
+
+    // Replication holds a mass deletion (every message of a mailbox of
+    // more than 100) until the operator confirms it with `ctl repl
+    // confirm`; `ctl status` and `ctl repl status` show the held user.
+    let carol_store = store_of_user("carol");
+    let carol_spec = mail_spec(&cluster, "carol", "carol-pw-3", None);
+    let carol_replica = {
+        let st = store_of(&ctl_json(&cluster, &["status"], "", 0), &carol_store).clone();
+        st["replicas"][0]["slot"].as_str().unwrap().to_string()
+    };
+    let slots = ctl_json(&cluster, &["slot", "list"], "", 0);
+    let replica_slot = slots["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == carol_replica.as_str())
+        .unwrap()
+        .clone();
+    let replica_imap = serde_json::json!([replica_slot["address"], replica_slot["imap_port"]]);
+    let out = python(
+        MASS_DELETE,
+        &[&carol_spec.to_string(), &replica_imap.to_string(), "120"],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = report["base"].as_u64().unwrap();
+    assert_eq!(report["master_after"], 0, "{report}");
+    assert_eq!(report["replica_after"], base + 120, "held: {report}");
+    let held = wait_status(&cluster, &sups, "carol held", |code, doc| {
+        code == 1
+            && store_of(doc, &carol_store)["problems"]
+                .to_string()
+                .contains("replication of carol")
+    });
+    eprintln!("held: {}", store_of(&held, &carol_store)["problems"]);
+    let (code, text, _) = ctl(&cluster, &["repl", "status", &carol_store], "");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("carol held on"), "{text}");
+    eprintln!("$ slotmail ctl repl status {carol_store}\n{text}");
+    let (_, text, _) = ctl(&cluster, &["status"], "");
+    eprintln!("$ slotmail ctl status\n{text}");
+    let repl = ctl_json(&cluster, &["repl", "status"], "", 1);
+    assert_eq!(repl["held"], 1, "{repl}");
+    // A user who is not held cannot be confirmed; an unknown store neither.
+    ctl_json(&cluster, &["repl", "confirm", &carol_store, "bob"], "", 2);
+    ctl_json(&cluster, &["repl", "confirm", "nostore", "carol"], "", 2);
+    let (code, text, err) = ctl(&cluster, &["repl", "confirm", &carol_store, "bob"], "");
+    eprintln!("$ slotmail ctl repl confirm {carol_store} bob\n{text}{err}[exit {code}]");
+    let confirmed = ctl_json(&cluster, &["repl", "confirm", &carol_store, "carol"], "", 0);
+    assert_eq!(confirmed["released"], serde_json::json!([carol_replica]));
+    let start = Instant::now();
+    loop {
+        let out = python(
+            INBOX_COUNT,
+            &[&replica_imap.to_string(), "carol", "carol-pw-3"],
+        );
+        let n: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if n["messages"] == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_status(&cluster, &sups, "carol released", |code, _| code == 0);
+    ctl_json(&cluster, &["repl", "status"], "", 0);
 
     // Moving users needs replication: refused, nothing changed.
     let target = per_store.keys().find(|s| **s != alice_store).unwrap();

@@ -512,3 +512,182 @@ fn replication_lag_append_on_master_to_fetch_on_replica() {
     eprintln!("replication lag, 200 samples: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
     assert!(p99 < 2000.0, "p99 {p99} ms");
 }
+
+/// Durable delivery, driven by imaplib and smtplib. `up`: every APPEND and
+/// LMTP delivery answered OK/250 is on the replica at that moment (read at
+/// once over IMAP, no waiting). `tempfail`: with the replica down, APPEND
+/// gets `NO [UNAVAILABLE]` and LMTP `451 4.4.1` after the wait, and the
+/// message is not on the master either (withdrawn). `accept`: with the
+/// replica down, APPEND gets OK after the wait and the message stays.
+const DURABLE_PY: &str = r#"
+mh, mi, ml, rh, ri, mode, wait_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6], float(sys.argv[7])
+APPENDUID = re.compile(rb'APPENDUID \d+ (\d+)')
+M = imaplib.IMAP4(mh, mi)
+M.login('alice', 'pw-alice')
+report = {'mode': mode, 'appends': [], 'lmtp': []}
+
+def on_replica(uid=None, subject=None):
+    R = imaplib.IMAP4(rh, ri)
+    R.login('alice', 'pw-alice')
+    R.select('INBOX', readonly=True)
+    if uid is not None:
+        typ, data = R.uid('FETCH', str(uid), '(UID)')
+        found = any(d for d in data if d)
+    else:
+        typ, data = R.uid('SEARCH', 'SUBJECT', '"%s"' % subject)
+        found = bool(data[0].split())
+    R.logout()
+    return found
+
+def on_master(subject):
+    M.select('INBOX', readonly=True)
+    typ, data = M.uid('SEARCH', 'SUBJECT', '"%s"' % subject)
+    return len(data[0].split())
+
+for i in range(5 if mode == 'up' else 1):
+    subject = 'durable %s %d' % (mode, i)
+    body = ('From: bob@example.org\r\nSubject: %s\r\n\r\n' % subject + 'line\r\n' * 30).encode()
+    t0 = time.monotonic()
+    try:
+        typ, data = M.append('INBOX', None, None, body)
+        text = (data[0] or b'').decode()
+    except imaplib.IMAP4.error as e:
+        typ, text = 'NO', str(e)
+    took = time.monotonic() - t0
+    entry = {'typ': typ, 'text': text, 'took_s': took}
+    if typ == 'OK':
+        uid = int(APPENDUID.search(text.encode()).group(1))
+        if mode != 'accept':
+            entry['on_replica'] = on_replica(uid=uid)
+    entry['on_master'] = on_master(subject)
+    report['appends'].append(entry)
+
+    lsubject = 'durable lmtp %s %d' % (mode, i)
+    L = smtplib.LMTP(mh, ml)
+    L.ehlo_or_helo_if_needed()
+    assert L.mail('sender@example.org')[0] == 250
+    assert L.rcpt('alice@example.com')[0] == 250
+    t0 = time.monotonic()
+    code, msg = L.data(('From: s@example.org\r\nSubject: %s\r\n\r\nhello\r\n' % lsubject).encode())
+    took = time.monotonic() - t0
+    L.quit()
+    entry = {'code': code, 'text': msg.decode(), 'took_s': took}
+    if code == 250 and mode != 'accept':
+        entry['on_replica'] = on_replica(subject=lsubject)
+    entry['on_master'] = on_master(lsubject)
+    report['lmtp'].append(entry)
+M.logout()
+print(json.dumps(report))
+"#;
+
+#[test]
+fn durable_delivery_answers_only_once_the_replica_has_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut master, mut replica) = pair(dir.path());
+    // Durable delivery on, a 1.5 s bound, the default policy (tempfail).
+    master.stop();
+    master.edit_config(|c| {
+        c.replace(
+            "[sync]\n",
+            "[sync]\ndurable = true\ndurable_wait_ms = 1500\n",
+        )
+    });
+    master.start();
+    let wait_s = 1.5;
+    let args = |mode: &str, master: &TestSlot, replica: &TestSlot| {
+        let mut a = addr_args(master, replica);
+        a.truncate(5);
+        a.extend([mode.to_string(), wait_s.to_string()]);
+        a
+    };
+
+    // The replica is up: every acknowledged message is already on it.
+    let up = script(
+        DURABLE_PY,
+        &args("up", &master, &replica),
+        Duration::from_secs(60),
+        &[&master, &replica],
+    );
+    eprintln!("up: {up}");
+    for e in up["appends"].as_array().unwrap() {
+        assert_eq!(e["typ"], "OK", "{up}");
+        assert_eq!(e["on_replica"], true, "{up}");
+    }
+    for e in up["lmtp"].as_array().unwrap() {
+        assert_eq!(e["code"], 250, "{up}");
+        assert_eq!(e["on_replica"], true, "{up}");
+    }
+
+    // The replica is down: tempfail within the bound, nothing kept.
+    replica.kill9();
+    let down = script(
+        DURABLE_PY,
+        &args("tempfail", &master, &replica),
+        Duration::from_secs(60),
+        &[&master],
+    );
+    eprintln!("tempfail: {down}");
+    let a = &down["appends"][0];
+    assert_eq!(a["typ"], "NO", "{down}");
+    assert!(
+        a["text"].as_str().unwrap().contains("UNAVAILABLE"),
+        "{down}"
+    );
+    let l = &down["lmtp"][0];
+    assert_eq!(l["code"], 451, "{down}");
+    assert!(l["text"].as_str().unwrap().starts_with("4.4.1"), "{down}");
+    for e in [a, l] {
+        let took = e["took_s"].as_f64().unwrap();
+        assert!((wait_s - 0.05..wait_s + 3.0).contains(&took), "{down}");
+        assert_eq!(e["on_master"], 0, "withdrawn: {down}");
+    }
+    // The status file (rewritten every second) counts them.
+    let counted = (0..60).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        master.replication_status().is_some_and(|s| {
+            s["durable"]["withdrawn"] == 2
+                && s["durable"]["timed_out"] == 2
+                && s["durable"]["confirmed"] == 10
+        })
+    });
+    assert!(counted, "{:?}", master.replication_status());
+
+    // Policy `accept`: OK after the wait, kept on the master, replicated
+    // when the replica is back.
+    master.stop();
+    master.edit_config(|c| {
+        c.replace(
+            "durable = true\n",
+            "durable = true\ndurable_on_timeout = \"accept\"\n",
+        )
+    });
+    master.start();
+    let accept = script(
+        DURABLE_PY,
+        &args("accept", &master, &replica),
+        Duration::from_secs(60),
+        &[&master],
+    );
+    eprintln!("accept: {accept}");
+    let a = &accept["appends"][0];
+    assert_eq!(a["typ"], "OK", "{accept}");
+    let l = &accept["lmtp"][0];
+    assert_eq!(l["code"], 250, "{accept}");
+    for e in [a, l] {
+        let took = e["took_s"].as_f64().unwrap();
+        assert!((wait_s - 0.05..wait_s + 3.0).contains(&took), "{accept}");
+        assert_eq!(e["on_master"], 1, "{accept}");
+    }
+    replica.start();
+    let mut wait = imap_args(&master, &replica);
+    wait.push("20".into());
+    let same = script(
+        WAIT_SAME_PY,
+        &wait,
+        Duration::from_secs(40),
+        &[&master, &replica],
+    );
+    // 5 + 5 while up, 0 from tempfail, 2 from accept.
+    assert_eq!(same["inbox"], 12, "{same}");
+    master.stop();
+}

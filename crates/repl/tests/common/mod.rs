@@ -142,6 +142,7 @@ pub fn server(slot: &Arc<Slot>, name: &str, role: SlotRole, epoch: u64, exec: Ex
         },
         epoch,
     )
+    .unwrap()
 }
 
 pub fn replica_role() -> SlotRole {
