@@ -20,6 +20,7 @@ use crate::preauth::{Credentials, LoginFailure, PreAuth, PreAuthConfig, Step};
 use crate::routes::{Binding, Routes};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -406,7 +407,19 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let size = shared.limits.relay_buffer_bytes;
-    let up = pump_up(client_r, backend_w, size, write_timeout, &stop);
+    let compressed_flag = AtomicBool::new(false);
+    let up = pump_up(
+        client_r,
+        backend_w,
+        size,
+        write_timeout,
+        &stop,
+        &compressed_flag,
+    );
+    let moved = MovedCheck {
+        routes: &shared.routes,
+        binding: &binding,
+    };
     let down = pump_down(
         backend_r,
         client_w,
@@ -414,13 +427,15 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         size,
         write_timeout,
         &stop,
+        &compressed_flag,
+        moved,
     );
-    let (up, (mut client_w, clean, down_bytes), end) = tokio::join!(up, down, watch);
+    let (up, (mut client_w, clean, down_bytes, replaced), end) = tokio::join!(up, down, watch);
     let (compressed, up_bytes) = up;
+    let end = if replaced { End::MasterMoved } else { end };
     let bye: Option<&[u8]> = match end {
-        End::MasterMoved => {
-            Some(b"* BYE [UNAVAILABLE] Your mail store moved; please reconnect\r\n")
-        }
+        _ if replaced => None,
+        End::MasterMoved => Some(MOVED_BYE),
         End::Shutdown => Some(b"* BYE [UNAVAILABLE] Proxy shutting down; please reconnect\r\n"),
         End::Closed => None,
     };
@@ -444,6 +459,7 @@ async fn pump_up<R, W>(
     size: usize,
     write_timeout: Duration,
     stop: &CancellationToken,
+    compressed_flag: &AtomicBool,
 ) -> (bool, u64)
 where
     R: AsyncRead + Unpin,
@@ -467,6 +483,7 @@ where
             // The word may straddle two reads: look at the seam too.
             tail.extend_from_slice(&chunk[..n.min(WORD.len())]);
             compressed = contains_ci(chunk, WORD) || contains_ci(&tail, WORD);
+            compressed_flag.store(compressed, Ordering::Relaxed);
             tail.clear();
             tail.extend_from_slice(&chunk[n.saturating_sub(WORD.len() - 1)..]);
         }
@@ -484,6 +501,7 @@ where
 /// Backend → client, starting with `first`. Returns the writer, whether
 /// the last byte written ended a line (and nothing was cut short), and
 /// the bytes relayed.
+#[allow(clippy::too_many_arguments)]
 async fn pump_down<R, W>(
     mut r: R,
     mut w: W,
@@ -491,7 +509,9 @@ async fn pump_down<R, W>(
     size: usize,
     write_timeout: Duration,
     stop: &CancellationToken,
-) -> (W, bool, u64)
+    compressed: &AtomicBool,
+    moved: MovedCheck<'_>,
+) -> (W, bool, u64, bool)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -501,8 +521,22 @@ where
     buf.resize(size.max(n), 0);
     let mut clean = true;
     let mut total = 0u64;
+    let mut replaced = false;
     loop {
         if n > 0 {
+            // A slot says BYE when it shuts down, as it does when it stops
+            // being master: if the directory says the master moved, the
+            // client gets the proxy's BYE [UNAVAILABLE] instead.
+            if clean
+                && buf[..n].starts_with(b"* BYE ")
+                && !compressed.load(Ordering::Relaxed)
+                && moved.master_moved().await
+            {
+                buf.clear();
+                buf.extend_from_slice(MOVED_BYE);
+                n = buf.len();
+                replaced = true;
+            }
             let chunk = &buf[..n];
             let write = tokio::time::timeout(write_timeout, async {
                 w.write_all(chunk).await?;
@@ -518,6 +552,10 @@ where
             }
             clean = chunk.ends_with(b"\r\n");
             total += n as u64;
+            if replaced {
+                stop.cancel();
+                break;
+            }
         }
         n = tokio::select! {
             _ = stop.cancelled() => break,
@@ -527,5 +565,24 @@ where
             },
         };
     }
-    (w, clean, total)
+    (w, clean, total, replaced)
+}
+
+/// The BYE for sessions whose slot stopped being master.
+const MOVED_BYE: &[u8] = b"* BYE [UNAVAILABLE] Your mail store moved; please reconnect\r\n";
+
+/// Asks the directory, now, whether a session's slot is still master.
+#[derive(Clone, Copy)]
+struct MovedCheck<'a> {
+    routes: &'a Routes,
+    binding: &'a Binding,
+}
+
+impl MovedCheck<'_> {
+    async fn master_moved(&self) -> bool {
+        if let Err(e) = self.routes.refresh().await {
+            tracing::warn!(cause = %e, "reading the directory failed");
+        }
+        !self.binding.still_current(&self.routes.snapshot())
+    }
 }
