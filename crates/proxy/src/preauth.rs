@@ -250,6 +250,17 @@ impl PreAuth {
                     None
                 }
                 FramerEvent::Error(e) => {
+                    if let State::AuthData(tag) =
+                        std::mem::replace(&mut self.state, State::Commands)
+                    {
+                        write_status(
+                            &mut self.out,
+                            Some(&tag),
+                            StatusKind::Bad,
+                            None,
+                            "AUTHENTICATE data too long",
+                        );
+                    }
                     self.out.extend_from_slice(&e.response());
                     if e.is_fatal() {
                         self.state = State::Done;
@@ -310,10 +321,6 @@ impl PreAuth {
     }
 
     fn command(&mut self, tag: Tag, body: CommandBody) -> Option<Step> {
-        if let State::AuthData(_) = self.state {
-            // The framer hands out raw lines while AUTHENTICATE waits.
-            unreachable!("a command while AUTHENTICATE data was expected");
-        }
         match body {
             CommandBody::Capability => {
                 let mut line = b"* CAPABILITY".to_vec();
@@ -779,6 +786,51 @@ mod tests {
             p.receive(&vec![b'x'; PREAUTH_PENDING_INPUT_BYTES_MAX + 1])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn oversized_authenticate_data_is_refused_and_the_session_goes_on() {
+        let mut p = PreAuth::new(config(true, false), false);
+        let (_, out) = run(&mut p, b"a AUTHENTICATE PLAIN\r\n");
+        assert_eq!(out, "+ \r\n");
+        let mut long = vec![b'A'; PREAUTH_LINE_BYTES_MAX + 10];
+        long.extend_from_slice(b"\r\nb NOOP\r\n");
+        let mut out = String::new();
+        for chunk in long.chunks(4096) {
+            let (step, o) = run(&mut p, chunk);
+            assert_eq!(step, Step::Read);
+            out.push_str(&o);
+        }
+        assert!(
+            out.starts_with("a BAD AUTHENTICATE data too long\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("b OK NOOP completed\r\n"), "{out}");
+    }
+
+    proptest::proptest! {
+        /// No input makes the state machine panic, and its output stays
+        /// bounded by what it was given.
+        #[test]
+        fn arbitrary_input_never_panics(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), 0..20)
+        ) {
+            let mut p = PreAuth::new(config(true, true), false);
+            p.greeting();
+            for chunk in chunks {
+                let room = p.input_room().min(chunk.len());
+                p.receive(&chunk[..room]).unwrap();
+                match p.step() {
+                    Step::Close => break,
+                    Step::Login(c) => p.login_failed(&c.tag, LoginFailure::Credentials),
+                    Step::StartTls => p.tls_started(),
+                    Step::Read => {}
+                }
+                let n = p.output().len();
+                proptest::prop_assert!(n < 64 * 1024);
+                p.consume_output(n);
+            }
+        }
     }
 
     #[test]
