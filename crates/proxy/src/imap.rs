@@ -85,16 +85,9 @@ pub async fn serve(
         };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "IMAP proxy: connection limit reached");
-            tracker.spawn(async move {
-                let mut stream = stream;
-                let _ = tokio::time::timeout(
-                    FAREWELL_TIMEOUT,
-                    stream.write_all(
-                        b"* BYE [UNAVAILABLE] Too many connections; try again later\r\n",
-                    ),
-                )
-                .await;
-            });
+            // One non-blocking write and close: a flood costs no task.
+            let _ =
+                stream.try_write(b"* BYE [UNAVAILABLE] Too many connections; try again later\r\n");
             continue;
         };
         let shared = shared.clone();

@@ -199,7 +199,7 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     loop {
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -212,14 +212,8 @@ pub async fn serve(
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "LMTP proxy: connection limit reached");
-            tracker.spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    stream.write_all(b"421 4.3.2 Too many connections; try again later\r\n"),
-                )
-                .await;
-            });
+            // One non-blocking write and close: a flood costs no task.
+            let _ = stream.try_write(b"421 4.3.2 Too many connections; try again later\r\n");
             continue;
         };
         let _ = stream.set_nodelay(true);
