@@ -6,7 +6,7 @@
 # Usage:
 #   bench/imap-via-proxy.sh [options]
 #
-# Options:
+# Options (SLOTMAIL_BIN=PATH in the environment skips the build):
 #   --users N        users u1..uN, password "pw" [default 20]
 #   --clients N      concurrent clients [default 20]
 #   --secs S         seconds per measured run [default 20]
@@ -50,8 +50,12 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -p slotmail --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/slotmail"
+if [ -n "${SLOTMAIL_BIN:-}" ]; then
+    BIN=$SLOTMAIL_BIN   # a binary built already (e.g. to try the script quickly)
+else
+    cargo build --release -p slotmail --manifest-path "$ROOT/Cargo.toml" >&2
+    BIN="$ROOT/target/release/slotmail"
+fi
 DIR=$(mktemp -d /var/tmp/slotmail-proxy-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -93,7 +97,7 @@ EOF
 
 # 2. The cluster.
 CL="$DIR/cluster.toml"
-ctl() { "$BIN" ctl --cluster "$CL" "$@"; }
+ctl() { "$BIN" ctl --cluster "$CL" "$@" 2>>"$DIR/ctl.log"; }
 ctl init --name bench --allow-plaintext-auth --imap-port 31143 --lmtp-port 32424 --sync-port 32500 >/dev/null
 ctl machine add m1 --address 127.81.0.1 >/dev/null
 ctl machine add m2 --address 127.81.0.2 >/dev/null
@@ -101,7 +105,8 @@ ctl slot add m1 >/dev/null
 ctl slot add m2 >/dev/null
 ctl store create s1 --slots m1-1,m2-1 >/dev/null
 for m in m1 m2; do
-    run_nice "$BIN" machine run --cluster "$CL" --machine "$m" 2>"$DIR/machine-$m.log" &
+    # nice execs the program: $! is the supervisor itself.
+    nice -n "$NICE" "$BIN" machine run --cluster "$CL" --machine "$m" 2>"$DIR/machine-$m.log" &
     PIDS+=($!)
 done
 SUP_PIDS=("${PIDS[@]}")
@@ -123,7 +128,7 @@ allow_plaintext_auth = true
 [limits]
 connections_per_user_max = 1000
 EOF
-RUST_LOG=warn run_nice "$BIN" proxy run --config "$DIR/proxy.toml" 2>"$DIR/proxy.log" &
+RUST_LOG=warn nice -n "$NICE" "$BIN" proxy run --config "$DIR/proxy.toml" 2>"$DIR/proxy.log" &
 PROXY_PID=$!
 PIDS+=("$PROXY_PID")
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break; sleep 0.1; done
