@@ -258,7 +258,7 @@ mod tests {
     /// A one-connection fake slot: greets with `greeting`, then answers the
     /// login with `answer` (or stays silent when `None`).
     async fn fake_slot(greeting: &'static str, answer: Option<&'static str>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.80.1.4:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
@@ -318,7 +318,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
 
         // Nothing listens on a port just released.
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = TcpListener::bind("127.80.1.4:0").await.unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
         let e = login(addr, &creds("pw"), T, T).await.unwrap_err();

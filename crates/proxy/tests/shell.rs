@@ -81,9 +81,10 @@ struct Setup {
     cancel: CancellationToken,
 }
 
-/// A directory with store s1 (master a1 on 127.0.0.1, replica b1 on
-/// 127.0.0.2) holding alice, fake slots behind both, and a proxy with
-/// `limits`. `silent`: a1 never greets.
+/// A directory with store s1 (master a1 on 127.80.1.1, replica b1 on
+/// 127.80.1.2; addresses no other test binds, so the ephemeral ports here
+/// never take a port another test picked on 127.0.0.1) holding alice,
+/// fake slots behind both, and a proxy with `limits`. `silent`: a1 never greets.
 async fn setup(limits: Limits, silent: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let directory = Arc::new(
@@ -96,11 +97,11 @@ async fn setup(limits: Limits, silent: bool) -> Setup {
         )
         .unwrap(),
     );
-    let a_port = fake_slot("127.0.0.1", "a1", silent).await;
-    let b_port = fake_slot("127.0.0.2", "b1", false).await;
+    let a_port = fake_slot("127.80.1.1", "a1", silent).await;
+    let b_port = fake_slot("127.80.1.2", "b1", false).await;
     for (m, ip, slot, port) in [
-        ("a", "127.0.0.1", "a1", a_port),
-        ("b", "127.0.0.2", "b1", b_port),
+        ("a", "127.80.1.1", "a1", a_port),
+        ("b", "127.80.1.2", "b1", b_port),
     ] {
         directory
             .add_machine(&Machine {
@@ -156,7 +157,7 @@ async fn setup(limits: Limits, silent: bool) -> Setup {
         tls: None,
         shutdown: cancel.clone(),
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind("127.80.1.3:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, false, shared, TaskTracker::new()));
     Setup {
