@@ -57,6 +57,10 @@ enum Command {
     /// The replication check: compare what each store's master and
     /// replicas show an IMAP client; exit 1 on divergence.
     Check(slotmail_check::CheckArgs),
+    /// The front door: IMAP and LMTP proxy routing each user to the master
+    /// of the user's store.
+    #[command(subcommand)]
+    Proxy(slotmail_proxy::ProxyCommand),
 }
 
 #[derive(Subcommand)]
@@ -186,6 +190,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(exit.code()))
         }
         Command::Check(args) => Ok(ExitCode::from(slotmail_check::main_check(args))),
+        Command::Proxy(slotmail_proxy::ProxyCommand::Run { config }) => {
+            let config = match slotmail_proxy::ProxyConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("slotmail proxy run: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            match runtime.block_on(slotmail_proxy::run(config, shutdown_signal())) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("slotmail proxy run: error: {e}");
+                    Ok(ExitCode::from(if e.is_usage() {
+                        EXIT_USAGE
+                    } else {
+                        EXIT_FAILED
+                    }))
+                }
+            }
+        }
         Command::Demo {
             dir,
             imap_port,

@@ -28,30 +28,6 @@ const USERS: [(&str, &str); 4] = [
     ("dave", "dave-pw-4"),
 ];
 
-/// Deliver (optionally) and read each user's INBOX subjects.
-const MAIL: &str = r##"
-import imaplib, json, smtplib, sys
-out = {}
-for u in json.loads(sys.argv[1]):
-    if u.get("subject"):
-        l = smtplib.LMTP(u["lmtp"][0], u["lmtp"][1])
-        msg = "From: sender@example.org\r\nTo: %s@e2e.test\r\nSubject: %s\r\n\r\nhello %s\r\n" % (u["user"], u["subject"], u["user"])
-        refused = l.sendmail("sender@example.org", [u["user"] + "@e2e.test"], msg.encode())
-        assert not refused, refused
-        l.quit()
-    i = imaplib.IMAP4(u["imap"][0], u["imap"][1])
-    i.login(u["user"], u["password"])
-    typ, data = i.select("INBOX")
-    assert typ == "OK", (typ, data)
-    subjects = []
-    if int(data[0]) > 0:
-        typ, parts = i.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        subjects = [p[1].decode().strip() for p in parts if isinstance(p, tuple)]
-    i.logout()
-    out[u["user"]] = subjects
-print(json.dumps(out))
-"##;
-
 /// Fill a user's INBOX with `count` messages at the master, wait until the
 /// replica's INBOX holds as many, then delete them all at the master; print
 /// the replica's count after a pause (the deletion is held).
@@ -91,28 +67,6 @@ c.login(user, pw)
 print(json.dumps({"messages": int(c.select("INBOX", readonly=True)[1][0])}))
 c.logout()
 "##;
-
-/// The mail spec for one user: their master's addresses from `user show`.
-fn mail_spec(cluster: &Path, user: &str, password: &str, subject: Option<&str>) -> Value {
-    let show = ctl_json(cluster, &["user", "show", user], "", 0);
-    let split = |s: &Value| {
-        let s = s.as_str().unwrap();
-        let (host, port) = s.rsplit_once(':').unwrap();
-        serde_json::json!([host, port.parse::<u16>().unwrap()])
-    };
-    serde_json::json!({
-        "user": user,
-        "password": password,
-        "subject": subject,
-        "imap": split(&show["master"]["imap"]),
-        "lmtp": split(&show["master"]["lmtp"]),
-    })
-}
-
-fn mail(specs: &[Value]) -> Value {
-    let out = python(MAIL, &[&serde_json::to_string(specs).unwrap()]);
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn three_machines_two_slots_each_managed_by_ctl() {

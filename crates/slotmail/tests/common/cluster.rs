@@ -1,7 +1,9 @@
-//! Helpers for end-to-end tests of whole clusters: `slotmail machine run`
-//! supervisors and `slotmail ctl` invocations.
+//! A cluster of real processes for end-to-end tests: `slotmail ctl` builds
+//! it (machines are loopback addresses), `slotmail machine run` supervisors
+//! run its slots, and Python's smtplib and imaplib deliver and read mail at
+//! each user's master.
 
-use super::{run, slotmail, tail};
+use super::{python, run, slotmail, tail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +11,30 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for the cluster to become healthy.
 pub const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Deliver (optionally) and read each user's INBOX subjects.
+pub const MAIL: &str = r##"
+import imaplib, json, smtplib, sys
+out = {}
+for u in json.loads(sys.argv[1]):
+    if u.get("subject"):
+        l = smtplib.LMTP(u["lmtp"][0], u["lmtp"][1])
+        msg = "From: sender@example.org\r\nTo: %s@e2e.test\r\nSubject: %s\r\n\r\nhello %s\r\n" % (u["user"], u["subject"], u["user"])
+        refused = l.sendmail("sender@example.org", [u["user"] + "@e2e.test"], msg.encode())
+        assert not refused, refused
+        l.quit()
+    i = imaplib.IMAP4(u["imap"][0], u["imap"][1])
+    i.login(u["user"], u["password"])
+    typ, data = i.select("INBOX")
+    assert typ == "OK", (typ, data)
+    subjects = []
+    if int(data[0]) > 0:
+        typ, parts = i.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = [p[1].decode().strip() for p in parts if isinstance(p, tuple)]
+    i.logout()
+    out[u["user"]] = subjects
+print(json.dumps(out))
+"##;
 
 /// A `slotmail machine run` process, stopped with SIGTERM when dropped.
 pub struct Supervisor {
@@ -129,4 +155,120 @@ pub fn store_of<'a>(status: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|s| s["id"] == id)
         .unwrap_or_else(|| panic!("no store {id} in {status}"))
+}
+
+/// The mail spec for one user: their master's addresses from `user show`.
+pub fn mail_spec(cluster: &Path, user: &str, password: &str, subject: Option<&str>) -> Value {
+    let show = ctl_json(cluster, &["user", "show", user], "", 0);
+    let split = |s: &Value| {
+        let s = s.as_str().unwrap();
+        let (host, port) = s.rsplit_once(':').unwrap();
+        serde_json::json!([host, port.parse::<u16>().unwrap()])
+    };
+    serde_json::json!({
+        "user": user,
+        "password": password,
+        "subject": subject,
+        "imap": split(&show["master"]["imap"]),
+        "lmtp": split(&show["master"]["lmtp"]),
+    })
+}
+
+pub fn mail(specs: &[Value]) -> Value {
+    let out = python(MAIL, &[&serde_json::to_string(specs).unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A running cluster: `machines` (name, loopback address) with
+/// `slots_per_machine` slots each, stores of 2 placed by `ctl plan`, one
+/// supervisor per machine, and `users` (name, password) added through
+/// `ctl user add`, each on the store with the fewest users.
+pub struct TestCluster {
+    pub dir: PathBuf,
+    pub cluster: PathBuf,
+    pub sups: Vec<Supervisor>,
+}
+
+impl TestCluster {
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        machines: &[(&str, &str)],
+        slots_per_machine: u32,
+        users: &[(&str, &str)],
+    ) -> TestCluster {
+        let cluster = dir.join("cluster.toml");
+        ctl_json(
+            &cluster,
+            &["init", "--name", name, "--allow-plaintext-auth"],
+            "",
+            0,
+        );
+        for (m, address) in machines {
+            ctl_json(
+                &cluster,
+                &["machine", "add", m, "--address", address],
+                "",
+                0,
+            );
+            ctl_json(
+                &cluster,
+                &["slot", "add", m, "--count", &slots_per_machine.to_string()],
+                "",
+                0,
+            );
+        }
+        ctl_json(&cluster, &["plan", "--replicas", "1", "--apply"], "", 0);
+        let sups: Vec<Supervisor> = machines
+            .iter()
+            .map(|(m, _)| Supervisor::start(&cluster, dir, m))
+            .collect();
+        let c = TestCluster {
+            dir: dir.to_path_buf(),
+            cluster,
+            sups,
+        };
+        c.wait_status("a healthy cluster", |code, _| code == 0);
+        for (user, password) in users {
+            ctl_json(
+                &c.cluster,
+                &["user", "add", user, "--password-stdin"],
+                &format!("{password}\n"),
+                0,
+            );
+        }
+        c
+    }
+
+    /// Wait until `ctl status --json` satisfies `f`.
+    pub fn wait_status(&self, what: &str, f: impl Fn(i32, &Value) -> bool) -> Value {
+        wait_status(&self.cluster, &self.sups, what, f)
+    }
+
+    /// `ctl ARGS --json`, expecting `code`.
+    pub fn ctl_json(&self, args: &[&str], code: i32) -> Value {
+        ctl_json(&self.cluster, args, "", code)
+    }
+
+    /// The store of `user`.
+    pub fn store_of_user(&self, user: &str) -> String {
+        self.ctl_json(&["user", "show", user], 0)["store"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The tails of the supervisors' logs.
+    pub fn logs(&self) -> String {
+        self.sups
+            .iter()
+            .map(|s| {
+                format!(
+                    "--- {} log\n{}\n",
+                    s.name,
+                    tail(&std::fs::read_to_string(&s.log).unwrap_or_default(), 3000)
+                )
+            })
+            .collect()
+    }
 }

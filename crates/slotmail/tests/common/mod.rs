@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod mbsync;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -259,6 +260,18 @@ pub fn python_report(
     args: &[&str],
     timeout: Duration,
 ) -> serde_json::Value {
+    python_report_with(&|| slot.log(), "slot", script, args, timeout)
+}
+
+/// [`python_report`] against any server: `log` gives its log so far (for
+/// failure messages), `what` names it.
+pub fn python_report_with(
+    log: &dyn Fn() -> String,
+    what: &str,
+    script: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> serde_json::Value {
     let mut cmd = Command::new("python3");
     cmd.arg(python_dir().join(script))
         .args(args)
@@ -271,8 +284,8 @@ pub fn python_report(
     let stderr = String::from_utf8_lossy(&out.stderr);
     let context = || {
         format!(
-            "--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- slot log (last 8000 bytes)\n{}",
-            tail(&slot.log(), 8000)
+            "--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- {what} log (last 8000 bytes)\n{}",
+            tail(&log(), 8000)
         )
     };
     assert!(
@@ -314,10 +327,10 @@ pub fn python_report(
             ));
         }
         panic!(
-            "{script}: {} of {} checks failed:{text}\n--- stderr\n{stderr}\n--- slot log (last 8000 bytes)\n{}",
+            "{script}: {} of {} checks failed:{text}\n--- stderr\n{stderr}\n--- {what} log (last 8000 bytes)\n{}",
             failures.len(),
             report["checks"],
-            tail(&slot.log(), 8000)
+            tail(&log(), 8000)
         );
     }
     report
