@@ -44,6 +44,10 @@ enum Command {
         /// LMTP port on 127.0.0.1.
         #[arg(long, default_value_t = 2424)]
         lmtp_port: u16,
+        /// Loopback address of the first of the three machines (the others
+        /// follow it); only used when the demo is created.
+        #[arg(long, default_value = "127.0.0.21")]
+        machine_address: std::net::Ipv4Addr,
     },
     /// One slot: run it, scrub it, manage its accounts offline.
     #[command(subcommand)]
@@ -215,11 +219,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             imap_port,
             lmtp_port,
+            machine_address,
         } => {
             crate::demo::run(crate::demo::DemoOptions {
                 dir,
                 imap_port,
                 lmtp_port,
+                first_machine: machine_address,
             })?;
             Ok(ExitCode::SUCCESS)
         }
