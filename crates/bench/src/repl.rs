@@ -57,7 +57,8 @@
 //!    burst user over one LMTP session, as fast as the master takes them,
 //!    while a replica IDLE connection on that user's INBOX counts `EXISTS`;
 //!    reported: how long after the last delivery's 250 the replica held
-//!    them all, confirmed by `UID FETCH 1:* (UID)`.
+//!    them all, confirmed by `UID FETCH 1:* (UID)`. With `watch = poll`,
+//!    `NOOP` every [`FULL_SYNC_POLL`] instead of IDLE.
 //!
 //! Messages are the corpus messages of at most `message_max_bytes` (an
 //! mbox), cycled, or synthetic messages of `synthetic_bytes` bytes; every
@@ -1001,12 +1002,26 @@ async fn run_full_sync(
     messages: &mut Messages,
 ) -> Result<FullSyncReport> {
     let n = opts.full_sync_messages;
-    let (fill_secs, _) = fill(master_imap, &opts.full_user, &opts.password, n, messages).await?;
+    // An external full sync is timed on a master filled by an earlier
+    // `fill_only` run (the fill also replicates to the rolling replica,
+    // which must be quiet again before the clock starts).
+    let timed_external = pair.is_none() && opts.full_sync_command.is_some() && !opts.fill_only;
+    let fill_secs = if timed_external {
+        0.0
+    } else {
+        fill(master_imap, &opts.full_user, &opts.password, n, messages)
+            .await?
+            .0
+    };
     let mut report = FullSyncReport {
         messages: n,
         bytes: 0,
         fill_secs,
-        fill_per_s: f64::from(n) / fill_secs.max(1e-9),
+        fill_per_s: if fill_secs > 0.0 {
+            f64::from(n) / fill_secs
+        } else {
+            0.0
+        },
         sync_secs: 0.0,
         messages_per_s: 0.0,
         mb_per_s: 0.0,
@@ -1615,7 +1630,24 @@ async fn run_burst(
         .await
         .map_err(imap_err("EXAMINE INBOX", replica_imap))?;
     let raddr = replica_imap.to_string();
+    let poll = opts.watch == Watch::Poll;
     let watcher = tokio::spawn(async move {
+        if poll {
+            let start = Instant::now();
+            loop {
+                watch.noop().await.map_err(imap_err("NOOP", &raddr))?;
+                let exists = watch.selected().map_or(0, |s| u64::from(s.exists));
+                if exists >= target {
+                    return Ok((Instant::now(), watch, false));
+                }
+                if start.elapsed() > COMPLETE_TIMEOUT {
+                    return Err(ReplBenchError::Failed(format!(
+                        "the replica holds {exists} of {target} burst messages after {COMPLETE_TIMEOUT:?}"
+                    )));
+                }
+                tokio::time::sleep(FULL_SYNC_POLL).await;
+            }
+        }
         watch.idle_start().await.map_err(imap_err("IDLE", &raddr))?;
         let start = Instant::now();
         let mut exists = 0u64;
@@ -1717,9 +1749,6 @@ pub async fn run_repl_bench(opts: ReplBenchOptions) -> Result<ReplBenchReport> {
         return Err(ReplBenchError::Options(
             "give both the master's and the replica's IMAP address, or neither".into(),
         ));
-    }
-    if opts.samples == 0 && (opts.lag_idle || opts.load_clients > 0) && !opts.kinds.is_empty() {
-        return Err(ReplBenchError::Options("samples must be at least 1".into()));
     }
     std::fs::create_dir_all(&opts.dir)
         .map_err(io_err(format!("creating {}", opts.dir.display())))?;
