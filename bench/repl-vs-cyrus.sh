@@ -18,7 +18,11 @@
 #                        directory under /var/tmp, removed at the end]
 #   --runs N             lag runs per system, watch mode and interval; every
 #                        sample is pooled [RUNS, default 1]
-#   --samples N          samples per kind of change and run [default 100]
+#   --samples N          samples per kind of change and run, for Cyrus and
+#                        slotmail's polled runs [default 100]
+#   --slotmail-samples N samples of slotmail's IDLE-watched runs [default 200]
+#   --slotmail-pause-max-ms MS  their pause [default 200: slotmail has no
+#                        timer to desynchronize from]
 #   --pause-max-ms MS    random pause before each sample [default 1000, as
 #                        in the anchor: Cyrus's lag follows its interval]
 #   --load-clients N     IMAP load generator clients for the lag under load
@@ -65,6 +69,8 @@ seed=20240601
 dir="${BENCH_DIR:-}"
 runs="${RUNS:-1}"
 samples=100
+slot_samples=200
+slot_pause=200
 pause=1000
 load_clients=10
 messages=10000
@@ -86,6 +92,8 @@ while (($#)); do
     --dir) dir="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --samples) samples="$2"; shift 2 ;;
+    --slotmail-samples) slot_samples="$2"; shift 2 ;;
+    --slotmail-pause-max-ms) slot_pause="$2"; shift 2 ;;
     --pause-max-ms) pause="$2"; shift 2 ;;
     --load-clients) load_clients="$2"; shift 2 ;;
     --messages) messages="$2"; shift 2 ;;
@@ -162,15 +170,18 @@ cargo build --release --locked -p slotmail
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 slotmail="$target_dir/release/slotmail"
 
-common=(--samples "$samples" --pause-max-ms "$pause" "${msg_args[@]}")
+common=("${msg_args[@]}")
+cmp_lag=(--samples "$samples" --pause-max-ms "$pause")
 
 # 2. slotmail: IDLE-watched runs (its own method) and polled runs (the
 # method Cyrus needs, since its IDLE does not see replicated changes).
 if [ "$skip_slotmail" = 0 ]; then
   for w in idle poll; do
     for r in $(seq 1 "$runs"); do
-      extra=(--full-sync 0 --burst 0)
-      if [ "$w" = idle ] && [ "$r" = 1 ]; then extra=(--full-sync "$messages" --burst "$messages"); fi
+      extra=(--full-sync 0 --burst 0 "${cmp_lag[@]}")
+      if [ "$w" = idle ]; then extra=(--samples "$slot_samples" --pause-max-ms "$slot_pause"); fi
+      if [ "$w" = idle ] && [ "$r" = 1 ]; then extra+=(--full-sync "$messages" --burst "$messages");
+      elif [ "$w" = idle ]; then extra+=(--full-sync 0 --burst 0); fi
       echo "== slotmail ($w): run $r of $runs: lag (idle, under load) ${extra[*]}"
       "$slotmail" bench repl "${common[@]}" --watch "$w" --load-clients "$load_clients" "${extra[@]}" \
         --seed "$r" --dir "$dir/slotmail" --json "$results/slotmail-$w-r$r.json"
@@ -339,7 +350,7 @@ while True:
 PY
     for r in $(seq 1 "$runs"); do
       echo "== Cyrus (interval ${iv}s): lag run $r of $runs"
-      cyrus_bench "i$iv-r$r" --load-clients "$load_clients" --full-sync 0 --burst 0 --seed "$r"
+      cyrus_bench "i$iv-r$r" "${cmp_lag[@]}" --load-clients "$load_clients" --full-sync 0 --burst 0 --seed "$r"
     done
     echo "== Cyrus (interval ${iv}s): burst of $messages LMTP deliveries"
     cyrus_bench "i$iv-burst" --samples 0 --load-clients 0 --no-idle-lag --full-sync 0 --burst "$messages"
