@@ -340,7 +340,7 @@ t = time.time()
 while True:
     try:
         c = imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); c.login('admin', 'pw')
-        n = len([l for l in c.list('', 'user/*')[1] if l])
+        n = len([l for l in c.list('""', 'user/*')[1] if l])
         c.logout()
         if n >= 23: break
     except Exception:
