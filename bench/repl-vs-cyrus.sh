@@ -33,6 +33,8 @@
 #   --out DIR            keep every JSON report and the servers' logs
 #   --skip-cyrus         measure slotmail only
 #   --skip-slotmail      measure Cyrus only
+#   --no-cyrus-lag       Cyrus: skip the lag runs
+#   --no-cyrus-burst     Cyrus: skip the LMTP burst
 #
 # What it does:
 #   1. makes (or takes) the corpus; builds slotmail (release);
@@ -78,6 +80,8 @@ intervals="1 0"
 out=""
 skip_cyrus=0
 skip_slotmail=0
+cyrus_lag=1
+cyrus_burst=1
 max_bytes=102400
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -101,6 +105,8 @@ while (($#)); do
     --out) out="$2"; shift 2 ;;
     --skip-cyrus) skip_cyrus=1; shift ;;
     --skip-slotmail) skip_slotmail=1; shift ;;
+    --no-cyrus-lag) cyrus_lag=0; shift ;;
+    --no-cyrus-burst) cyrus_burst=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -349,10 +355,11 @@ while True:
     time.sleep(0.2)
 PY
     for r in $(seq 1 "$runs"); do
+      [ "$cyrus_lag" = 1 ] || break
       echo "== Cyrus (interval ${iv}s): lag run $r of $runs"
       cyrus_bench "i$iv-r$r" "${cmp_lag[@]}" --load-clients "$load_clients" --full-sync 0 --burst 0 --seed "$r"
     done
-    echo "== Cyrus (interval ${iv}s): burst of $messages LMTP deliveries"
+    [ "$cyrus_burst" = 1 ] && echo "== Cyrus (interval ${iv}s): burst of $messages LMTP deliveries" &&
     cyrus_bench "i$iv-burst" --samples 0 --load-clients 0 --no-idle-lag --full-sync 0 --burst "$messages"
     if [ "$first" = 1 ]; then
       first=0
