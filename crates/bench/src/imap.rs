@@ -1612,7 +1612,7 @@ impl ImapBenchReport {
 // ------------------------------------------------------------------ /proc
 
 /// Reading processes' CPU and memory from `/proc` (Linux).
-mod proc {
+pub(crate) mod proc {
     use std::collections::HashMap;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1687,7 +1687,7 @@ mod proc {
     }
 
     /// CPU of the trees rooted at `roots`, reaped children included.
-    pub(super) fn tree_cpu_ticks(roots: &[u32]) -> u64 {
+    pub(crate) fn tree_cpu_ticks(roots: &[u32]) -> u64 {
         tree(roots)
             .iter()
             .filter_map(|p| cpu_ticks(&p.to_string()))
@@ -1710,7 +1710,7 @@ mod proc {
 
     /// Busy ticks of the whole machine (all CPUs): total minus idle and
     /// iowait, from the first line of /proc/stat.
-    pub(super) fn machine_busy_ticks() -> u64 {
+    pub(crate) fn machine_busy_ticks() -> u64 {
         let Ok(s) = std::fs::read_to_string("/proc/stat") else {
             return 0;
         };
@@ -1730,7 +1730,7 @@ mod proc {
     }
 
     /// USER_HZ (`getconf CLK_TCK`; 100 on Linux's common architectures).
-    pub(super) fn clock_ticks_per_s() -> f64 {
+    pub(crate) fn clock_ticks_per_s() -> f64 {
         std::process::Command::new("getconf")
             .arg("CLK_TCK")
             .output()

@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Load generators and benchmark programs (docs/benchmarks.md).
     Bench {
-        /// Which benchmark: store, imap, lmtp.
+        /// Which benchmark: store, imap, lmtp, repl.
         kind: BenchKind,
         /// The benchmark's own options (`slotmail bench KIND -- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -99,6 +99,8 @@ enum BenchKind {
     Imap,
     /// LMTP delivery rate against any LMTP server.
     Lmtp,
+    /// Replication lag, burst catch-up and full sync, master to replica.
+    Repl,
 }
 
 #[derive(Args)]
@@ -168,6 +170,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }),
                 BenchKind::Lmtp => ("slotmail bench lmtp", |a| {
                     slotmail_bench::cli_lmtp::main_from(a)
+                }),
+                BenchKind::Repl => ("slotmail bench repl", |a| {
+                    slotmail_bench::cli_repl::main_from(a)
                 }),
             };
             let mut argv = vec![std::ffi::OsString::from(name)];
