@@ -118,7 +118,7 @@ pub(crate) struct ReplicationView {
     pub replicas: BTreeMap<String, ReplicaLag>,
 }
 
-fn read_replication(cluster: &Cluster, data_dir: &str) -> Option<ReplicationView> {
+pub(crate) fn read_replication(cluster: &Cluster, data_dir: &str) -> Option<ReplicationView> {
     let path = cluster.replication_status_file(data_dir);
     let file = std::fs::File::open(path).ok()?;
     let mut text = String::new();

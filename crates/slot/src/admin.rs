@@ -98,6 +98,19 @@ pub enum Request {
     Status,
     /// Refuse (true) or allow (false) client writes from now on.
     SetReadOnly { read_only: bool },
+    /// Every user's position and digest (switchover, failover).
+    UserDigests { side: crate::admin_mail::DigestSide },
+    /// One user's mailboxes and message records (reconcile).
+    MailState {
+        name: String,
+        #[serde(default)]
+        expunged_since: u64,
+    },
+    /// Apply one reconcile change to a user.
+    MailApply {
+        name: String,
+        change: crate::admin_mail::MailChange,
+    },
 }
 
 impl Request {
@@ -113,6 +126,9 @@ impl Request {
             Request::Scrub => "scrub",
             Request::Status => "status",
             Request::SetReadOnly { .. } => "set_read_only",
+            Request::UserDigests { .. } => "user_digests",
+            Request::MailState { .. } => "mail_state",
+            Request::MailApply { .. } => "mail_apply",
         }
     }
 }
@@ -259,6 +275,16 @@ pub enum Response {
     Status { status: SlotStatus },
     /// set_read_only: the switch's position before and now.
     ReadOnly { was: bool, read_only: bool },
+    /// user_digests.
+    Digests {
+        users: Vec<crate::admin_mail::UserDigest>,
+    },
+    /// mail_state.
+    MailState { state: crate::admin_mail::MailState },
+    /// mail_apply.
+    MailApplied {
+        applied: crate::admin_mail::MailApplied,
+    },
     /// The request failed.
     Error { code: ErrorCode, message: String },
 }
@@ -507,9 +533,10 @@ fn store_error(e: StoreError) -> Response {
     let code = match &e {
         StoreError::NoSuchUser(_) => ErrorCode::NoSuchUser,
         StoreError::UserExists(_) => ErrorCode::UserExists,
-        StoreError::InvalidUserName(_) | StoreError::Password(_) | StoreError::Limit(_) => {
-            ErrorCode::Invalid
-        }
+        StoreError::InvalidUserName(_)
+        | StoreError::Password(_)
+        | StoreError::Limit(_)
+        | StoreError::NotAllowed(_) => ErrorCode::Invalid,
         StoreError::Corrupt { .. } => ErrorCode::Corrupt,
         _ => ErrorCode::Internal,
     };
@@ -569,6 +596,16 @@ fn execute(request: Request, ctx: &Ctx) -> Response {
             );
             Ok(Response::ReadOnly { was, read_only })
         }
+        Request::UserDigests { side } => {
+            crate::admin_mail::all_user_digests(slot, side).map(|users| Response::Digests { users })
+        }
+        Request::MailState {
+            name,
+            expunged_since,
+        } => crate::admin_mail::mail_state(slot, &name, expunged_since)
+            .map(|state| Response::MailState { state }),
+        Request::MailApply { name, change } => crate::admin_mail::mail_apply(slot, &name, change)
+            .map(|applied| Response::MailApplied { applied }),
     };
     result.unwrap_or_else(store_error)
 }
