@@ -8,10 +8,10 @@
 
 mod common;
 
+use common::cluster::*;
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The machines: name and loopback address.
@@ -27,8 +27,6 @@ const USERS: [(&str, &str); 4] = [
     ("carol", "carol-pw-3"),
     ("dave", "dave-pw-4"),
 ];
-/// Longest wait for the cluster to become healthy.
-const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Deliver (optionally) and read each user's INBOX subjects.
 const MAIL: &str = r##"
@@ -53,144 +51,6 @@ for u in json.loads(sys.argv[1]):
     out[u["user"]] = subjects
 print(json.dumps(out))
 "##;
-
-/// A `slotmail machine run` process, stopped with SIGTERM when dropped.
-struct Supervisor {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Supervisor {
-    fn start(cluster: &Path, dir: &Path, name: &str) -> Supervisor {
-        let log = dir.join(format!("machine-{name}.log"));
-        let child = slotmail()
-            .args(["machine", "run", "--cluster"])
-            .arg(cluster)
-            .args(["--machine", name])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn slotmail machine run");
-        Supervisor {
-            name: name.into(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    /// SIGTERM and wait; returns whether it exited successfully in time.
-    fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Run `slotmail ctl --cluster FILE ARGS` with `stdin`; (exit code, stdout, stderr).
-fn ctl(cluster: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut cmd = slotmail();
-    cmd.arg("ctl").arg("--cluster").arg(cluster).args(args);
-    let out = run(&mut cmd, stdin, false);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `ctl ARGS --json`, expecting `code`; the parsed document.
-fn ctl_json(cluster: &Path, args: &[&str], stdin: &str, code: i32) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let (got, stdout, stderr) = ctl(cluster, &all, stdin);
-    assert_eq!(
-        got, code,
-        "ctl {args:?}: exit {got}, expected {code}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("ctl {args:?}: not JSON ({e}): {stdout}\nstderr: {stderr}"))
-}
-
-/// Wait until `ctl status --json` satisfies `f`; return the last document.
-fn wait_status(
-    cluster: &Path,
-    sups: &[Supervisor],
-    what: &str,
-    f: impl Fn(i32, &Value) -> bool,
-) -> Value {
-    let start = Instant::now();
-    loop {
-        let (code, stdout, stderr) = ctl(cluster, &["status", "--json"], "");
-        let doc: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        if f(code, &doc) {
-            return doc;
-        }
-        if start.elapsed() > HEALTHY_TIMEOUT {
-            let logs: String = sups
-                .iter()
-                .map(|s| {
-                    format!(
-                        "--- {} log\n{}\n",
-                        s.name,
-                        tail(&std::fs::read_to_string(&s.log).unwrap_or_default(), 4000)
-                    )
-                })
-                .collect();
-            panic!("timed out waiting for {what}: exit {code}\n{stdout}\n{stderr}\n{logs}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn store_of<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no store {id} in {status}"))
-}
-
-/// The mail spec for one user: their master's addresses from `user show`.
-fn mail_spec(cluster: &Path, user: &str, password: &str, subject: Option<&str>) -> Value {
-    let show = ctl_json(cluster, &["user", "show", user], "", 0);
-    let split = |s: &Value| {
-        let s = s.as_str().unwrap();
-        let (host, port) = s.rsplit_once(':').unwrap();
-        serde_json::json!([host, port.parse::<u16>().unwrap()])
-    };
-    serde_json::json!({
-        "user": user,
-        "password": password,
-        "subject": subject,
-        "imap": split(&show["master"]["imap"]),
-        "lmtp": split(&show["master"]["lmtp"]),
-    })
-}
 
 fn mail(specs: &[Value]) -> Value {
     let out = python(MAIL, &[&serde_json::to_string(specs).unwrap()]);

@@ -2,6 +2,8 @@
 //! driven by independent clients (Python's standard library, isync).
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
