@@ -1102,7 +1102,7 @@ impl Directory for SqliteDirectory {
                 params![old, store, to_i64(epoch), to_i64(now_unix_ms()), reason],
             )
             .db(ctx)?;
-            tracing::warn!(store, slot = %old, epoch, "old master fenced");
+            tracing::info!(store, slot = %old, epoch, "old master fenced");
             Ok(epoch)
         })
     }

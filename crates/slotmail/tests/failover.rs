@@ -192,6 +192,17 @@ except smtplib.SMTPDataError as e:
 print(json.dumps({"imap": typ, "imap_text": b" ".join(data).decode(), "lmtp": code}))
 "##;
 
+/// One message in INBOX (UID 1).
+const SEED: &str = r##"
+import imaplib, sys
+host, port, user, pw = sys.argv[1:5]
+i = imaplib.IMAP4(host, int(port))
+i.login(user, pw)
+typ, data = i.append("INBOX", None, None, b"Subject: seed\r\nMessage-ID: <seed@e2e.test>\r\n\r\nthe first message\r\n")
+assert typ == "OK", data
+i.logout()
+"##;
+
 /// Changes a writer does not make, on the master while its replica is
 /// down: a new mailbox with two messages, and \Flagged on INBOX's first
 /// message. Prints the acknowledged messages in writers.py's format.
@@ -238,6 +249,11 @@ fn failover_fences_the_old_master_and_reconcile_loses_nothing() {
     ctl_json(&cluster, &["reconcile", &old_master], "", 2);
     ctl_json(&cluster, &["rebuild", &old_master], "", 2);
 
+    // A first message, replicated before the load starts: the flag change
+    // below is made to it on the master alone.
+    let (h, p) = master_imap(&cluster, "alice");
+    python(SEED, &[&h, &p, "alice", "alice-pw"]);
+    wait_imap_equal(&cluster, "alice", "alice-pw");
     let users = [("alice", "alice-pw"), ("bob", "bob-pw")];
     let writers = Writers::start(&cluster, dir, &users);
     std::thread::sleep(Duration::from_millis(1500));
