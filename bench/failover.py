@@ -4,11 +4,12 @@
 Usage: bench/failover.py [--slotmail BIN] [--switchovers N] [--failovers M]
                          [--dir DIR] [--out FILE]
 
-Builds a cluster of 3 machines (127.0.0.61-63) x 2 slots in a new
+Builds a cluster of 3 machines (127.0.9.1-3) x 2 slots in a new
 directory, stores of 2 placed by `ctl plan --apply`, one `slotmail machine
 run` per machine, one user per store, and runs the test writers
 (crates/slotmail/tests/python/writers.py: IMAP APPEND and LMTP, retrying on
-refusals and following the directory) for every user throughout. Then:
+refusals and following the directory; each waits --writer-pause after an
+acknowledgement) for every user throughout. Then:
 
 - N switchovers of the first store, back and forth, 1 s apart: per
   switchover ctl's `write_refusal_ms` (master read-only -> new master
@@ -36,7 +37,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MACHINES = [("b1", "127.0.0.61"), ("b2", "127.0.0.62"), ("b3", "127.0.0.63")]
+MACHINES = [("b1", "127.0.9.1"), ("b2", "127.0.9.2"), ("b3", "127.0.9.3")]
 USERS = [("u1", "pw-1"), ("u2", "pw-2"), ("u3", "pw-3")]
 
 ap = argparse.ArgumentParser()
@@ -45,6 +46,8 @@ ap.add_argument("--switchovers", type=int, default=10)
 ap.add_argument("--failovers", type=int, default=3)
 ap.add_argument("--dir")
 ap.add_argument("--out")
+ap.add_argument("--writer-pause", type=float, default=0.01,
+                help="seconds each writer waits after an acknowledgement (default 0.01)")
 args = ap.parse_args()
 
 work = args.dir or tempfile.mkdtemp(prefix="slotmail-failover-bench-")
@@ -120,11 +123,13 @@ try:
         + ["%s:%s" % up for up in USERS],
         stdout=open(os.path.join(work, "writers.json"), "wb"),
         stderr=open(os.path.join(work, "writers.err"), "wb"),
-        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", WRITER_PAUSE=str(args.writer_pause)),
     )
     time.sleep(2)
     for i in range(args.switchovers):
-        docs["switchovers"].append(ctl("switchover", store))
+        d = ctl("switchover", store)
+        docs["switchovers"].append(d)
+        print("switchover %d: refused %d ms, drained %d ms" % (i + 1, d["write_refusal_ms"], d["drain_ms"]), flush=True)
         time.sleep(1)
     for i in range(args.failovers):
         show = ctl("user", "show", USERS[0][0])
@@ -140,19 +145,25 @@ try:
         fo = ctl("failover", machine)
         fo["kill_to_writable_ms"] = int((time.monotonic() - killed) * 1000)
         start_machine(machine)
-        fenced = fo["stores"][0]["fenced"]
-        # Wait for the fenced slot to answer, then reconcile it.
-        start = time.monotonic()
-        while time.monotonic() - start < 60:
-            s = [x for x in ctl("slot", "list")["slots"] if x["id"] == fenced][0]
-            if s["admin"] and s["admin"].get("read_only"):
-                break
-            time.sleep(0.1)
-        t = time.monotonic()
-        rec = ctl("reconcile", fenced)
-        rec["wall_ms"] = int((time.monotonic() - t) * 1000)
+        # Wait for the fenced slots to answer, then reconcile each.
+        rec = {"wall_ms": 0, "summary": {"appended": 0}}
+        for st in fo["stores"]:
+            fenced = st["fenced"]
+            start = time.monotonic()
+            while time.monotonic() - start < 60:
+                s = [x for x in ctl("slot", "list")["slots"] if x["id"] == fenced][0]
+                if s["admin"] and s["admin"].get("read_only"):
+                    break
+                time.sleep(0.1)
+            t = time.monotonic()
+            r = ctl("reconcile", fenced)
+            rec["wall_ms"] += int((time.monotonic() - t) * 1000)
+            rec["summary"]["appended"] += r["summary"]["appended"]
         healthy()
         docs["failovers"].append({"failover": fo, "reconcile": rec})
+        print("failover %d: promoted %d ms, kill->writable %d ms, reconcile+rebuild %d ms (%d appended)" % (
+            i + 1, fo["stores"][0]["promoted_ms"], fo["kill_to_writable_ms"], rec["wall_ms"],
+            rec["summary"]["appended"]), flush=True)
         time.sleep(1)
     open(os.path.join(work, "writers.stop"), "w").close()
     writers.wait(60)

@@ -27,6 +27,8 @@ import time
 
 MAX_SECONDS = 240
 RETRY_PAUSE = 0.02
+# Pause after each acknowledged message (seconds; the benchmark's rate).
+PAUSE = float(os.environ.get("WRITER_PAUSE", "0"))
 
 slotmail, cluster, stopfile = sys.argv[1], sys.argv[2], sys.argv[3]
 users = [a.split(":", 1) for a in sys.argv[4:]]
@@ -135,6 +137,8 @@ class Writer:
                 if self.send(raw):
                     self.note_ok(mid, raw)
                     n += 1
+                    if PAUSE:
+                        time.sleep(PAUSE)
                     mid, raw = message(self.kind, self.user, n)
                 else:
                     self.refused += 1
