@@ -315,6 +315,8 @@ fn slot_list(ctx: &Ctx) -> Result<Report, CtlError> {
         let role = store.map(|st| {
             if st.master() == s.id {
                 "master"
+            } else if t.is_fenced(&s.id) {
+                "fenced"
             } else {
                 "replica"
             }

@@ -47,6 +47,9 @@ pub enum ControlRequest {
     Stop { slot: String },
     /// Stop and start a slot.
     Restart { slot: String },
+    /// Read the directory now (not at the next poll) and apply it: used by
+    /// switchover and failover so both slots restart at once.
+    Reload,
 }
 
 /// A slot's process state as its supervisor sees it.

@@ -23,12 +23,17 @@ pub mod cluster;
 mod commands;
 pub mod control;
 mod error;
+mod failover;
+mod history;
 mod output;
+mod reconcile;
 mod repl;
 pub mod slotconf;
 mod status;
 pub mod supervisor;
+mod switchover;
 mod users;
+pub mod verify;
 
 pub use error::CtlError;
 pub use supervisor::{MachineCommand, MachineRunArgs, run_machine};
@@ -97,6 +102,113 @@ pub enum CtlCommand {
     /// Replication: per-replica state and held users; release a held user.
     #[command(subcommand)]
     Repl(ReplCtl),
+    /// Planned change of a store's master: writes refused on the master,
+    /// replication drained, equality proven, epoch + 1 (docs/failover.md).
+    Switchover(SwitchoverArgs),
+    /// Switch over every master off a machine (maintenance).
+    Evacuate(EvacuateArgs),
+    /// A machine died: promote the most up-to-date replica of each of its
+    /// masters' stores, epoch + 1, and fence the old masters.
+    Failover(FailoverArgs),
+    /// Bring what a fenced old master accepted but never replicated into
+    /// the new master, then rebuild it as a replica.
+    Reconcile(ReconcileArgs),
+    /// Make a slot an empty replica and fill it by full sync.
+    Rebuild(RebuildArgs),
+    /// Every role change: time, store, old and new master, epoch, reason.
+    History(HistoryArgs),
+}
+
+/// `ctl switchover`.
+#[derive(Debug, Clone, Args)]
+pub struct SwitchoverArgs {
+    pub store: String,
+    /// The replica to promote (default: the first replica).
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+/// Options shared by switchover and evacuate.
+#[derive(Debug, Clone, Args)]
+pub struct SwitchFlags {
+    /// Refuse if the target's replication lag is above this.
+    #[arg(long, default_value_t = switchover::SWITCH_LAG_MAX_MS_DEFAULT)]
+    pub max_lag_ms: u64,
+    /// Abort (and resume writes on the old master) if draining takes longer.
+    #[arg(long, default_value_t = switchover::DRAIN_TIMEOUT_MS_DEFAULT)]
+    pub drain_timeout_ms: u64,
+    /// Recorded in the history.
+    #[arg(long, default_value = "switchover")]
+    pub reason: String,
+}
+
+impl SwitchFlags {
+    fn options(&self) -> switchover::SwitchOptions {
+        switchover::SwitchOptions {
+            max_lag_ms: self.max_lag_ms,
+            drain_timeout_ms: self.drain_timeout_ms,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// `ctl evacuate`.
+#[derive(Debug, Clone, Args)]
+pub struct EvacuateArgs {
+    pub machine: String,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+/// `ctl failover`.
+#[derive(Debug, Clone, Args)]
+pub struct FailoverArgs {
+    pub machine: String,
+    /// Promote even if the machine seems alive or a replica's lag is above
+    /// the bound or unknown.
+    #[arg(long)]
+    pub force: bool,
+    /// Refuse (without --force) if the promoted replica's last known lag is
+    /// above this.
+    #[arg(long, default_value_t = failover::FAILOVER_LAG_MAX_MS_DEFAULT)]
+    pub max_lag_ms: u64,
+    /// Recorded in the history (default: "failover: machine M down").
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `ctl reconcile`.
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    pub slot: String,
+    /// How long the rebuild afterwards may take.
+    #[arg(long, default_value_t = reconcile::REBUILD_TIMEOUT_SECS_DEFAULT)]
+    pub timeout_secs: u64,
+}
+
+/// `ctl rebuild`.
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    pub slot: String,
+    /// Only wait for a rebuild already started to complete.
+    #[arg(long)]
+    pub resume: bool,
+    /// How long to wait for the full sync.
+    #[arg(long, default_value_t = reconcile::REBUILD_TIMEOUT_SECS_DEFAULT)]
+    pub timeout_secs: u64,
+}
+
+/// `ctl history`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Only this store's changes.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Most entries shown.
+    #[arg(long, default_value_t = history::HISTORY_LIMIT_DEFAULT)]
+    pub limit: usize,
 }
 
 /// `ctl repl ...`.
@@ -339,6 +451,25 @@ pub fn run_ctl(args: CtlArgs, stdin: &mut dyn Read) -> Result<Report, CtlError> 
         CtlCommand::User(cmd) => users::user(&ctx, cmd, stdin),
         CtlCommand::Status => status::status(&ctx),
         CtlCommand::Repl(cmd) => repl::repl(&ctx, cmd),
+        CtlCommand::Switchover(a) => {
+            switchover::switchover(&ctx, &a.store, a.to.as_deref(), &a.switch.options())
+        }
+        CtlCommand::Evacuate(a) => switchover::evacuate(&ctx, &a.machine, &a.switch.options()),
+        CtlCommand::Failover(a) => {
+            failover::failover(&ctx, &a.machine, a.force, a.max_lag_ms, a.reason.as_deref())
+        }
+        CtlCommand::Reconcile(a) => reconcile::reconcile(
+            &ctx,
+            &a.slot,
+            std::time::Duration::from_secs(a.timeout_secs),
+        ),
+        CtlCommand::Rebuild(a) => reconcile::rebuild(
+            &ctx,
+            &a.slot,
+            a.resume,
+            std::time::Duration::from_secs(a.timeout_secs),
+        ),
+        CtlCommand::History(a) => history::history(&ctx, a.store.as_deref(), a.limit),
     }
 }
 

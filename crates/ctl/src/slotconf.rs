@@ -14,6 +14,11 @@
 //!   file's `[slot] durable_wait_ms` and `durable_on_timeout` if set);
 //! - `[tls]` when the cluster file names a certificate.
 //!
+//! A fenced slot (an old master replaced by a failover, docs/failover.md)
+//! gets `role = "fenced"`: it runs no sync listener, so the master, which
+//! still lists it as a replica (so that lifting the fence does not restart
+//! the master), cannot reach it.
+//!
 //! A slot in no store gets no `[sync]` section: it serves nobody until a
 //! store takes it, which changes its configuration.
 
@@ -120,7 +125,13 @@ pub fn slot_config(cluster: &Cluster, topology: &Topology, slot_id: &str) -> Opt
             Some(Sync {
                 cluster: cluster.name.clone(),
                 store: store.id.clone(),
-                role: if is_master { "master" } else { "replica" },
+                role: if is_master {
+                    "master"
+                } else if topology.is_fenced(slot_id) {
+                    "fenced"
+                } else {
+                    "replica"
+                },
                 epoch: store.epoch,
                 listen: SocketAddr::new(address, slot.sync_port),
                 secret_file: cluster.secret_file.clone(),
@@ -257,6 +268,26 @@ mod tests {
             slotmail_slot::SlotConfig::parse(&slot_config(&c, &t, "c1").unwrap(), path).unwrap();
         assert!(free.sync.is_none());
         assert_eq!(slot_config(&c, &t, "zz"), None);
+
+        // A fenced slot: role fenced; the master keeps it in its list.
+        let mut t = t;
+        t.stores.get_mut("s001").unwrap().slots = vec!["b1".into(), "a1".into()];
+        t.fenced.insert(
+            "a1".into(),
+            slotmail_directory::Fence {
+                slot: "a1".into(),
+                store: "s001".into(),
+                epoch: 4,
+                at_unix_ms: 0,
+                reason: "failover".into(),
+            },
+        );
+        let fenced =
+            slotmail_slot::SlotConfig::parse(&slot_config(&c, &t, "a1").unwrap(), path).unwrap();
+        assert_eq!(fenced.sync.unwrap().role, Role::Fenced);
+        let master =
+            slotmail_slot::SlotConfig::parse(&slot_config(&c, &t, "b1").unwrap(), path).unwrap();
+        assert_eq!(master.sync.unwrap().replicas[0].slot, "a1");
         assert_eq!(machine_slot_configs(&c, &t, "b").len(), 1);
     }
 

@@ -164,6 +164,7 @@ pub async fn supervise(
         slots: BTreeMap::new(),
         revision: None,
         last_reconcile: None,
+        reload_waiters: Vec::new(),
         shutting_down: false,
     };
     sup.reconcile(topology).await;
@@ -413,6 +414,8 @@ struct Supervisor {
     slots: BTreeMap<String, Entry>,
     revision: Option<u64>,
     last_reconcile: Option<Instant>,
+    /// `reload` requests, answered after the next reading of the directory.
+    reload_waiters: Vec<oneshot::Sender<ControlResponse>>,
     shutting_down: bool,
 }
 
@@ -445,6 +448,9 @@ impl Supervisor {
                     } else if self.last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_INTERVAL) {
                         self.last_reconcile = Some(Instant::now());
                         self.maybe_reconcile().await;
+                        for reply in std::mem::take(&mut self.reload_waiters) {
+                            let _ = reply.send(self.status_response());
+                        }
                     }
                 }
             }
@@ -528,6 +534,14 @@ impl Supervisor {
         }
     }
 
+    fn status_response(&self) -> ControlResponse {
+        ControlResponse::Slots {
+            machine: self.machine.clone(),
+            pid: std::process::id(),
+            slots: self.slots.values().map(Entry::view).collect(),
+        }
+    }
+
     fn control(&mut self, request: ControlRequest, reply: oneshot::Sender<ControlResponse>) {
         if self.shutting_down && request != ControlRequest::Status {
             let _ = reply.send(shutting_down());
@@ -535,11 +549,13 @@ impl Supervisor {
         }
         let id = match &request {
             ControlRequest::Status => {
-                let _ = reply.send(ControlResponse::Slots {
-                    machine: self.machine.clone(),
-                    pid: std::process::id(),
-                    slots: self.slots.values().map(Entry::view).collect(),
-                });
+                let _ = reply.send(self.status_response());
+                return;
+            }
+            ControlRequest::Reload => {
+                // Read the directory at the next tick, then answer.
+                self.last_reconcile = None;
+                self.reload_waiters.push(reply);
                 return;
             }
             ControlRequest::Start { slot }
@@ -554,7 +570,7 @@ impl Supervisor {
             return;
         };
         match request {
-            ControlRequest::Status => unreachable!("answered above"),
+            ControlRequest::Status | ControlRequest::Reload => unreachable!("answered above"),
             ControlRequest::Stop { .. } => {
                 tracing::info!(slot = %id, "stop requested");
                 match &mut entry.proc {
@@ -831,7 +847,7 @@ fn rotate_log(path: &Path) {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

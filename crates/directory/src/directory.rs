@@ -14,7 +14,9 @@
 //! - several processes may use the same directory at once.
 
 use crate::error::DirectoryError;
-use crate::model::{CheckResult, Machine, RoleChange, Route, Slot, Store, StoreSpec, Topology};
+use crate::model::{
+    CheckResult, Fence, Machine, RoleChange, Route, Slot, Store, StoreSpec, Topology,
+};
 
 /// Result of a directory operation.
 pub type Result<T> = std::result::Result<T, DirectoryError>;
@@ -69,6 +71,21 @@ pub trait Directory: Send + Sync {
         expected_epoch: u64,
         reason: &str,
     ) -> Result<u64>;
+
+    /// Failover: like [`Directory::set_master`], and in the same
+    /// transaction fence the old master (it refuses writes and replication
+    /// until [`Directory::unfence`]). Returns the new epoch.
+    fn fail_over(
+        &self,
+        store: &str,
+        new_master: &str,
+        expected_epoch: u64,
+        reason: &str,
+    ) -> Result<u64>;
+
+    /// Lift a slot's fence (after `ctl reconcile` or `ctl rebuild`); the slot
+    /// becomes a plain replica of its store. Refused if it is not fenced.
+    fn unfence(&self, slot: &str) -> Result<Fence>;
 
     /// Set the replicas' failover order (`replicas` must be a reordering of
     /// the store's replicas; the master and the epoch stay).

@@ -108,6 +108,9 @@ pub enum DirectoryError {
     /// The slot is the store's master already.
     #[error("slot {slot} is the master of store {store} already")]
     AlreadyMaster { slot: String, store: String },
+    /// The slot is not fenced (nothing to unfence).
+    #[error("slot {slot} is not fenced")]
+    NotFenced { slot: String },
     /// The caller's epoch is not the store's: someone else changed the
     /// master in between.
     #[error("store {store} is at epoch {actual}, not {expected}")]

@@ -179,6 +179,28 @@ pub struct Topology {
     pub stores: BTreeMap<String, Store>,
     /// Users by name → store id.
     pub users: BTreeMap<String, String>,
+    /// Fenced slots by id (docs/failover.md): old masters of a failover
+    /// that serve nothing writable and accept no replication until
+    /// reconciled.
+    #[serde(default)]
+    pub fenced: BTreeMap<String, Fence>,
+}
+
+/// A fenced slot: an old master replaced by a failover. It refuses client
+/// writes and replication until `ctl reconcile` (or `ctl rebuild`) lifts
+/// the fence.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fence {
+    /// The fenced slot.
+    pub slot: String,
+    /// The store it was master of.
+    pub store: String,
+    /// The store's epoch that fenced it (the new master's).
+    pub epoch: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Why (the failover's reason).
+    pub reason: String,
 }
 
 impl Topology {
@@ -187,6 +209,11 @@ impl Topology {
         self.stores
             .values()
             .find(|s| s.slots.iter().any(|x| x == slot))
+    }
+
+    /// Whether a slot is fenced.
+    pub fn is_fenced(&self, slot: &str) -> bool {
+        self.fenced.contains_key(slot)
     }
 
     /// The slots of a machine, by id.

@@ -19,8 +19,8 @@ use crate::limits::{
     SLOTS_PER_STORE_MAX, SLOTS_PER_STORE_MIN, STORES_MAX, USERS_MAX,
 };
 use crate::model::{
-    CheckResult, CheckStatus, IdKind, Machine, RoleChange, Route, Slot, Store, StoreSpec, Topology,
-    validate_id, validate_slot, validate_text, validate_user,
+    CheckResult, CheckStatus, Fence, IdKind, Machine, RoleChange, Route, Slot, Store, StoreSpec,
+    Topology, validate_id, validate_slot, validate_text, validate_user,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -80,6 +80,18 @@ CREATE TABLE history (
 );
 CREATE INDEX history_store ON history(store, seq);
 INSERT INTO meta (key, value) VALUES ('revision', 0);
+";
+
+/// Added to schema version 1 without a version change (older programs ignore
+/// it): created on open if missing. Fenced slots (docs/failover.md).
+const FENCES: &str = "
+CREATE TABLE IF NOT EXISTS fences (
+    slot TEXT PRIMARY KEY REFERENCES slots(id),
+    store TEXT NOT NULL REFERENCES stores(id),
+    epoch INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
 ";
 
 /// How to open a directory file.
@@ -222,6 +234,16 @@ impl SqliteDirectory {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .db(&ctx)?;
         Self::check_schema(&mut conn, &ctx, options.create)?;
+        let has_fences: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fences'",
+                [],
+                |r| r.get(0),
+            )
+            .db(&ctx)?;
+        if has_fences == 0 {
+            conn.execute_batch(FENCES).db(&ctx)?;
+        }
         Ok(SqliteDirectory {
             busy_timeout_ms: options.busy_timeout_ms,
             conn: Mutex::new(conn),
@@ -566,6 +588,75 @@ fn write_store_slots(c: &Connection, ctx: &Ctx<'_>, store: &str, slots: &[String
     Ok(())
 }
 
+fn all_fences(c: &Connection, ctx: &Ctx<'_>) -> Result<Vec<Fence>> {
+    let mut stmt = c
+        .prepare("SELECT slot, store, epoch, at_ms, reason FROM fences ORDER BY slot")
+        .db(ctx)?;
+    let mut rows = stmt.query([]).db(ctx)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db(ctx)? {
+        let epoch: i64 = r.get(2).db(ctx)?;
+        let at: i64 = r.get(3).db(ctx)?;
+        out.push(Fence {
+            slot: r.get(0).db(ctx)?,
+            store: r.get(1).db(ctx)?,
+            epoch: u64::try_from(epoch).map_err(|_| ctx.corrupt("negative fence epoch"))?,
+            at_unix_ms: u64::try_from(at).unwrap_or(0),
+            reason: r.get(4).db(ctx)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The master change shared by `set_master` and `fail_over`: returns (old
+/// master, new epoch).
+fn change_master(
+    c: &Connection,
+    ctx: &Ctx<'_>,
+    store: &str,
+    new_master: &str,
+    expected_epoch: u64,
+    reason: &str,
+) -> Result<(String, u64)> {
+    let mut st = require_store(c, ctx, store)?;
+    if st.epoch != expected_epoch {
+        return Err(DirectoryError::StaleEpoch {
+            store: store.to_string(),
+            expected: expected_epoch,
+            actual: st.epoch,
+        });
+    }
+    let Some(pos) = st.slots.iter().position(|s| s == new_master) else {
+        return Err(DirectoryError::NotInStore {
+            slot: new_master.to_string(),
+            store: store.to_string(),
+        });
+    };
+    if pos == 0 {
+        return Err(DirectoryError::AlreadyMaster {
+            slot: new_master.to_string(),
+            store: store.to_string(),
+        });
+    }
+    let old = st.slots[0].clone();
+    st.slots.swap(0, pos);
+    let epoch = st.epoch + 1;
+    let changed = c
+        .execute(
+            "UPDATE stores SET epoch = ?1 WHERE id = ?2 AND epoch = ?3",
+            params![to_i64(epoch), store, to_i64(expected_epoch)],
+        )
+        .db(ctx)?;
+    assert_eq!(
+        changed, 1,
+        "the store's epoch changed inside our write transaction"
+    );
+    write_store_slots(c, ctx, store, &st.slots)?;
+    add_history(c, ctx, store, Some(&old), new_master, epoch, reason)?;
+    tracing::info!(store, old_master = %old, new_master, epoch, reason, "master changed");
+    Ok((old, epoch))
+}
+
 fn add_history(
     c: &Connection,
     ctx: &Ctx<'_>,
@@ -680,6 +771,9 @@ impl Directory for SqliteDirectory {
             let mut rows = stmt.query([]).db(ctx)?;
             while let Some(r) = rows.next().db(ctx)? {
                 topo.users.insert(r.get(0).db(ctx)?, r.get(1).db(ctx)?);
+            }
+            for fence in all_fences(c, ctx)? {
+                topo.fenced.insert(fence.slot.clone(), fence);
             }
             Ok(topo)
         })
@@ -962,43 +1056,68 @@ impl Directory for SqliteDirectory {
     ) -> Result<u64> {
         validate_text("reason", reason)?;
         self.write("set_master", |c, ctx| {
-            let mut st = require_store(c, ctx, store)?;
-            if st.epoch != expected_epoch {
-                return Err(DirectoryError::StaleEpoch {
-                    store: store.to_string(),
-                    expected: expected_epoch,
-                    actual: st.epoch,
-                });
+            let fenced: Option<String> = c
+                .query_row(
+                    "SELECT slot FROM fences WHERE slot = ?1",
+                    params![new_master],
+                    |r| r.get(0),
+                )
+                .optional()
+                .db(ctx)?;
+            if fenced.is_some() {
+                return Err(DirectoryError::InvalidValue(format!(
+                    "slot {new_master} is fenced: reconcile or rebuild it first"
+                )));
             }
-            let Some(pos) = st.slots.iter().position(|s| s == new_master) else {
-                return Err(DirectoryError::NotInStore {
-                    slot: new_master.to_string(),
-                    store: store.to_string(),
+            Ok(change_master(c, ctx, store, new_master, expected_epoch, reason)?.1)
+        })
+    }
+
+    fn fail_over(
+        &self,
+        store: &str,
+        new_master: &str,
+        expected_epoch: u64,
+        reason: &str,
+    ) -> Result<u64> {
+        validate_text("reason", reason)?;
+        self.write("fail_over", |c, ctx| {
+            let fenced: Option<String> = c
+                .query_row(
+                    "SELECT slot FROM fences WHERE slot = ?1",
+                    params![new_master],
+                    |r| r.get(0),
+                )
+                .optional()
+                .db(ctx)?;
+            if fenced.is_some() {
+                return Err(DirectoryError::InvalidValue(format!(
+                    "slot {new_master} is fenced: it cannot be promoted"
+                )));
+            }
+            let (old, epoch) = change_master(c, ctx, store, new_master, expected_epoch, reason)?;
+            c.execute(
+                "INSERT OR REPLACE INTO fences (slot, store, epoch, at_ms, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![old, store, to_i64(epoch), to_i64(now_unix_ms()), reason],
+            )
+            .db(ctx)?;
+            tracing::info!(store, slot = %old, epoch, "old master fenced");
+            Ok(epoch)
+        })
+    }
+
+    fn unfence(&self, slot: &str) -> Result<Fence> {
+        self.write("unfence", |c, ctx| {
+            let Some(fence) = all_fences(c, ctx)?.into_iter().find(|f| f.slot == slot) else {
+                return Err(DirectoryError::NotFenced {
+                    slot: slot.to_string(),
                 });
             };
-            if pos == 0 {
-                return Err(DirectoryError::AlreadyMaster {
-                    slot: new_master.to_string(),
-                    store: store.to_string(),
-                });
-            }
-            let old = st.slots[0].clone();
-            st.slots.swap(0, pos);
-            let epoch = st.epoch + 1;
-            let changed = c
-                .execute(
-                    "UPDATE stores SET epoch = ?1 WHERE id = ?2 AND epoch = ?3",
-                    params![to_i64(epoch), store, to_i64(expected_epoch)],
-                )
+            c.execute("DELETE FROM fences WHERE slot = ?1", params![slot])
                 .db(ctx)?;
-            assert_eq!(
-                changed, 1,
-                "the store's epoch changed inside our write transaction"
-            );
-            write_store_slots(c, ctx, store, &st.slots)?;
-            add_history(c, ctx, store, Some(&old), new_master, epoch, reason)?;
-            tracing::info!(store, old_master = %old, new_master, epoch, reason, "master changed");
-            Ok(epoch)
+            tracing::info!(slot, store = %fence.store, "fence lifted");
+            Ok(fence)
         })
     }
 

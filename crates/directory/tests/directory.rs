@@ -367,6 +367,38 @@ fn set_master_is_a_compare_and_set_on_the_epoch() {
 }
 
 #[test]
+fn fail_over_fences_the_old_master_in_the_same_change() {
+    let (_t, d) = setup();
+    d.add_replica("s1", "c1").unwrap();
+    assert_eq!(d.fail_over("s1", "b1", 1, "failover: a down").unwrap(), 2);
+    let t = d.snapshot().unwrap();
+    assert_eq!(t.stores["s1"].slots, ["b1", "a1", "c1"]);
+    assert!(t.is_fenced("a1"));
+    let f = &t.fenced["a1"];
+    assert_eq!((f.store.as_str(), f.epoch), ("s1", 2));
+    assert_eq!(f.reason, "failover: a down");
+    assert_eq!(
+        d.history(Some("s1"), 1).unwrap()[0].reason,
+        "failover: a down"
+    );
+    // A fenced slot cannot be promoted, by either path; a stale epoch loses.
+    let e = refused(&d, |d| d.set_master("s1", "a1", 2, "back").map(drop));
+    assert!(matches!(e, DirectoryError::InvalidValue(_)), "{e}");
+    let e = refused(&d, |d| d.fail_over("s1", "a1", 2, "back").map(drop));
+    assert!(matches!(e, DirectoryError::InvalidValue(_)), "{e}");
+    let e = refused(&d, |d| d.fail_over("s1", "c1", 1, "late").map(drop));
+    assert!(matches!(e, DirectoryError::StaleEpoch { .. }), "{e}");
+    // Unfencing makes it a plain replica again; twice is refused.
+    let before = d.revision().unwrap();
+    assert_eq!(d.unfence("a1").unwrap().slot, "a1");
+    assert!(d.revision().unwrap() > before);
+    assert!(!d.snapshot().unwrap().is_fenced("a1"));
+    let e = refused(&d, |d| d.unfence("a1").map(drop));
+    assert!(matches!(e, DirectoryError::NotFenced { .. }), "{e}");
+    assert_eq!(d.set_master("s1", "a1", 2, "back").unwrap(), 3);
+}
+
+#[test]
 fn concurrent_promotions_only_one_wins() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("directory.db");

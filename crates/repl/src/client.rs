@@ -797,10 +797,11 @@ async fn worker(shared: Arc<Shared>, index: usize) {
         {
             let mut st = shared.state();
             st.connected -= 1;
-            if st.connected == 0 {
-                // The replica may have been away: compare when it is back.
-                st.compare_needed = true;
-            }
+            // The replica may have been away (restarted, or rebuilt empty,
+            // while other streams reconnected): compare when it is back.
+            // Not only when the last stream went: idle streams notice a
+            // restart one by one, at their next ping.
+            st.compare_needed = true;
         }
         match result {
             Ok(()) => {

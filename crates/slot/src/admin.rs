@@ -107,6 +107,19 @@ pub enum Request {
         #[serde(default)]
         replica: Option<String>,
     },
+    /// Every user's position and digest (switchover, failover).
+    UserDigests { side: crate::admin_mail::DigestSide },
+    /// One user's mailboxes and message records (reconcile).
+    MailState {
+        name: String,
+        #[serde(default)]
+        expunged_since: u64,
+    },
+    /// Apply one reconcile change to a user.
+    MailApply {
+        name: String,
+        change: crate::admin_mail::MailChange,
+    },
 }
 
 impl Request {
@@ -123,6 +136,9 @@ impl Request {
             Request::Status => "status",
             Request::SetReadOnly { .. } => "set_read_only",
             Request::ReplConfirm { .. } => "repl_confirm",
+            Request::UserDigests { .. } => "user_digests",
+            Request::MailState { .. } => "mail_state",
+            Request::MailApply { .. } => "mail_apply",
         }
     }
 }
@@ -271,6 +287,16 @@ pub enum Response {
     ReadOnly { was: bool, read_only: bool },
     /// repl_confirm: the replicas whose hold on the user was released.
     Confirmed { replicas: Vec<String> },
+    /// user_digests.
+    Digests {
+        users: Vec<crate::admin_mail::UserDigest>,
+    },
+    /// mail_state.
+    MailState { state: crate::admin_mail::MailState },
+    /// mail_apply.
+    MailApplied {
+        applied: crate::admin_mail::MailApplied,
+    },
     /// The request failed.
     Error { code: ErrorCode, message: String },
 }
@@ -534,9 +560,10 @@ fn store_error(e: StoreError) -> Response {
     let code = match &e {
         StoreError::NoSuchUser(_) => ErrorCode::NoSuchUser,
         StoreError::UserExists(_) => ErrorCode::UserExists,
-        StoreError::InvalidUserName(_) | StoreError::Password(_) | StoreError::Limit(_) => {
-            ErrorCode::Invalid
-        }
+        StoreError::InvalidUserName(_)
+        | StoreError::Password(_)
+        | StoreError::Limit(_)
+        | StoreError::NotAllowed(_) => ErrorCode::Invalid,
         StoreError::Corrupt { .. } => ErrorCode::Corrupt,
         _ => ErrorCode::Internal,
     };
@@ -597,6 +624,16 @@ fn execute(request: Request, ctx: &Ctx) -> Response {
             Ok(Response::ReadOnly { was, read_only })
         }
         Request::ReplConfirm { user, replica } => return repl_confirm(ctx, &user, replica),
+        Request::UserDigests { side } => {
+            crate::admin_mail::all_user_digests(slot, side).map(|users| Response::Digests { users })
+        }
+        Request::MailState {
+            name,
+            expunged_since,
+        } => crate::admin_mail::mail_state(slot, &name, expunged_since)
+            .map(|state| Response::MailState { state }),
+        Request::MailApply { name, change } => crate::admin_mail::mail_apply(slot, &name, change)
+            .map(|applied| Response::MailApplied { applied }),
     };
     result.unwrap_or_else(store_error)
 }

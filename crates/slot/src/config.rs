@@ -215,11 +215,13 @@ pub enum OnTimeout {
     Accept,
 }
 
-/// Master or replica.
+/// Master, replica, or fenced (an old master replaced by a failover:
+/// read-only, no sync listener, no replication; docs/failover.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Master,
     Replica,
+    Fenced,
 }
 
 /// A replica as a master reaches it.
@@ -373,16 +375,17 @@ impl SlotConfig {
                 let role = match sy.role.as_str() {
                     "master" => Role::Master,
                     "replica" => Role::Replica,
+                    "fenced" => Role::Fenced,
                     other => {
                         return Err(invalid(format!(
-                            "[sync] role = {other:?}: \"master\" or \"replica\""
+                            "[sync] role = {other:?}: \"master\", \"replica\" or \"fenced\""
                         )));
                     }
                 };
                 if role == Role::Replica && sy.listen.is_none() {
                     return Err(invalid("[sync] a replica needs listen".into()));
                 }
-                if role == Role::Replica && !sy.replicas.is_empty() {
+                if role != Role::Master && !sy.replicas.is_empty() {
                     return Err(invalid(
                         "[sync] replicas are listed on the master only".into(),
                     ));

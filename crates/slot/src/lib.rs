@@ -14,6 +14,7 @@
 //! rename), which `slotmail ctl status` reads.
 
 pub mod admin;
+pub mod admin_mail;
 pub mod config;
 pub mod delivery;
 pub mod durable;
@@ -80,7 +81,8 @@ impl Replication {
             config::Role::Master => SlotRole::Master {
                 store: sync.store.clone(),
             },
-            config::Role::Replica => SlotRole::Replica {
+            // A fenced slot runs no listener (below); the role is unused.
+            config::Role::Replica | config::Role::Fenced => SlotRole::Replica {
                 store: sync.store.clone(),
             },
         };
@@ -91,7 +93,10 @@ impl Replication {
                 "this master's epoch is older than one it has seen: replicas will refuse it"
             );
         }
-        let server = match sync.listen {
+        // A fenced slot accepts no replication: the new master must not
+        // overwrite what only this slot holds (docs/failover.md).
+        let listen = sync.listen.filter(|_| sync.role != config::Role::Fenced);
+        let server = match listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
                     .await
@@ -165,6 +170,7 @@ impl Replication {
             role: match self.role {
                 config::Role::Master => "master".into(),
                 config::Role::Replica => "replica".into(),
+                config::Role::Fenced => "fenced".into(),
             },
             epoch: self.epoch.get(),
             taken_at_unix_ms: slotmail_repl::status::unix_ms_now(),
@@ -227,7 +233,7 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
         config
             .sync
             .as_ref()
-            .is_some_and(|s| s.role == config::Role::Replica),
+            .is_some_and(|s| s.role != config::Role::Master),
     );
     let tls = match &config.tls {
         Some(files) => Some(tls::server_config(&files.cert, &files.key)?),

@@ -294,7 +294,12 @@ impl Slot {
         )
         .db(&self.catalog_path)?;
         drop(conn);
-        finish_staged_user(&staging, &dir)?;
+        match finish_staged_user(&staging, &dir) {
+            // A concurrent `user()` saw the committed account and finished
+            // the rename for us (replication serves several streams).
+            Err(_) if dir.exists() && !staging.exists() => {}
+            r => r?,
+        }
         tracing::info!(user = name, user_id = %account.user_id, "created user");
         self.notify_account_change(name);
         Ok(account)

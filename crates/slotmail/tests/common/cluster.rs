@@ -3,7 +3,7 @@
 //! run its slots, and Python's smtplib and imaplib deliver and read mail at
 //! each user's master.
 
-use super::{python, run, slotmail, tail};
+use super::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,7 +39,7 @@ print(json.dumps(out))
 /// A `slotmail machine run` process, stopped with SIGTERM when dropped.
 pub struct Supervisor {
     pub name: String,
-    child: Option<Child>,
+    pub child: Option<Child>,
     pub log: PathBuf,
 }
 
@@ -270,5 +270,199 @@ impl TestCluster {
                 )
             })
             .collect()
+    }
+}
+
+/// A cluster of `machines` (name, loopback address) × 2 slots, stores of 2
+/// placed by `plan --apply`, and a running supervisor per machine, healthy.
+pub fn start_cluster(
+    dir: &Path,
+    name: &str,
+    machines: &[(&str, &str)],
+) -> (PathBuf, Vec<Supervisor>) {
+    let cluster = dir.join("cluster.toml");
+    ctl_json(
+        &cluster,
+        &["init", "--name", name, "--allow-plaintext-auth"],
+        "",
+        0,
+    );
+    for (m, address) in machines {
+        ctl_json(
+            &cluster,
+            &["machine", "add", m, "--address", address],
+            "",
+            0,
+        );
+        ctl_json(&cluster, &["slot", "add", m, "--count", "2"], "", 0);
+    }
+    ctl_json(&cluster, &["plan", "--replicas", "1", "--apply"], "", 0);
+    let sups: Vec<Supervisor> = machines
+        .iter()
+        .map(|(m, _)| Supervisor::start(&cluster, dir, m))
+        .collect();
+    wait_status(&cluster, &sups, "a healthy cluster", |code, _| code == 0);
+    (cluster, sups)
+}
+
+/// The store whose master is on `machine`.
+pub fn store_mastered_on(cluster: &Path, machine: &str) -> (String, String, String) {
+    let stores = ctl_json(cluster, &["store", "list"], "", 0);
+    let slots = ctl_json(cluster, &["slot", "list"], "", 0);
+    let machine_of = |slot: &str| {
+        slots["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == slot)
+            .unwrap()["machine"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for s in stores["stores"].as_array().unwrap() {
+        let master = s["master"].as_str().unwrap();
+        if machine_of(master) == machine {
+            let replica = s["replicas"][0].as_str().unwrap().to_string();
+            return (
+                s["id"].as_str().unwrap().to_string(),
+                master.to_string(),
+                replica,
+            );
+        }
+    }
+    panic!("no store mastered on {machine}: {stores}");
+}
+
+/// Continuous IMAP and LMTP writers (tests/python/writers.py) that follow
+/// the directory; stopped by [`Writers::stop`].
+pub struct Writers {
+    child: Option<Child>,
+    stop: PathBuf,
+    out: PathBuf,
+}
+
+impl Writers {
+    pub fn start(cluster: &Path, dir: &Path, users: &[(&str, &str)]) -> Writers {
+        let stop = dir.join("writers.stop");
+        let out = dir.join("writers.json");
+        let _ = std::fs::remove_file(&stop);
+        let mut cmd = Command::new("python3");
+        cmd.arg(python_dir().join("writers.py"))
+            .arg(env!("CARGO_BIN_EXE_slotmail"))
+            .arg(cluster)
+            .arg(&stop)
+            .args(users.iter().map(|(u, p)| format!("{u}:{p}")))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(dir.join("writers.err")).unwrap());
+        Writers {
+            child: Some(cmd.spawn().expect("spawn writers.py")),
+            stop,
+            out,
+        }
+    }
+
+    /// Stop the writers and return their report (written to `writers.json`).
+    pub fn stop(mut self) -> (Value, PathBuf) {
+        std::fs::write(&self.stop, b"stop").unwrap();
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "writers did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        assert!(status.success(), "writers failed: {status}\n{text}");
+        (serde_json::from_str(&text).unwrap(), self.out.clone())
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = std::fs::write(&self.stop, b"stop");
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Run tests/python/mailcheck.py with `args`; its JSON output.
+pub fn mailcheck(args: &[&str]) -> Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg(python_dir().join("mailcheck.py"))
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let (out, in_time) = run_bounded(&mut cmd, Duration::from_secs(120));
+    assert!(
+        in_time && out.status.success(),
+        "mailcheck {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (host, port) of a user's current master's IMAP listener.
+pub fn master_imap(cluster: &Path, user: &str) -> (String, String) {
+    let show = ctl_json(cluster, &["user", "show", user], "", 0);
+    let s = show["master"]["imap"].as_str().unwrap();
+    let (h, p) = s.rsplit_once(':').unwrap();
+    (h.to_string(), p.to_string())
+}
+
+/// The IMAP address of a slot, from `slot list`.
+pub fn slot_imap(cluster: &Path, slot: &str) -> (String, String, String) {
+    let slots = ctl_json(cluster, &["slot", "list"], "", 0);
+    let s = slots["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == slot)
+        .unwrap()
+        .clone();
+    (
+        s["address"].as_str().unwrap().to_string(),
+        s["imap_port"].to_string(),
+        s["lmtp_port"].to_string(),
+    )
+}
+
+/// Every acknowledged message of `user` is on its master, byte for byte.
+pub fn assert_all_acked_present(cluster: &Path, user: &str, password: &str, acked: &Path) -> Value {
+    let (h, p) = master_imap(cluster, user);
+    let v = mailcheck(&["verify", &h, &p, user, password, acked.to_str().unwrap()]);
+    assert_eq!(v["missing"], serde_json::json!([]), "{user}: {v}");
+    assert_eq!(v["mismatched"], serde_json::json!([]), "{user}: {v}");
+    v
+}
+
+/// Wait until master and replica of `user`'s store show the same mailboxes
+/// and messages (UIDVALIDITY, UIDs, flags, bytes) over IMAP.
+pub fn wait_imap_equal(cluster: &Path, user: &str, password: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let show = ctl_json(cluster, &["user", "show", user], "", 0);
+        let (h, p) = master_imap(cluster, user);
+        let replica = show["replicas"][0]["imap"].as_str().unwrap();
+        let (rh, rp) = replica.rsplit_once(':').unwrap();
+        let m = mailcheck(&["dump", &h, &p, user, password]);
+        let r = mailcheck(&["dump", rh, rp, user, password]);
+        if m == r {
+            return m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{user}: master and replica differ:\n{m}\n{r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 }

@@ -1,0 +1,665 @@
+//! `ctl reconcile SLOT` and `ctl rebuild SLOT` (docs/failover.md).
+//!
+//! Reconcile reads a fenced old master's store directly (its supervisor
+//! stops it first) and applies to the new master, through its admin
+//! socket, everything the old master accepted after the position the new
+//! master had replicated: messages by GUID (appended with new UIDs),
+//! mailbox creations, renames and deletions, flag changes. Every action and
+//! every deliberate non-action is reported. Then the slot is rebuilt as a
+//! replica.
+
+use crate::control::ControlRequest;
+use crate::failover::{FailoverRecord, record_path};
+use crate::verify::{self, digests, ms, now_unix_ms, prove_equal, reload};
+use crate::{CtlError, Ctx, Exit, Report};
+use serde::Serialize;
+use serde_json::json;
+use slotmail_directory::{Directory, Slot as SlotInfo, Topology};
+use slotmail_slot::admin::{Request, Response};
+use slotmail_slot::admin_mail::{DigestSide, MailChange, MailState, MailboxState};
+use slotmail_store::{MessageMeta, Options, Slot, StoreError};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Default time `rebuild` waits for the full sync.
+pub const REBUILD_TIMEOUT_SECS_DEFAULT: u64 = 600;
+/// How often `rebuild` looks at the progress.
+pub const REBUILD_POLL: Duration = Duration::from_millis(200);
+
+/// One line of a reconcile report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    pub user: String,
+    /// `appended`, `flags_set`, `mailbox_created`, `mailbox_renamed`,
+    /// `mailbox_deleted`, or `kept` (a deliberate non-action: a conflict, an
+    /// expunge not applied, a mailbox not deleted because it holds mail).
+    pub kind: &'static str,
+    pub mailbox: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    users: usize,
+    appended: usize,
+    flags_set: usize,
+    mailboxes_created: usize,
+    mailboxes_renamed: usize,
+    mailboxes_deleted: usize,
+    kept: usize,
+    already_present: usize,
+}
+
+fn act(actions: &mut Vec<Action>, user: &str, kind: &'static str, mailbox: &str, detail: String) {
+    actions.push(Action {
+        user: user.into(),
+        kind,
+        mailbox: mailbox.into(),
+        detail,
+    });
+}
+
+fn store_err(slot: &str) -> impl Fn(StoreError) -> CtlError + '_ {
+    move |e| CtlError::Failed(format!("reading the old master {slot}: {e}"))
+}
+
+/// Apply one change on the new master.
+fn apply(
+    ctx: &Ctx,
+    master: &SlotInfo,
+    user: &str,
+    change: MailChange,
+) -> Result<Response, CtlError> {
+    verify::ask(
+        ctx,
+        master,
+        &Request::MailApply {
+            name: user.to_string(),
+            change,
+        },
+    )
+}
+
+fn sorted_flags(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = names.map(|n| n.to_ascii_lowercase()).collect();
+    v.sort();
+    v
+}
+
+/// Reconcile one user; appends actions.
+#[allow(clippy::too_many_arguments)]
+fn reconcile_user(
+    ctx: &Ctx,
+    old: &Slot,
+    old_id: &str,
+    master: &SlotInfo,
+    user: &str,
+    position: Option<u64>,
+    tmp: &Path,
+    actions: &mut Vec<Action>,
+    summary: &mut Summary,
+) -> Result<(), CtlError> {
+    let state: MailState = match verify::ask(
+        ctx,
+        master,
+        &Request::MailState {
+            name: user.to_string(),
+            expunged_since: 0,
+        },
+    ) {
+        Ok(Response::MailState { state }) => state,
+        Ok(other) => return Err(verify::unexpected(&master.id, &other)),
+        Err(CtlError::Admin { source, .. }) if source.to_string().contains("no_such_user") => {
+            act(
+                actions,
+                user,
+                "kept",
+                "",
+                format!(
+                    "user {user} exists only on the old master: not recreated (add it with `ctl user add` and reconcile again)"
+                ),
+            );
+            summary.kept += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let p = position.unwrap_or(state.repl_modseq);
+    let err = store_err(old_id);
+    let ou = old.user(user).map_err(&err)?;
+    let changes = ou.changes_since(p).map_err(&err)?;
+    let mut by_id: BTreeMap<String, MailboxState> = state
+        .mailboxes
+        .iter()
+        .map(|m| (m.mailbox_id.clone(), m.clone()))
+        .collect();
+    let taken = |by_id: &BTreeMap<String, MailboxState>, name: &str| {
+        by_id.values().any(|m| m.name.eq_ignore_ascii_case(name))
+    };
+    // Mailboxes deleted on the old master after the position.
+    for tomb in &changes.deleted {
+        let Some(nm) = by_id.get(&tomb.mailbox_id).cloned() else {
+            continue;
+        };
+        if nm.messages.is_empty() {
+            apply(
+                ctx,
+                master,
+                user,
+                MailChange::DeleteEmptyMailbox {
+                    name: nm.name.clone(),
+                },
+            )?;
+            by_id.remove(&tomb.mailbox_id);
+            act(
+                actions,
+                user,
+                "mailbox_deleted",
+                &nm.name,
+                "deleted on the old master after the failover position; empty on the new master"
+                    .into(),
+            );
+            summary.mailboxes_deleted += 1;
+        } else {
+            act(
+                actions,
+                user,
+                "kept",
+                &nm.name,
+                format!(
+                    "deleted on the old master, but holds {} message(s) on the new master: kept",
+                    nm.messages.len()
+                ),
+            );
+            summary.kept += 1;
+        }
+    }
+    for mb in &changes.mailboxes {
+        // Where this mailbox's changes go on the new master.
+        let (target, existing) = match by_id.get(&mb.mailbox_id).cloned() {
+            None => {
+                let name = if taken(&by_id, &mb.name) {
+                    format!("{}-reconciled-{old_id}", mb.name)
+                } else {
+                    mb.name.clone()
+                };
+                let special_use = mb
+                    .special_use
+                    .clone()
+                    .filter(|su| !by_id.values().any(|m| m.special_use.as_deref() == Some(su)));
+                apply(
+                    ctx,
+                    master,
+                    user,
+                    MailChange::CreateMailbox {
+                        name: name.clone(),
+                        special_use,
+                    },
+                )?;
+                act(
+                    actions,
+                    user,
+                    "mailbox_created",
+                    &name,
+                    format!(
+                        "created on the old master as {:?} after the failover position",
+                        mb.name
+                    ),
+                );
+                summary.mailboxes_created += 1;
+                (name, None)
+            }
+            Some(nm) => {
+                let mut target = nm.name.clone();
+                if nm.name != mb.name && mb.modseq > p {
+                    if nm.modseq <= p && !taken(&by_id, &mb.name) {
+                        apply(
+                            ctx,
+                            master,
+                            user,
+                            MailChange::RenameMailbox {
+                                from: nm.name.clone(),
+                                to: mb.name.clone(),
+                            },
+                        )?;
+                        act(
+                            actions,
+                            user,
+                            "mailbox_renamed",
+                            &mb.name,
+                            format!("renamed from {:?} as on the old master", nm.name),
+                        );
+                        summary.mailboxes_renamed += 1;
+                        target = mb.name.clone();
+                        if let Some(e) = by_id.get_mut(&mb.mailbox_id) {
+                            e.name = target.clone();
+                        }
+                    } else {
+                        act(
+                            actions,
+                            user,
+                            "kept",
+                            &nm.name,
+                            format!(
+                                "renamed to {:?} on the old master; the new master renamed it too or the name is taken: kept {:?}",
+                                mb.name, nm.name
+                            ),
+                        );
+                        summary.kept += 1;
+                    }
+                }
+                (target, Some(nm))
+            }
+        };
+        let (_, messages) = match ou.snapshot(mb.id) {
+            Ok(s) => s,
+            Err(StoreError::NoSuchMailbox(_)) => continue,
+            Err(e) => return Err(err(e)),
+        };
+        let newer: Vec<&MessageMeta> = messages.iter().filter(|m| m.modseq > p).collect();
+        for m in newer {
+            let guid = m.guid.to_hex();
+            let found = existing.as_ref().and_then(|nm| {
+                nm.messages
+                    .iter()
+                    .find(|x| x.uid == m.uid && x.guid == guid)
+                    .or_else(|| nm.messages.iter().find(|x| x.guid == guid))
+            });
+            let old_flags: Vec<String> = m.flags.names().map(str::to_string).collect();
+            match found {
+                Some(n) => {
+                    if sorted_flags(n.flags.iter().cloned())
+                        == sorted_flags(old_flags.iter().cloned())
+                    {
+                        summary.already_present += 1;
+                    } else if n.modseq <= p {
+                        let r = apply(
+                            ctx,
+                            master,
+                            user,
+                            MailChange::SetFlags {
+                                mailbox: target.clone(),
+                                uid: n.uid,
+                                flags: old_flags.clone(),
+                                unchanged_since: p,
+                            },
+                        )?;
+                        let applied =
+                            matches!(r, Response::MailApplied { applied } if applied.applied);
+                        if applied {
+                            act(
+                                actions,
+                                user,
+                                "flags_set",
+                                &target,
+                                format!(
+                                    "UID {}: flags {:?} as on the old master",
+                                    n.uid, old_flags
+                                ),
+                            );
+                            summary.flags_set += 1;
+                        } else {
+                            act(
+                                actions,
+                                user,
+                                "kept",
+                                &target,
+                                format!(
+                                    "UID {}: changed on the new master meanwhile; its flags kept",
+                                    n.uid
+                                ),
+                            );
+                            summary.kept += 1;
+                        }
+                    } else {
+                        act(
+                            actions,
+                            user,
+                            "kept",
+                            &target,
+                            format!(
+                                "UID {}: flags changed on both masters; the new master's {:?} kept (old master had {:?})",
+                                n.uid, n.flags, old_flags
+                            ),
+                        );
+                        summary.kept += 1;
+                    }
+                }
+                None => {
+                    let bytes = ou.read_message(&m.guid, m.size).map_err(&err)?;
+                    let file = tmp.join(&guid);
+                    std::fs::write(&file, &bytes).map_err(|source| CtlError::Io {
+                        what: "writing",
+                        path: file.clone(),
+                        source,
+                    })?;
+                    let r = apply(
+                        ctx,
+                        master,
+                        user,
+                        MailChange::Append {
+                            mailbox: target.clone(),
+                            path: file.clone(),
+                            guid: guid.clone(),
+                            flags: old_flags,
+                            internaldate: m.internaldate,
+                            tz_offset_min: m.tz_offset_min,
+                        },
+                    );
+                    let _ = std::fs::remove_file(&file);
+                    let new_uid = match r? {
+                        Response::MailApplied { applied } => applied.uid,
+                        other => return Err(verify::unexpected(&master.id, &other)),
+                    };
+                    let expunged_there = existing
+                        .as_ref()
+                        .is_some_and(|nm| nm.expunged.contains(&m.uid));
+                    act(
+                        actions,
+                        user,
+                        "appended",
+                        &target,
+                        format!(
+                            "GUID {guid} ({} bytes): UID {} on the old master, UID {} on the new master{}",
+                            m.size,
+                            m.uid,
+                            new_uid.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
+                            if expunged_there {
+                                " (UID was expunged on the new master after the failover: perhaps deleted there)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                    summary.appended += 1;
+                }
+            }
+        }
+        // Expunges on the old master after the position are not applied.
+        if let Some(nm) = &existing {
+            for uid in ou.expunged_since(mb.id, p).map_err(&err)? {
+                if nm.messages.iter().any(|x| x.uid == uid) {
+                    act(
+                        actions,
+                        user,
+                        "kept",
+                        &target,
+                        format!(
+                            "UID {uid}: expunged on the old master after the failover position; reconcile never deletes mail"
+                        ),
+                    );
+                    summary.kept += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ctl reconcile SLOT`.
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    slot_id: &str,
+    rebuild_timeout: Duration,
+) -> Result<Report, CtlError> {
+    let started = Instant::now();
+    let t = ctx.directory.snapshot()?;
+    let s = verify::slot(&t, slot_id)?.clone();
+    let Some(fence) = t.fenced.get(slot_id).cloned() else {
+        return Err(CtlError::Usage(format!(
+            "slot {slot_id} is not fenced: only an old master replaced by `ctl failover` is reconciled (use `ctl rebuild` for a replica)"
+        )));
+    };
+    let store = t
+        .stores
+        .get(&fence.store)
+        .ok_or_else(|| CtlError::Failed(format!("store {} of the fence is gone", fence.store)))?;
+    let master = verify::slot(&t, store.master())?.clone();
+    verify::status(ctx, &master)?;
+    // Stop the fenced slot: reconcile reads its store directly.
+    match verify::control(
+        ctx,
+        &s,
+        ControlRequest::Stop {
+            slot: slot_id.to_string(),
+        },
+    ) {
+        Ok(()) => {}
+        Err(CtlError::Control(crate::control::ControlError::NotRunning { .. })) => {}
+        Err(e) => return Err(e),
+    }
+    let record: Option<FailoverRecord> = std::fs::read(record_path(ctx, &fence.store, fence.epoch))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let data = ctx.cluster.slot_data_dir(&s.data_dir);
+    let tmp = ctx
+        .cluster
+        .state_dir
+        .join("reconcile")
+        .join(format!("tmp-{slot_id}"));
+    std::fs::create_dir_all(&tmp).map_err(|source| CtlError::Io {
+        what: "creating",
+        path: tmp.clone(),
+        source,
+    })?;
+    let mut actions = Vec::new();
+    let mut summary = Summary::default();
+    {
+        let old = Slot::open(
+            &data,
+            Options {
+                create: false,
+                lock: true,
+                ..Options::default()
+            },
+        )
+        .map_err(|e| {
+            CtlError::Failed(format!(
+                "opening the old master {slot_id} at {}: {e}",
+                data.display()
+            ))
+        })?;
+        let accounts = old.accounts().map_err(store_err(slot_id))?;
+        for a in &accounts {
+            summary.users += 1;
+            let position = record
+                .as_ref()
+                .and_then(|r| r.positions.get(&a.name).copied());
+            reconcile_user(
+                ctx,
+                &old,
+                slot_id,
+                &master,
+                &a.name,
+                position,
+                &tmp,
+                &mut actions,
+                &mut summary,
+            )?;
+        }
+    }
+    let _ = std::fs::remove_dir(&tmp);
+    let report_path: PathBuf = ctx
+        .cluster
+        .state_dir
+        .join("reconcile")
+        .join(format!("{slot_id}-{}.json", now_unix_ms()));
+    let doc = json!({
+        "slot": slot_id,
+        "store": fence.store,
+        "new_master": master.id,
+        "fence": fence,
+        "positions_from": if record.is_some() { "failover record" } else { "new master's last replica position" },
+        "summary": summary,
+        "actions": actions,
+    });
+    crate::supervisor::write_atomically(
+        &report_path,
+        &serde_json::to_vec_pretty(&doc).expect("serializes"),
+    )
+    .map_err(|source| CtlError::Io {
+        what: "writing",
+        path: report_path.clone(),
+        source,
+    })?;
+    let mut text = format!(
+        "reconcile {slot_id} (old master of {}) into {}: {} users; {} appended, {} flag changes, {} mailboxes created, {} renamed, {} deleted, {} kept, {} already present\n",
+        fence.store,
+        master.id,
+        summary.users,
+        summary.appended,
+        summary.flags_set,
+        summary.mailboxes_created,
+        summary.mailboxes_renamed,
+        summary.mailboxes_deleted,
+        summary.kept,
+        summary.already_present
+    );
+    for a in &actions {
+        let _ = writeln!(text, "  {} {} {}: {}", a.user, a.kind, a.mailbox, a.detail);
+    }
+    let _ = writeln!(text, "report: {}", report_path.display());
+    let reconcile_ms = ms(started);
+    let rebuilt = rebuild_slot(ctx, slot_id, false, rebuild_timeout)?;
+    text.push_str(&rebuilt.text);
+    let mut json = doc;
+    json["report"] = json!(report_path);
+    json["reconcile_ms"] = json!(reconcile_ms);
+    json["rebuild"] = rebuilt.json;
+    Ok(Report {
+        text,
+        json,
+        exit: rebuilt.exit,
+    })
+}
+
+/// `ctl rebuild SLOT [--resume]`: an empty replica filled by full sync.
+pub(crate) fn rebuild(
+    ctx: &Ctx,
+    slot_id: &str,
+    resume: bool,
+    timeout: Duration,
+) -> Result<Report, CtlError> {
+    rebuild_slot(ctx, slot_id, resume, timeout)
+}
+
+fn rebuild_slot(
+    ctx: &Ctx,
+    slot_id: &str,
+    resume: bool,
+    timeout: Duration,
+) -> Result<Report, CtlError> {
+    let started = Instant::now();
+    let t: Topology = ctx.directory.snapshot()?;
+    let s = verify::slot(&t, slot_id)?.clone();
+    let store = t
+        .store_of_slot(slot_id)
+        .ok_or_else(|| CtlError::Usage(format!("slot {slot_id} is in no store")))?
+        .clone();
+    if store.master() == slot_id {
+        return Err(CtlError::Usage(format!(
+            "slot {slot_id} is the master of store {}: switch over first",
+            store.id
+        )));
+    }
+    let master = verify::slot(&t, store.master())?.clone();
+    verify::status(ctx, &master)?;
+    let mut kept = None;
+    if !resume {
+        match verify::control(
+            ctx,
+            &s,
+            ControlRequest::Stop {
+                slot: slot_id.to_string(),
+            },
+        ) {
+            Ok(()) => {}
+            Err(CtlError::Control(crate::control::ControlError::NotRunning { .. }))
+                if t.is_fenced(slot_id) => {}
+            Err(e) => return Err(e),
+        }
+        let data = ctx.cluster.slot_data_dir(&s.data_dir);
+        if data.exists() {
+            let aside = PathBuf::from(format!(
+                "{}.before-rebuild-{}",
+                data.display(),
+                now_unix_ms()
+            ));
+            std::fs::rename(&data, &aside).map_err(|source| CtlError::Io {
+                what: "moving aside",
+                path: data.clone(),
+                source,
+            })?;
+            kept = Some(aside);
+        }
+        if t.is_fenced(slot_id) {
+            ctx.directory.unfence(slot_id)?;
+        }
+        let _ = reload(ctx, &s.machine);
+        verify::control(
+            ctx,
+            &s,
+            ControlRequest::Start {
+                slot: slot_id.to_string(),
+            },
+        )?;
+    }
+    let limit = timeout;
+    let mut last_shown = usize::MAX;
+    let equality = loop {
+        let m = digests(ctx, &master, DigestSide::Master)?;
+        let e = match digests(ctx, &s, DigestSide::Replica) {
+            Ok(r) => prove_equal(&m, &r),
+            Err(_) => verify::Equality {
+                users: m.len(),
+                ..Default::default()
+            },
+        };
+        if e.users_equal != last_shown {
+            eprintln!(
+                "rebuild {slot_id}: {}/{} users equal ({} ms)",
+                e.users_equal,
+                e.users,
+                ms(started)
+            );
+            last_shown = e.users_equal;
+        }
+        if e.equal {
+            break e;
+        }
+        if started.elapsed() >= limit {
+            return Err(CtlError::Failed(format!(
+                "rebuild of {slot_id}: {}/{} users equal after {} s; the sync goes on — wait with `ctl rebuild {slot_id} --resume`",
+                e.users_equal,
+                e.users,
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(REBUILD_POLL);
+    };
+    let text = format!(
+        "rebuilt {slot_id} as a replica of {} (store {}): {} users equal to the master after {} ms{}\n",
+        master.id,
+        store.id,
+        equality.users,
+        ms(started),
+        kept.as_ref()
+            .map(|k| format!("; previous data kept in {}", k.display()))
+            .unwrap_or_default()
+    );
+    Ok(Report {
+        text,
+        json: json!({
+            "slot": slot_id,
+            "store": store.id,
+            "master": master.id,
+            "users": equality.users,
+            "equal": equality.equal,
+            "elapsed_ms": ms(started),
+            "kept": kept,
+        }),
+        exit: Exit::Ok,
+    })
+}

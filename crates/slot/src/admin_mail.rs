@@ -1,0 +1,267 @@
+//! Admin operations for changing masters (docs/failover.md): every user's
+//! replication position and digest (`user_digests`, what switchover and
+//! failover compare), one user's mail state (`mail_state`) and the changes
+//! reconcile applies to a new master (`mail_apply`). The digests are the
+//! ones replication computes for its own convergence proof
+//! (`slotmail_repl::records`).
+
+use serde::{Deserialize, Serialize};
+use slotmail_repl::records::{DigestCache, Side, user_digests};
+use slotmail_store::{FlagOp, Flags, Guid, Slot, StoreError};
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+/// Messages listed per mailbox in a `mail_state` reply, at most (a bigger
+/// mailbox is refused rather than cut short).
+pub const MAIL_STATE_MESSAGES_MAX: usize = 1_000_000;
+
+/// Which position and account MODSEQ a digest is computed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestSide {
+    /// The user's own MODSEQ (a master, or a slot that was one).
+    Master,
+    /// The committed replication position (a replica).
+    Replica,
+}
+
+/// One user's position and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDigest {
+    pub name: String,
+    pub user_id: String,
+    /// The user's MODSEQ (master side) or committed position (replica side).
+    pub modseq: u64,
+    /// The user digest (docs/replication.md), 64 hex digits.
+    pub digest: String,
+    pub mailboxes: usize,
+}
+
+/// One message as `mail_state` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageState {
+    pub uid: u32,
+    /// GUID, 64 hex digits.
+    pub guid: String,
+    pub size: u64,
+    /// Flag names as IMAP shows them (system flags and keywords).
+    pub flags: Vec<String>,
+    pub internaldate: i64,
+    pub tz_offset_min: i32,
+    pub modseq: u64,
+}
+
+/// One mailbox with its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxState {
+    pub mailbox_id: String,
+    pub name: String,
+    pub special_use: Option<String>,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highestmodseq: u64,
+    /// MODSEQ of the mailbox record (create, rename, special-use).
+    pub modseq: u64,
+    pub messages: Vec<MessageState>,
+    /// UIDs expunged after the request's `expunged_since`.
+    pub expunged: Vec<u32>,
+}
+
+/// A user's whole mail state (without bodies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailState {
+    pub user: String,
+    pub modseq: u64,
+    /// The committed replication position (what this slot last held as a
+    /// replica; 0 if it never was one).
+    pub repl_modseq: u64,
+    pub mailboxes: Vec<MailboxState>,
+}
+
+/// One change `mail_apply` makes, as a client would (new UIDs, new
+/// MODSEQs; replication carries it to the replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MailChange {
+    CreateMailbox {
+        name: String,
+        special_use: Option<String>,
+    },
+    RenameMailbox {
+        from: String,
+        to: String,
+    },
+    /// Delete a mailbox; refused unless it is empty.
+    DeleteEmptyMailbox {
+        name: String,
+    },
+    /// Append the message in file `path` (which must hash to `guid`).
+    Append {
+        mailbox: String,
+        path: PathBuf,
+        guid: String,
+        flags: Vec<String>,
+        internaldate: i64,
+        tz_offset_min: i32,
+    },
+    /// Replace a message's flags, unless it changed after `unchanged_since`.
+    SetFlags {
+        mailbox: String,
+        uid: u32,
+        flags: Vec<String>,
+        unchanged_since: u64,
+    },
+}
+
+/// What `mail_apply` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailApplied {
+    /// The appended message's new UID, if an append.
+    pub uid: Option<u32>,
+    /// False if a `set_flags` found the message changed (or gone) meanwhile.
+    pub applied: bool,
+}
+
+static DIGESTS: LazyLock<DigestCache> = LazyLock::new(DigestCache::default);
+
+/// Every user's position and digest.
+pub fn all_user_digests(slot: &Slot, side: DigestSide) -> slotmail_store::Result<Vec<UserDigest>> {
+    let side = match side {
+        DigestSide::Master => Side::Master,
+        DigestSide::Replica => Side::Replica,
+    };
+    let mut out = Vec::new();
+    for account in slot.accounts()? {
+        if let Some(d) = user_digests(slot, &account.name, side, &DIGESTS, &|_| false, false)? {
+            out.push(UserDigest {
+                name: account.name.clone(),
+                user_id: d.account.user_id.clone(),
+                modseq: d.modseq,
+                digest: Guid(d.digest).to_hex(),
+                mailboxes: d.mailboxes.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One user's mail state.
+pub fn mail_state(
+    slot: &Slot,
+    name: &str,
+    expunged_since: u64,
+) -> slotmail_store::Result<MailState> {
+    let user = slot.user(name)?;
+    let mut mailboxes = Vec::new();
+    for mb in user.mailboxes()? {
+        let (info, messages) = user.snapshot(mb.id)?;
+        if messages.len() > MAIL_STATE_MESSAGES_MAX {
+            return Err(StoreError::Limit(format!(
+                "mailbox {} has more than {MAIL_STATE_MESSAGES_MAX} messages",
+                info.name
+            )));
+        }
+        mailboxes.push(MailboxState {
+            mailbox_id: info.mailbox_id.clone(),
+            name: info.name.clone(),
+            special_use: info.special_use.clone(),
+            uidvalidity: info.uidvalidity,
+            uidnext: info.uidnext,
+            highestmodseq: info.highestmodseq,
+            modseq: info.modseq,
+            messages: messages
+                .iter()
+                .map(|m| MessageState {
+                    uid: m.uid,
+                    guid: m.guid.to_hex(),
+                    size: m.size,
+                    flags: m.flags.names().map(str::to_string).collect(),
+                    internaldate: m.internaldate,
+                    tz_offset_min: m.tz_offset_min,
+                    modseq: m.modseq,
+                })
+                .collect(),
+            expunged: user.expunged_since(mb.id, expunged_since)?,
+        });
+    }
+    Ok(MailState {
+        user: name.to_string(),
+        modseq: user.modseq()?,
+        repl_modseq: user.repl_modseq()?,
+        mailboxes,
+    })
+}
+
+/// Apply one reconcile change to user `name`.
+pub fn mail_apply(
+    slot: &Slot,
+    name: &str,
+    change: MailChange,
+) -> slotmail_store::Result<MailApplied> {
+    let user = slot.user(name)?;
+    let done = MailApplied {
+        uid: None,
+        applied: true,
+    };
+    match change {
+        MailChange::CreateMailbox { name, special_use } => {
+            user.create_mailbox(&name, special_use.as_deref())?;
+            Ok(done)
+        }
+        MailChange::RenameMailbox { from, to } => {
+            user.rename_mailbox(&from, &to)?;
+            Ok(done)
+        }
+        MailChange::DeleteEmptyMailbox { name } => {
+            let mb = user.mailbox(&name)?;
+            if user.status(mb.id)?.messages > 0 {
+                return Err(StoreError::NotAllowed(format!(
+                    "mailbox {name} is not empty on this slot"
+                )));
+            }
+            user.delete_mailbox(&name)?;
+            Ok(done)
+        }
+        MailChange::Append {
+            mailbox,
+            path,
+            guid,
+            flags,
+            internaldate,
+            tz_offset_min,
+        } => {
+            let raw = std::fs::read(&path).map_err(|e| {
+                StoreError::NotAllowed(format!("cannot read {}: {e}", path.display()))
+            })?;
+            if Guid::of(&raw).to_hex() != guid {
+                return Err(StoreError::NotAllowed(format!(
+                    "{} does not hash to {guid}",
+                    path.display()
+                )));
+            }
+            let flags = Flags::from_names(flags.iter().map(String::as_str))?;
+            let mb = user.mailbox(&mailbox)?;
+            let out = user.append(mb.id, &raw, &flags, Some((internaldate, tz_offset_min)))?;
+            Ok(MailApplied {
+                uid: Some(out.uid),
+                applied: true,
+            })
+        }
+        MailChange::SetFlags {
+            mailbox,
+            uid,
+            flags,
+            unchanged_since,
+        } => {
+            let flags = Flags::from_names(flags.iter().map(String::as_str))?;
+            let mb = user.mailbox(&mailbox)?;
+            let out =
+                user.store_flags(mb.id, &[uid], FlagOp::Set, &flags, Some(unchanged_since))?;
+            Ok(MailApplied {
+                uid: None,
+                applied: out.modified.is_empty()
+                    && (!out.changed.is_empty() || !out.unchanged.is_empty()),
+            })
+        }
+    }
+}
