@@ -389,6 +389,23 @@ impl Processes {
         Ok(())
     }
 
+    /// One line for each child that exited since the last call.
+    fn newly_exited(&mut self) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        self.children
+            .retain_mut(|(name, child, log)| match child.try_wait() {
+                Ok(Some(status)) => {
+                    notes.push(format!(
+                        "{name} exited ({status}); its log is {}",
+                        log.display()
+                    ));
+                    false
+                }
+                _ => true,
+            });
+        Ok(notes)
+    }
+
     /// SIGTERM every child, wait for all of them together, SIGKILL what is
     /// left after [`STOP_TIMEOUT`].
     fn stop_all(&mut self) -> Result<()> {
@@ -504,7 +521,8 @@ const SAMPLES: [(&str, &str); 3] = [
 ];
 
 /// Print every store's replication lag once a second until SIGINT or
-/// SIGTERM; fail early if a child process dies.
+/// SIGTERM. A child that exits is reported once and the demo goes on: an
+/// operator trying a failover kills a machine's processes on purpose.
 fn show_lag_until_signal(ctl: &Ctl, procs: &mut Processes) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -522,7 +540,12 @@ fn show_lag_until_signal(ctl: &Ctl, procs: &mut Processes) -> Result<()> {
                 _ = int.recv() => return Ok(()),
                 _ = tick.tick() => {}
             }
-            procs.check_running()?;
+            for note in procs.newly_exited()? {
+                if tty {
+                    println!();
+                }
+                println!("{note}");
+            }
             let line = match ctl.json(&["status"], "") {
                 Ok((_, doc)) => lag_line(&doc),
                 Err(e) => format!("status unavailable: {e}"),
