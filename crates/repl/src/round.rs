@@ -38,7 +38,8 @@ use slotmail_repl_proto::{
     ApplyAccount, ApplyMailbox, ApplySubscriptions, BodyEvent, BodyReceiver, Commit, DeleteMailbox,
     DeleteUser, Digest, EXPUNGES_PER_APPLY_MAX, ErrorCode, Expunged, FetchBody, Frame, FrameType,
     GUIDS_PER_FRAME_MAX, GetUser, HaveGuids, HeldUser, ListUsers, MESSAGES_PER_APPLY_MAX,
-    MessageRecord, SUBSCRIPTIONS_PER_FRAME_MAX, SubscriptionRecord, UidRange, Users, body_chunks,
+    MailboxRecord, MessageRecord, SUBSCRIPTIONS_PER_FRAME_MAX, SubscriptionRecord, UidRange, Users,
+    body_chunks,
 };
 use slotmail_store::{Account, Guid, MessageMeta, StoreError, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -631,6 +632,85 @@ fn batches(records: &[MessageRecord]) -> Vec<&[MessageRecord]> {
     out
 }
 
+/// The `ApplyMailbox` requests that bring one mailbox to `record`: the
+/// records split by count and size (a full sync by UID ranges), the
+/// expunges in chunks. Only the last request carries `record` as it is; an
+/// earlier one carries it held back (see [`hold_back`]).
+fn apply_requests(
+    user: &str,
+    record: MailboxRecord,
+    sendable: &[MessageRecord],
+    protect: &[u32],
+    expunged: &[Expunged],
+    full: bool,
+) -> Vec<ApplyMailbox> {
+    let request =
+        |messages: Vec<MessageRecord>, expunged: Vec<Expunged>, full: Option<UidRange>| {
+            ApplyMailbox {
+                user: user.to_string(),
+                mailbox: record.clone(),
+                messages,
+                expunged,
+                full,
+            }
+        };
+    let expunge_chunks: Vec<&[Expunged]> = expunged.chunks(EXPUNGES_PER_APPLY_MAX).collect();
+    let mut out = Vec::new();
+    if full {
+        let segments = full_segments(sendable, protect);
+        let extra = expunge_chunks.len().saturating_sub(segments.len());
+        for chunk in &expunge_chunks[..extra] {
+            out.push(request(Vec::new(), chunk.to_vec(), None));
+        }
+        for (i, (range, records)) in segments.into_iter().enumerate() {
+            let exp = expunge_chunks
+                .get(extra + i)
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            out.push(request(records, exp, Some(range)));
+        }
+    } else {
+        let parts = batches(sendable);
+        let n = parts.len().max(expunge_chunks.len()).max(1);
+        for i in 0..n {
+            let records = parts.get(i).map(|p| p.to_vec()).unwrap_or_default();
+            let exp = expunge_chunks
+                .get(i)
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            out.push(request(records, exp, None));
+        }
+    }
+    hold_back(&mut out);
+    out
+}
+
+/// Keep each request but the last from announcing what later requests
+/// bring. Every request applies in its own transaction, and an IMAP session
+/// on the replica takes the mailbox's `HIGHESTMODSEQ` and `UIDNEXT` after
+/// each one as the point up to which it has seen everything (it asks only
+/// for changes above that MODSEQ, and takes UIDs below that UIDNEXT as
+/// known): with the final record on the first request, the messages of
+/// the later ones would never reach it. So an earlier request's record
+/// says `HIGHESTMODSEQ` just below the lowest MODSEQ still to come and
+/// `UIDNEXT` at the lowest UID still to come (the replica never lowers
+/// its `UIDNEXT`); the last request sets the true values.
+fn hold_back(requests: &mut [ApplyMailbox]) {
+    let mut modseq_floor = u64::MAX;
+    let mut uid_floor = u32::MAX;
+    for r in requests.iter_mut().rev() {
+        r.mailbox.highestmodseq = r.mailbox.highestmodseq.min(modseq_floor.saturating_sub(1));
+        r.mailbox.uidnext = r.mailbox.uidnext.min(uid_floor);
+        for m in &r.messages {
+            modseq_floor = modseq_floor.min(m.modseq);
+            uid_floor = uid_floor.min(m.uid);
+        }
+        for e in &r.expunged {
+            modseq_floor = modseq_floor.min(e.modseq);
+        }
+    }
+}
+
 /// Cut a full sync into `ApplyMailbox` UID ranges that together cover every
 /// UID except `protect` (messages left as the replica has them), each with
 /// the records of its range. `records` and `protect` ascend by UID.
@@ -787,43 +867,17 @@ async fn sync_mailbox(
         .filter(|m| skipped.contains(&m.guid))
         .map(|m| m.uid)
         .collect();
-    let record = mailbox_record(&info);
-    let request =
-        |messages: Vec<MessageRecord>, expunged: Vec<Expunged>, full: Option<UidRange>| {
-            ApplyMailbox {
-                user: user.to_string(),
-                mailbox: record.clone(),
-                messages,
-                expunged,
-                full,
-            }
-        };
-    let expunge_chunks: Vec<&[Expunged]> = expunged.chunks(EXPUNGES_PER_APPLY_MAX).collect();
+    let requests = apply_requests(
+        user,
+        mailbox_record(&info),
+        &sendable,
+        &protect,
+        &expunged,
+        full,
+    );
     let mut digest = None;
-    if full {
-        let segments = full_segments(&sendable, &protect);
-        let extra = expunge_chunks.len().saturating_sub(segments.len());
-        for chunk in &expunge_chunks[..extra] {
-            digest = Some(apply(conn, request(Vec::new(), chunk.to_vec(), None)).await?);
-        }
-        for (i, (range, records)) in segments.into_iter().enumerate() {
-            let exp = expunge_chunks
-                .get(extra + i)
-                .map(|c| c.to_vec())
-                .unwrap_or_default();
-            digest = Some(apply(conn, request(records, exp, Some(range))).await?);
-        }
-    } else {
-        let parts = batches(&sendable);
-        let n = parts.len().max(expunge_chunks.len()).max(1);
-        for i in 0..n {
-            let records = parts.get(i).map(|p| p.to_vec()).unwrap_or_default();
-            let exp = expunge_chunks
-                .get(i)
-                .map(|c| c.to_vec())
-                .unwrap_or_default();
-            digest = Some(apply(conn, request(records, exp, None)).await?);
-        }
+    for request in requests {
+        digest = Some(apply(conn, request).await?);
     }
     let expected = snapshot_digest(&info, &messages, |_| false);
     Ok(digest != Some(expected) && skipped.is_empty() && !gone)
@@ -869,5 +923,120 @@ mod tests {
         }
         assert_eq!(segs[2].0.last, u32::MAX);
         assert!(segs.iter().all(|(_, r)| r.len() <= MESSAGES_PER_APPLY_MAX));
+    }
+
+    /// What an IMAP session on the replica does after every commit it is
+    /// woken for (`Session::sync` in slotmail-imap): ask for the changes
+    /// above the MODSEQ it has seen, take those at or above its UIDNEXT as
+    /// new messages, then move both up to the mailbox's.
+    struct Session {
+        modseq: u64,
+        uidnext: u32,
+        announced: Vec<u32>,
+    }
+
+    impl Session {
+        fn sync(&mut self, u: &User, mailbox: i64) {
+            let d = u.delta(mailbox, self.modseq).unwrap();
+            for m in d.changed.iter().filter(|m| m.uid >= self.uidnext) {
+                assert!(
+                    self.announced.last().is_none_or(|&last| m.uid > last),
+                    "uid {} announced after a higher one",
+                    m.uid
+                );
+                self.announced.push(m.uid);
+            }
+            self.uidnext = self.uidnext.max(d.mailbox.uidnext);
+            self.modseq = self.modseq.max(d.mailbox.highestmodseq);
+        }
+    }
+
+    /// Apply requests the way the sync server does, one transaction each,
+    /// with the session catching up after each.
+    fn apply_all(u: &User, requests: Vec<ApplyMailbox>, session: &mut Session) -> i64 {
+        let mut id = 0;
+        for req in requests {
+            let messages: Vec<MessageMeta> = req
+                .messages
+                .iter()
+                .map(|m| crate::records::message_meta(m).unwrap())
+                .collect();
+            let expunged: Vec<(u32, u64)> =
+                req.expunged.iter().map(|e| (e.uid, e.modseq)).collect();
+            u.apply_mailbox_exact(
+                &crate::records::mailbox_apply(&req.mailbox),
+                Some(&req.mailbox.keywords),
+                &messages,
+                &expunged,
+                req.full.map(|r| (r.first, r.last)),
+            )
+            .unwrap();
+            id = u
+                .mailbox_by_mailbox_id(&req.mailbox.mailbox_id)
+                .unwrap()
+                .unwrap()
+                .id;
+            session.sync(u, id);
+        }
+        id
+    }
+
+    #[test]
+    fn a_replica_session_sees_every_message_of_a_round_split_into_several_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot =
+            slotmail_store::Slot::open(dir.path(), slotmail_store::Options::default()).unwrap();
+        slot.create_user("ann", "pw-ann", false).unwrap();
+        let u = slot.user("ann").unwrap();
+        let body = b"From: a@example.org\r\nSubject: burst\r\n\r\nhello\r\n";
+        let guid = Guid::of(body);
+        u.put_body(&guid, body).unwrap();
+        let rec = |uid: u32, modseq: u64, flags: u8| MessageRecord {
+            uid,
+            guid: guid.0,
+            size: body.len() as u64,
+            internaldate: 1_700_000_000,
+            tz_offset: 0,
+            flags,
+            keywords: Vec::new(),
+            modseq,
+        };
+        let record = |uidnext: u32, highestmodseq: u64| MailboxRecord {
+            mailbox_id: "mb-archive".into(),
+            name: "Archive".into(),
+            uidvalidity: 7,
+            uidnext,
+            highestmodseq,
+            special_use: None,
+            keywords: Vec::new(),
+            modseq: 5,
+        };
+        // A first round brings one message; a session selects the mailbox.
+        let mut session = Session {
+            modseq: 0,
+            uidnext: 1,
+            announced: Vec::new(),
+        };
+        let first = apply_requests("ann", record(2, 10), &[rec(1, 10, 0)], &[], &[], false);
+        let id = apply_all(&u, first, &mut session);
+        assert_eq!(session.announced, [1]);
+
+        // The next round: more deliveries than one ApplyMailbox may carry,
+        // and message 1 flagged last (the highest MODSEQ, in the first
+        // batch since records go by UID).
+        let n = MESSAGES_PER_APPLY_MAX as u32 + 100;
+        let top = 11 + u64::from(n);
+        let mut records = vec![rec(1, top, 1)];
+        records.extend((2..n + 2).map(|uid| rec(uid, 9 + u64::from(uid), 0)));
+        let requests = apply_requests("ann", record(n + 2, top), &records, &[], &[], false);
+        assert!(requests.len() > 1, "the round must take several applies");
+        apply_all(&u, requests, &mut session);
+
+        let expected: Vec<u32> = (1..n + 2).collect();
+        assert_eq!(session.announced.len(), expected.len());
+        assert_eq!(session.announced, expected);
+        let info = u.mailbox_by_id(id).unwrap();
+        assert_eq!((info.uidnext, info.highestmodseq), (n + 2, top));
+        assert_eq!((session.uidnext, session.modseq), (n + 2, top));
     }
 }

@@ -930,3 +930,99 @@ async fn store_level_lag() {
     assert!(samples[197] < 2000.0);
     replicator.shutdown().await;
 }
+
+/// What an IMAP session with the mailbox selected on the replica keeps
+/// (`View` in slotmail-imap) and how it catches up after each commit it is
+/// woken for (`Session::sync`): the changes above its MODSEQ, those at or
+/// above its UIDNEXT being new messages, then both moved up to the
+/// mailbox's.
+struct SelectedView {
+    mailbox: i64,
+    modseq: u64,
+    uidnext: u32,
+    uids: Vec<u32>,
+}
+
+impl SelectedView {
+    fn sync(&mut self, u: &slotmail_store::User) {
+        let d = u.delta(self.mailbox, self.modseq).unwrap();
+        for m in d.changed.iter().filter(|m| m.uid >= self.uidnext) {
+            assert!(
+                self.uids.last().is_none_or(|&last| m.uid > last),
+                "uid {} announced after a higher one",
+                m.uid
+            );
+            self.uids.push(m.uid);
+        }
+        self.uidnext = self.uidnext.max(d.mailbox.uidnext);
+        self.modseq = self.modseq.max(d.mailbox.highestmodseq);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_on_the_replica_sees_a_round_larger_than_one_apply() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    master.create_user("ann", "pw-ann", false).unwrap();
+    let u = master.user("ann").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    u.append(inbox, &message(0, 300), &flags(&[]), None)
+        .unwrap();
+    // A pile of messages to copy from: doubled up to more than one
+    // ApplyMailbox carries (every copy shares the one body).
+    let pile = u.create_mailbox("Pile", None).unwrap().id;
+    u.copy(inbox, &[1], pile).unwrap();
+    let want = slotmail_repl_proto::MESSAGES_PER_APPLY_MAX + 100;
+    loop {
+        let uids = u
+            .snapshot(pile)
+            .unwrap()
+            .1
+            .iter()
+            .map(|m| m.uid)
+            .collect::<Vec<_>>();
+        if uids.len() >= want {
+            break;
+        }
+        let take = uids.len().min(want - uids.len());
+        u.copy(pile, &uids[..take], pile).unwrap();
+    }
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "before the burst").await;
+
+    // A session with INBOX selected on the replica, catching up after
+    // every commit there.
+    let ru = replica.slot.user("ann").unwrap();
+    let rinbox = ru.mailbox("INBOX").unwrap();
+    let view = Arc::new(Mutex::new(SelectedView {
+        mailbox: rinbox.id,
+        modseq: rinbox.highestmodseq,
+        uidnext: rinbox.uidnext,
+        uids: vec![1],
+    }));
+    let (v, ru2) = (view.clone(), ru.clone());
+    replica
+        .slot
+        .add_change_listener(Arc::new(move |user: &str, _modseq: u64| {
+            if user == "ann" {
+                v.lock().unwrap().sync(&ru2);
+            }
+        }));
+
+    // The burst: one commit on the master, more records than one apply.
+    let uids: Vec<u32> = u.snapshot(pile).unwrap().1.iter().map(|m| m.uid).collect();
+    u.copy(pile, &uids, inbox).unwrap();
+    settle(&replicator, &master, &replica.slot, "after the burst").await;
+
+    let expected: Vec<u32> = (1..=uids.len() as u32 + 1).collect();
+    let (seen, uidnext, modseq) = {
+        let view = view.lock().unwrap();
+        (view.uids.clone(), view.uidnext, view.modseq)
+    };
+    assert_eq!(seen.len(), expected.len(), "messages the session saw");
+    assert_eq!(seen, expected);
+    let now = ru.mailbox("INBOX").unwrap();
+    assert_eq!((uidnext, modseq), (now.uidnext, now.highestmodseq));
+    replicator.shutdown().await;
+}
