@@ -2,9 +2,10 @@
 //! cluster of 3 machines (loopback addresses) × 2 slots run by `slotmail
 //! machine run`, under continuous write load from independent clients
 //! (Python's imaplib APPEND and smtplib LMTP, tests/python/writers.py) that
-//! retry on NO [UNAVAILABLE] / 4xx and follow the directory (`ctl user
-//! show`) to the current master — standing in for the proxy, which routes
-//! the same way.
+//! write through `slotmail proxy run` (on a loopback address of its own),
+//! which routes each session to the user's current master; they retry on
+//! NO [UNAVAILABLE] / 4xx, a BYE or a dropped connection. At the end the
+//! check (`slotmail check --all --full`) reports every store clean.
 //!
 //! - switchover and evacuate: every acknowledged message is on the new
 //!   master byte for byte; the refused-write window is measured (by ctl and
@@ -71,6 +72,7 @@ fn switchover_and_evacuate_under_write_load_lose_nothing() {
         ("w3", "127.0.0.43"),
     ];
     let (cluster, sups) = start_cluster(dir, "sw", &machines);
+    let mut proxy = Proxy::start_on(dir, &cluster, "127.0.0.44");
     for (u, p) in PASSWORDS {
         add_user(&cluster, u, p, None);
     }
@@ -96,7 +98,7 @@ fn switchover_and_evacuate_under_write_load_lose_nothing() {
     ctl_json(&cluster, &["evacuate", "nosuch"], "", 2);
     assert_eq!(store_of_user(&cluster, "alice")["epoch"], 1);
 
-    let writers = Writers::start(&cluster, dir, &[PASSWORDS[0], PASSWORDS[1]]);
+    let writers = Writers::start(&cluster, dir, &proxy, &[PASSWORDS[0], PASSWORDS[1]]);
     std::thread::sleep(Duration::from_millis(1500));
     let sw = ctl_json(&cluster, &["switchover", &store], "", 0);
     assert_eq!(sw["old_master"], old_master.as_str());
@@ -170,6 +172,12 @@ fn switchover_and_evacuate_under_write_load_lose_nothing() {
     wait_status(&cluster, &sups, "healthy after the switchovers", |c, _| {
         c == 0
     });
+    let clean = assert_check_clean(&cluster, PASSWORDS.len());
+    eprintln!(
+        "check after the switchovers: {} users, {} messages, clean",
+        clean["users"], clean["messages"]
+    );
+    assert!(proxy.stop(), "the proxy did not stop cleanly");
 }
 
 /// An IMAP APPEND and an LMTP delivery at a slot: both must be refused as
@@ -236,6 +244,7 @@ fn failover_fences_the_old_master_and_reconcile_loses_nothing() {
         ("f3", "127.0.0.53"),
     ];
     let (cluster, mut sups) = start_cluster(dir, "fo", &machines);
+    let mut proxy = Proxy::start_on(dir, &cluster, "127.0.0.54");
     let (store, old_master, replica) = store_mastered_on(&cluster, "f1");
     let (other_store, _, _) = store_mastered_on(&cluster, "f2");
     add_user(&cluster, "alice", "alice-pw", Some(&store));
@@ -255,7 +264,7 @@ fn failover_fences_the_old_master_and_reconcile_loses_nothing() {
     python(SEED, &[&h, &p, "alice", "alice-pw"]);
     wait_imap_equal(&cluster, "alice", "alice-pw");
     let users = [("alice", "alice-pw"), ("bob", "bob-pw")];
-    let writers = Writers::start(&cluster, dir, &users);
+    let writers = Writers::start(&cluster, dir, &proxy, &users);
     std::thread::sleep(Duration::from_millis(1500));
 
     // Replication to alice's replica stops; the master goes on
@@ -360,6 +369,24 @@ fn failover_fences_the_old_master_and_reconcile_loses_nothing() {
 
     let (report, acked) = writers.stop();
     writer_summary(&report, "failover");
+    // alice's writers went on, through the proxy, at the promoted master.
+    for w in report["writers"].as_array().unwrap() {
+        if w["user"] == "alice" {
+            assert!(
+                w["masters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m == replica.as_str()),
+                "{w}"
+            );
+        }
+    }
+    assert!(
+        tail(&proxy.log(), usize::MAX).contains(&format!("slot={replica}")),
+        "the proxy logged no session on the promoted master {replica}\n{}",
+        tail(&proxy.log(), 3000)
+    );
 
     // Reconcile: what only the old master had goes to the new master.
     let rec = ctl_json(&cluster, &["reconcile", &old_master], "", 0);
@@ -400,4 +427,10 @@ fn failover_fences_the_old_master_and_reconcile_loses_nothing() {
     );
     wait_imap_equal(&cluster, "bob", "bob-pw");
     wait_status(&cluster, &sups, "healthy after reconcile", |c, _| c == 0);
+    let clean = assert_check_clean(&cluster, users.len());
+    eprintln!(
+        "check after reconcile: {} users, {} messages, clean",
+        clean["users"], clean["messages"]
+    );
+    assert!(proxy.stop(), "the proxy did not stop cleanly");
 }

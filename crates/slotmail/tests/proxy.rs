@@ -24,8 +24,8 @@ use common::*;
 use serde_json::Value;
 use slotmail_directory::{Directory, SqliteDirectory};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The machines: name and loopback address (an address range no other test
@@ -45,92 +45,6 @@ const USERS: [(&str, &str); 5] = [
 ];
 /// Most time one Python client run may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A `slotmail proxy run` process, stopped with SIGTERM when dropped.
-struct Proxy {
-    child: Option<Child>,
-    log: PathBuf,
-    imap: SocketAddr,
-    imaps: SocketAddr,
-    lmtp: SocketAddr,
-}
-
-impl Proxy {
-    fn start(dir: &Path, cluster: &Path) -> Proxy {
-        let cert = dir.join("proxy-cert.pem");
-        let key = dir.join("proxy-key.pem");
-        slotmail_slot::tls::write_self_signed(&["localhost".into()], &cert, &key).unwrap();
-        let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
-        let (imap, imaps, lmtp) = (port(), port(), port());
-        let config = dir.join("proxy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 1\ncluster = \"{}\"\nhostname = \"proxy.test\"\n\n\
-                 [imap]\nlisten = \"{imap}\"\ntls_listen = \"{imaps}\"\nallow_plaintext_auth = true\n\n\
-                 [lmtp]\nlisten = \"{lmtp}\"\n\n\
-                 [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
-                 [limits]\ndirectory_poll_ms = 100\nbackend_connect_timeout_ms = 1000\n",
-                cluster.display(),
-                cert.display(),
-                key.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("proxy.log");
-        let child = slotmail()
-            .args(["proxy", "run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn slotmail proxy run");
-        for addr in [imap, imaps, lmtp] {
-            wait_for_port(addr, Duration::from_secs(20));
-        }
-        Proxy {
-            child: Some(child),
-            log,
-            imap,
-            imaps,
-            lmtp,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait; whether it exited successfully within 10 s.
-    fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Run `proxy_clients.py ARGS` and parse the JSON it prints last.
 fn client_json(proxy: &Proxy, args: &[&str]) -> Value {

@@ -5,6 +5,7 @@
 
 use super::*;
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -334,8 +335,101 @@ pub fn store_mastered_on(cluster: &Path, machine: &str) -> (String, String, Stri
     panic!("no store mastered on {machine}: {stores}");
 }
 
-/// Continuous IMAP and LMTP writers (tests/python/writers.py) that follow
-/// the directory; stopped by [`Writers::stop`].
+/// A `slotmail proxy run` process, stopped with SIGTERM when dropped.
+pub struct Proxy {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+    pub imap: SocketAddr,
+    pub imaps: SocketAddr,
+    pub lmtp: SocketAddr,
+}
+
+impl Proxy {
+    /// A proxy listening on 127.0.0.1.
+    pub fn start(dir: &Path, cluster: &Path) -> Proxy {
+        Proxy::start_on(dir, cluster, "127.0.0.1")
+    }
+
+    /// A proxy listening on loopback address `ip` (free ports).
+    pub fn start_on(dir: &Path, cluster: &Path, ip: &str) -> Proxy {
+        let cert = dir.join("proxy-cert.pem");
+        let key = dir.join("proxy-key.pem");
+        slotmail_slot::tls::write_self_signed(&["localhost".into()], &cert, &key).unwrap();
+        let port = || -> SocketAddr { format!("{ip}:{}", free_port_on(ip)).parse().unwrap() };
+        let (imap, imaps, lmtp) = (port(), port(), port());
+        let config = dir.join("proxy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 1\ncluster = \"{}\"\nhostname = \"proxy.test\"\n\n\
+                 [imap]\nlisten = \"{imap}\"\ntls_listen = \"{imaps}\"\nallow_plaintext_auth = true\n\n\
+                 [lmtp]\nlisten = \"{lmtp}\"\n\n\
+                 [tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
+                 [limits]\ndirectory_poll_ms = 100\nbackend_connect_timeout_ms = 1000\n",
+                cluster.display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("proxy.log");
+        let child = slotmail()
+            .args(["proxy", "run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn slotmail proxy run");
+        for addr in [imap, imaps, lmtp] {
+            wait_for_port(addr, Duration::from_secs(20));
+        }
+        Proxy {
+            child: Some(child),
+            log,
+            imap,
+            imaps,
+            lmtp,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; whether it exited successfully within 10 s.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Continuous IMAP and LMTP writers (tests/python/writers.py) that write
+/// through `proxy` to each user's current master, retrying on refusals,
+/// BYE and dropped connections; stopped by [`Writers::stop`].
 pub struct Writers {
     child: Option<Child>,
     stop: PathBuf,
@@ -343,12 +437,15 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn start(cluster: &Path, dir: &Path, users: &[(&str, &str)]) -> Writers {
+    pub fn start(cluster: &Path, dir: &Path, proxy: &Proxy, users: &[(&str, &str)]) -> Writers {
         let stop = dir.join("writers.stop");
         let out = dir.join("writers.json");
         let _ = std::fs::remove_file(&stop);
         let mut cmd = Command::new("python3");
         cmd.arg(python_dir().join("writers.py"))
+            .arg("--proxy")
+            .arg(proxy.imap.to_string())
+            .arg(proxy.lmtp.to_string())
             .arg(env!("CARGO_BIN_EXE_slotmail"))
             .arg(cluster)
             .arg(&stop)
@@ -434,6 +531,38 @@ pub fn slot_imap(cluster: &Path, slot: &str) -> (String, String, String) {
         s["imap_port"].to_string(),
         s["lmtp_port"].to_string(),
     )
+}
+
+/// `slotmail check --cluster FILE ARGS --json --no-progress`: (exit, report).
+pub fn check_json(cluster: &Path, args: &[&str]) -> (i32, Value) {
+    let mut cmd = slotmail();
+    cmd.arg("check")
+        .arg("--cluster")
+        .arg(cluster)
+        .args(args)
+        .args(["--json", "--no-progress"]);
+    let out = run(&mut cmd, "", false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "check {args:?}: not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+/// The check, full, over every store: exit 0, no divergence, no failure,
+/// `users` users compared in full.
+pub fn assert_check_clean(cluster: &Path, users: usize) -> Value {
+    let (code, doc) = check_json(cluster, &["--all", "--full"]);
+    assert_eq!(code, 0, "the check: {doc}");
+    assert_eq!(doc["diverged"], 0, "{doc}");
+    assert_eq!(doc["failures"], serde_json::json!([]), "{doc}");
+    assert_eq!(doc["users"], users, "{doc}");
+    assert_eq!(doc["users_full"], users, "{doc}");
+    assert_eq!(doc["lagging"], 0, "{doc}");
+    doc
 }
 
 /// Every acknowledged message of `user` is on its master, byte for byte.

@@ -7,7 +7,14 @@ follow the directory: on every refusal (IMAP NO [UNAVAILABLE], LMTP 4xx)
 or broken connection they ask `slotmail ctl user show USER --json` where
 the user's master is now, and retry the same message there.
 
-Usage: writers.py SLOTMAIL CLUSTER STOPFILE USER:PASSWORD [USER:PASSWORD...]
+With `--proxy IMAP_HOST:PORT LMTP_HOST:PORT` they write through the proxy
+instead: every connection goes to the proxy, which routes it to the user's
+current master; a refusal (NO [UNAVAILABLE] at LOGIN or APPEND, LMTP 4xx),
+a BYE or a dropped connection means reconnect to the proxy and retry the
+same message. The directory is then read only to report which masters the
+writer saw.
+
+Usage: writers.py [--proxy IMAP LMTP] SLOTMAIL CLUSTER STOPFILE USER:PASSWORD...
 
 Prints one JSON document: per writer the acknowledged messages (id,
 sha256 and size of the exact bytes sent), refusals, errors, and the
@@ -30,8 +37,18 @@ RETRY_PAUSE = 0.02
 # Pause after each acknowledged message (seconds; the benchmark's rate).
 PAUSE = float(os.environ.get("WRITER_PAUSE", "0"))
 
-slotmail, cluster, stopfile = sys.argv[1], sys.argv[2], sys.argv[3]
-users = [a.split(":", 1) for a in sys.argv[4:]]
+args = sys.argv[1:]
+proxy = None
+if args and args[0] == "--proxy":
+    split = lambda s: (s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1]))
+    proxy = (split(args[1]), split(args[2]))
+    args = args[3:]
+slotmail, cluster, stopfile = args[0], args[1], args[2]
+users = [a.split(":", 1) for a in args[3:]]
+
+
+class Refused(Exception):
+    """The proxy refused a login: the user's master is unavailable."""
 
 
 def master(user):
@@ -92,9 +109,20 @@ class Writer:
         imap, lmtp, slot = master(self.user)
         if not self.slots or self.slots[-1] != slot:
             self.slots.append(slot)
+        if proxy is not None:
+            imap, lmtp = proxy
         if self.kind == "imap":
             c = imaplib.IMAP4(imap[0], imap[1], timeout=10)
-            c.login(self.user, self.password)
+            try:
+                c.login(self.user, self.password)
+            except imaplib.IMAP4.error as e:
+                try:
+                    c.shutdown()
+                except Exception:
+                    pass
+                if "UNAVAILABLE" in str(e):
+                    raise Refused(str(e))
+                raise
         else:
             c = smtplib.LMTP(lmtp[0], lmtp[1], timeout=10)
             c.ehlo_or_helo_if_needed()
@@ -146,6 +174,11 @@ class Writer:
                     # The master may have changed: look again.
                     self.drop()
                     time.sleep(RETRY_PAUSE)
+            except Refused:
+                self.refused += 1
+                self.trouble = True
+                self.drop()
+                time.sleep(RETRY_PAUSE)
             except Exception as e:
                 self.errors += 1
                 self.trouble = True
