@@ -52,7 +52,11 @@ pub const HELD_LISTED_MAX: usize = 1024;
 pub const USER_RETRY_MIN: Duration = Duration::from_millis(200);
 
 /// Longest delay before a user whose rounds keep failing is tried again.
-pub const USER_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Short on purpose: a replica that refuses rounds while it is being
+/// rebuilt or unfenced is served within this long of becoming ready (at
+/// 60 s a rebuild once waited minutes on it); a user that keeps failing
+/// costs one round per interval.
+pub const USER_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Interval of the full comparison while connected (anti-entropy: heals
 /// changes no listener announced, such as account changes and deletions).
