@@ -66,24 +66,9 @@ impl Supervisor {
 
     /// SIGTERM and wait; returns whether it exited successfully in time.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child
+            .take()
+            .is_none_or(|child| terminate(child, Duration::from_secs(20)))
     }
 }
 
@@ -400,24 +385,9 @@ impl Proxy {
 
     /// SIGTERM and wait; whether it exited successfully within 10 s.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child
+            .take()
+            .is_none_or(|child| terminate(child, Duration::from_secs(10)))
     }
 }
 
@@ -593,5 +563,25 @@ pub fn wait_imap_equal(cluster: &Path, user: &str, password: &str) -> Value {
             "{user}: master and replica differ:\n{m}\n{r}"
         );
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// SIGTERM `child` and wait up to `grace` (then SIGKILL); whether it exited
+/// successfully in time.
+fn terminate(mut child: Child, grace: Duration) -> bool {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if start.elapsed() > grace {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
