@@ -50,6 +50,10 @@ deadline = time.monotonic() + 30
 while replica_count() != base + count:
     assert time.monotonic() < deadline, "replica never got the messages"
     time.sleep(0.05)
+# Let rounds queued while the appends were in flight finish first: a round
+# that sends the mailbox whole (after a full comparison found it in flight)
+# is not covered by the guard yet (a known hole, see docs/replication.md).
+time.sleep(1.0)
 m.store("1:*", "+FLAGS", "(\\Deleted)")
 m.expunge()
 master_after = int(m.select("INBOX")[1][0])
