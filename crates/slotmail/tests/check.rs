@@ -21,7 +21,7 @@ use common::cluster::*;
 use common::*;
 use serde_json::Value;
 use slotmail_store::{Flags, MailboxApply, Options, Slot, Subscription};
-use std::path::Path;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -101,25 +101,6 @@ while time.time() < end:
 i.logout()
 print(n)
 "##;
-
-/// `slotmail check --cluster FILE ARGS --json --no-progress`: (exit, report).
-fn check(cluster: &Path, args: &[&str]) -> (i32, Value) {
-    let mut cmd = slotmail();
-    cmd.arg("check")
-        .arg("--cluster")
-        .arg(cluster)
-        .args(args)
-        .args(["--json", "--no-progress"]);
-    let out = run(&mut cmd, "", false);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "check {args:?}: not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), doc)
-}
 
 /// What identifies a difference: mailbox, UID, field.
 type Key = (String, Option<u64>, String);
@@ -265,7 +246,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
 
     // A clean store, at every level; the first run also creates the
     // check's account (and its 0600 password file).
-    let (code, full) = check(&cluster, &["--all", "--full"]);
+    let (code, full) = check_json(&cluster, &["--all", "--full"]);
     assert_eq!(code, 0, "{full}");
     assert_eq!(full["users"], USERS.len());
     assert_eq!(full["users_full"], USERS.len());
@@ -288,7 +269,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
             & 0o777,
         0o600
     );
-    let (code, quick) = check(&cluster, &["--store", &store, "--quick"]);
+    let (code, quick) = check_json(&cluster, &["--store", &store, "--quick"]);
     assert_eq!((code, &quick["diverged"]), (0, &Value::from(0)), "{quick}");
     // Quick reads the bytes of the newest few messages per mailbox only.
     assert!(
@@ -296,7 +277,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
             && quick["bytes_read"].as_u64() <= full["bytes_read"].as_u64(),
         "{quick}"
     );
-    let (code, rolling) = check(&cluster, &["--all", "--rolling", "1"]);
+    let (code, rolling) = check_json(&cluster, &["--all", "--rolling", "1"]);
     assert_eq!(code, 0, "{rolling}");
     assert_eq!(
         rolling["users_full"],
@@ -422,7 +403,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
     ];
     let mut total = 0;
     for (user, expected) in cases {
-        let (code, doc) = check(&cluster, &["--user", user, "--full"]);
+        let (code, doc) = check_json(&cluster, &["--user", user, "--full"]);
         let (found, classes) = differences(&doc);
         assert_eq!(found, expect(expected), "{user}: {doc}");
         assert!(classes.iter().all(|c| c == "diverged"), "{user}: {doc}");
@@ -437,7 +418,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
         total += doc["diverged"].as_u64().unwrap();
     }
     for user in [EMPTY, TRUNCATED, BYTE] {
-        let (_, doc) = check(&cluster, &["--user", user, "--full"]);
+        let (_, doc) = check_json(&cluster, &["--user", user, "--full"]);
         let d = the(&doc, "body");
         assert!(
             d["master"].as_str().unwrap().contains("bytes, blake3"),
@@ -451,30 +432,30 @@ fn the_check_finds_every_divergence_and_nothing_else() {
             "{d}"
         );
     }
-    let (_, doc) = check(&cluster, &["--user", FLAG, "--full"]);
+    let (_, doc) = check_json(&cluster, &["--user", FLAG, "--full"]);
     let d = the(&doc, "flags");
     assert_eq!(
         (d["master"].as_str(), d["replica"].as_str()),
         (Some("(\\Seen)"), Some("(\\Flagged \\Seen)"))
     );
-    let (_, doc) = check(&cluster, &["--user", RENAMED, "--full"]);
+    let (_, doc) = check_json(&cluster, &["--user", RENAMED, "--full"]);
     assert_eq!(the(&doc, "name")["replica"], "Renamed");
-    let (_, doc) = check(&cluster, &["--user", UNSUBSCRIBED]);
+    let (_, doc) = check_json(&cluster, &["--user", UNSUBSCRIBED]);
     let d = the(&doc, "subscription");
     assert_eq!(
         (d["master"].as_str(), d["replica"].as_str()),
         (Some("subscribed"), Some("not subscribed"))
     );
     // The damaged bodies are found by the quick level too (newest messages).
-    let (code, doc) = check(&cluster, &["--user", EMPTY, "--quick"]);
+    let (code, doc) = check_json(&cluster, &["--user", EMPTY, "--quick"]);
     assert_eq!(code, 1, "{doc}");
     assert_eq!(differences(&doc).0, expect(&body));
     // A clean user of the same store: nothing.
-    let (code, doc) = check(&cluster, &["--user", CLEAN, "--full"]);
+    let (code, doc) = check_json(&cluster, &["--user", CLEAN, "--full"]);
     assert_eq!((code, &doc["differences"]), (0, &serde_json::json!([])));
 
     // The whole store: every difference, recorded for `ctl status`.
-    let (code, all) = check(&cluster, &["--all", "--full"]);
+    let (code, all) = check_json(&cluster, &["--all", "--full"]);
     assert_eq!(code, 1, "{all}");
     assert_eq!(all["diverged"].as_u64().unwrap(), total, "{all}");
     let status = ctl_json(&cluster, &["status"], "", 1);
@@ -525,7 +506,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
     let mut runs = 0;
     let mut seen = Vec::new();
     while busy_start.elapsed() < Duration::from_secs(5) {
-        let (code, doc) = check(&cluster, &["--user", BUSY, "--full"]);
+        let (code, doc) = check_json(&cluster, &["--user", BUSY, "--full"]);
         assert_eq!(code, 0, "false divergence under appends: {doc}");
         assert_eq!(doc["diverged"], 0, "{doc}");
         seen.push(doc["messages"].as_u64().unwrap());
@@ -547,12 +528,12 @@ fn the_check_finds_every_divergence_and_nothing_else() {
         "the mailbox grew between runs: {seen:?}"
     );
     // Once the master is quiet, the replica matches it exactly.
-    let (code, doc) = check(&cluster, &["--user", BUSY, "--full"]);
+    let (code, doc) = check_json(&cluster, &["--user", BUSY, "--full"]);
     assert_eq!((code, &doc["lagging"]), (0, &Value::from(0)), "{doc}");
     assert_eq!(doc["messages"].as_u64().unwrap(), 3 + appended);
 
     // The rate limit: 3 messages of ~1.5 KB on each side at 5 KB/s.
-    let (code, doc) = check(
+    let (code, doc) = check_json(
         &cluster,
         &["--user", CLEAN, "--full", "--rate-limit", "0.005"],
     );
@@ -597,7 +578,7 @@ fn the_check_finds_every_divergence_and_nothing_else() {
             .replace("tls/cert.pem", "tls/other.pem"),
     )
     .unwrap();
-    let (code, doc) = check(&other, &["--user", CLEAN]);
+    let (code, doc) = check_json(&other, &["--user", CLEAN]);
     assert_eq!(code, 3, "{doc}");
     let error = doc["failures"][0]["error"].as_str().unwrap();
     assert!(error.to_lowercase().contains("certificate"), "{doc}");
