@@ -1,4 +1,4 @@
-//! The replication wire protocol of slotmail, version 2, without I/O.
+//! The replication wire protocol of slotmail, version 3, without I/O.
 //!
 //! This crate owns everything two slots must agree on byte for byte to
 //! replicate a store (docs/replication.md): the messages and their postcard

@@ -2,12 +2,12 @@
 //!
 //! This module owns every number that bounds what a peer may send or make us
 //! hold: frame and chunk sizes, list lengths per message, and the decoder's
-//! buffer. The values are part of the protocol (version 2) (docs/replication.md,
+//! buffer. The values are part of the protocol (version 3) (docs/replication.md,
 //! "Limits"): a peer that exceeds one is refused, so changing a value that
 //! makes us refuse what a peer of this version may send is a protocol change.
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest value of a frame's `length` field (type + payload + CRC), in
 /// bytes: 16 MiB.

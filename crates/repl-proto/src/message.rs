@@ -242,12 +242,19 @@ pub struct UserSummary {
     pub digest: Digest,
 }
 
-/// One mailbox's id and digest, as `UserState` reports it.
+/// One mailbox's id and digest, as `UserState` reports it, with what the
+/// master's mass-deletion guard weighs a whole-mailbox send or a mailbox
+/// deletion against (the user digest covers only `mailbox_id` and `digest`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MailboxSummary {
     pub mailbox_id: String,
     /// [`crate::mailbox_digest`] of the mailbox as the replica holds it.
     pub digest: Digest,
+    /// How many messages the mailbox holds (every one, including those
+    /// whose body is known bad and left out of `digest`).
+    pub messages: u64,
+    /// The mailbox's `UIDNEXT`: every message it holds has a lower UID.
+    pub uidnext: u32,
 }
 
 /// A user the replica holds, as `UserState` reports it.

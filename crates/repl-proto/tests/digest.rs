@@ -106,10 +106,14 @@ fn known_answers() {
         MailboxSummary {
             mailbox_id: "ffffffffffffffffffffffffffffffff".into(),
             digest: [0x22; 32],
+            messages: 7,
+            uidnext: 9,
         },
         MailboxSummary {
             mailbox_id: MAILBOX_ID.into(),
             digest,
+            messages: 7,
+            uidnext: 9,
         },
     ];
     assert_eq!(
@@ -163,10 +167,14 @@ fn lists_in_any_order_give_the_same_user_digest() {
         MailboxSummary {
             mailbox_id: "b".into(),
             digest: [1; 32],
+            messages: 7,
+            uidnext: 9,
         },
         MailboxSummary {
             mailbox_id: "a".into(),
             digest: [2; 32],
+            messages: 7,
+            uidnext: 9,
         },
     ];
     let mut subs = subscriptions();
@@ -229,6 +237,8 @@ fn every_field_counts() {
     let boxes = vec![MailboxSummary {
         mailbox_id: MAILBOX_ID.into(),
         digest: base,
+        messages: 7,
+        uidnext: 9,
     }];
     let user = user_digest(&account(), &subs, &boxes);
     type AccountEdit = fn(&mut AccountRecord);

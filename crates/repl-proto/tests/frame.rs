@@ -35,7 +35,7 @@ fn known_answers() -> Vec<(Frame, &'static str)> {
         ),
         (
             Frame::Hello(Hello {
-                version: 2,
+                version: 3,
                 capabilities: vec!["x".into()],
                 cluster: "c".into(),
                 store: "s".into(),
@@ -44,7 +44,7 @@ fn known_answers() -> Vec<(Frame, &'static str)> {
                 epoch: 5,
                 nonce_c: [9; 32],
             }),
-            "000000320102010178016301730161016205090909090909090909090909090909090909090909090909090909090909090948b8fe1f",
+            "0000003201030101780163017301610162050909090909090909090909090909090909090909090909090909090909090909eb2ed653",
         ),
         (
             Frame::Body(Body {

@@ -180,8 +180,12 @@ struct State {
     running: HashSet<String>,
     lag: HashMap<String, Lag>,
     held: BTreeMap<String, HeldStatus>,
-    /// Users whose next round may pass the mass-deletion guard.
-    confirmed: HashSet<String>,
+    /// Users whose next round may pass the mass-deletion guard, each with
+    /// the confirmation's number: a round uses up only the confirmation it
+    /// started under, not one given while it ran.
+    confirmed: HashMap<String, u64>,
+    /// The last confirmation's number.
+    confirmations: u64,
     compare_needed: bool,
     comparing: bool,
     connected: usize,
@@ -235,6 +239,14 @@ impl State {
         }
         if lag.since.is_none() {
             lag.since = Some(Instant::now());
+        }
+    }
+
+    /// A round that ran under `confirmation` ended: it is used up, unless
+    /// a newer one was given meanwhile.
+    fn use_confirmation(&mut self, user: &str, confirmation: Option<u64>) {
+        if confirmation.is_some() && self.confirmed.get(user).copied() == confirmation {
+            self.confirmed.remove(user);
         }
     }
 
@@ -303,8 +315,9 @@ impl Shared {
         self.wake.notify_waiters();
     }
 
-    pub(crate) fn is_confirmed(&self, user: &str) -> bool {
-        self.state().confirmed.contains(user)
+    /// The confirmation a round of `user` may pass the guard under.
+    pub(crate) fn confirmation(&self, user: &str) -> Option<u64> {
+        self.state().confirmed.get(user).copied()
     }
 
     pub(crate) fn count_body(&self, bytes: u64) {
@@ -348,9 +361,13 @@ impl Shared {
         let mut st = self.state();
         st.running.remove(user);
         match result {
-            Ok(Outcome::Done { modseq, refull }) => {
+            Ok(Outcome::Done {
+                modseq,
+                refull,
+                confirmation,
+            }) => {
                 st.counters.rounds += 1;
-                st.confirmed.remove(user);
+                st.use_confirmation(user, confirmation);
                 let still_dirty = st.dirty.contains_key(user);
                 if let Some(lag) = st.lag.get_mut(user) {
                     lag.acked = lag.acked.max(modseq);
@@ -373,8 +390,9 @@ impl Shared {
                     );
                 }
             }
-            Ok(Outcome::Gone) => {
+            Ok(Outcome::Gone { confirmation }) => {
                 st.counters.rounds += 1;
+                st.use_confirmation(user, confirmation);
                 st.lag.remove(user);
             }
             Ok(Outcome::Held { reason }) => {
@@ -526,12 +544,17 @@ impl Replicator {
     }
 
     /// Let a user held by the mass-deletion guard continue: its next round
-    /// applies the held deletions. Returns whether the user was held.
+    /// applies the held deletions. Returns whether the user was held. An
+    /// explicit admin action (the admin endpoint's user deletion) calls it
+    /// too, after its change committed, so the deletion it made is not
+    /// held: only rounds that start after the call pass under it.
     pub fn confirm(&self, user: &str) -> bool {
         let was_held = {
             let mut st = self.shared.state();
             let was = st.held.remove(user).is_some();
-            st.confirmed.insert(user.to_string());
+            st.confirmations += 1;
+            let number = st.confirmations;
+            st.confirmed.insert(user.to_string(), number);
             st.mark_dirty(
                 user,
                 Dirty {

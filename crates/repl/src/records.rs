@@ -136,38 +136,42 @@ pub fn snapshot_digest(
     mailbox_digest(&mailbox_record(info), &records)
 }
 
-/// Mailbox digests remembered by mailbox record (see the module docs).
+/// Mailbox digests remembered by mailbox record (see the module docs), with
+/// the mailbox's message count (what `UserState` reports beside the digest).
 #[derive(Debug, Default)]
 pub struct DigestCache {
-    map: Mutex<HashMap<(String, String), (MailboxRecord, Digest)>>,
+    map: Mutex<HashMap<(String, String), Cached>>,
 }
 
+/// One cached mailbox: the record it was computed for, its digest and how
+/// many messages it held.
+type Cached = (MailboxRecord, Digest, u64);
+
 impl DigestCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (MailboxRecord, Digest)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Cached>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, user_id: &str, record: &MailboxRecord) -> Option<Digest> {
+    fn get(&self, user_id: &str, record: &MailboxRecord) -> Option<(Digest, u64)> {
         match self
             .lock()
             .get(&(user_id.to_string(), record.mailbox_id.clone()))
         {
-            Some((r, d)) if r == record => Some(*d),
+            Some((r, d, n)) if r == record => Some((*d, *n)),
             _ => None,
         }
     }
 
-    /// Remember a digest (the cache is emptied when it is full).
-    pub fn put(&self, user_id: &str, record: MailboxRecord, digest: Digest) {
+    /// Remember a digest and message count (the cache is emptied when it is
+    /// full).
+    pub fn put(&self, user_id: &str, record: MailboxRecord, digest: Digest, messages: u64) {
         let mut map = self.lock();
         if map.len() >= DIGEST_CACHE_MAILBOXES_MAX {
             map.clear();
         }
         map.insert(
             (user_id.to_string(), record.mailbox_id.clone()),
-            (record, digest),
+            (record, digest, messages),
         );
     }
 
@@ -245,10 +249,13 @@ pub fn user_digests(
     };
     let mut mailboxes = Vec::new();
     for mb in user.mailboxes()? {
-        if let Some(d) = mailbox_digest_cached(&user, &mb, cache, skip, has_skips)? {
+        if let Some((digest, messages)) = mailbox_digest_cached(&user, &mb, cache, skip, has_skips)?
+        {
             mailboxes.push(MailboxSummary {
                 mailbox_id: mb.mailbox_id.clone(),
-                digest: d,
+                digest,
+                messages,
+                uidnext: mb.uidnext,
             });
         }
     }
@@ -268,18 +275,18 @@ pub fn user_digests(
     }))
 }
 
-/// One mailbox's digest, from the cache when its record is unchanged.
-/// `None` if the mailbox went away meanwhile.
+/// One mailbox's digest and message count, from the cache when its record
+/// is unchanged. `None` if the mailbox went away meanwhile.
 fn mailbox_digest_cached(
     user: &User,
     mb: &MailboxInfo,
     cache: &DigestCache,
     skip: &dyn Fn(&Guid) -> bool,
     has_skips: bool,
-) -> Result<Option<Digest>, StoreError> {
+) -> Result<Option<(Digest, u64)>, StoreError> {
     let record = mailbox_record(mb);
-    if !has_skips && let Some(d) = cache.get(user.user_id(), &record) {
-        return Ok(Some(d));
+    if !has_skips && let Some(hit) = cache.get(user.user_id(), &record) {
+        return Ok(Some(hit));
     }
     let (info, messages) = match user.snapshot(mb.id) {
         Ok(s) => s,
@@ -287,8 +294,9 @@ fn mailbox_digest_cached(
         Err(e) => return Err(e),
     };
     let digest = snapshot_digest(&info, &messages, skip);
+    let count = messages.len() as u64;
     if !has_skips {
-        cache.put(user.user_id(), mailbox_record(&info), digest);
+        cache.put(user.user_id(), mailbox_record(&info), digest, count);
     }
-    Ok(Some(digest))
+    Ok(Some((digest, count)))
 }

@@ -6,9 +6,11 @@
 //!    user.
 //! 2. `changes_since(r)` on the master; `ApplyAccount` if the account's
 //!    MODSEQ differs.
-//! 3. The mass-deletion guard: a round that would expunge more than half of
-//!    a mailbox of more than 100 messages, or delete more than half of a
-//!    user's (more than 10) mailboxes, is held.
+//! 3. The mass-deletion guard: a round that would remove more than half of
+//!    the messages of a mailbox of more than 100 (by expunges, by sending it
+//!    whole, or by deleting it), or delete more than half of a user's (more
+//!    than 10) mailboxes, is held; the replica's per-mailbox message counts
+//!    and `UIDNEXT`s in `UserState` are what it weighs.
 //! 4. `DeleteMailbox` for deleted mailboxes the replica holds; then per
 //!    changed mailbox, from one consistent snapshot: `HaveGuids`, `Body` for
 //!    the missing ones (read through the store's verified read; a corrupt
@@ -38,8 +40,8 @@ use slotmail_repl_proto::{
     ApplyAccount, ApplyMailbox, ApplySubscriptions, BodyEvent, BodyReceiver, Commit, DeleteMailbox,
     DeleteUser, Digest, EXPUNGES_PER_APPLY_MAX, ErrorCode, Expunged, FetchBody, Frame, FrameType,
     GUIDS_PER_FRAME_MAX, GetUser, HaveGuids, HeldUser, ListUsers, MESSAGES_PER_APPLY_MAX,
-    MailboxRecord, MessageRecord, SUBSCRIPTIONS_PER_FRAME_MAX, SubscriptionRecord, UidRange, Users,
-    body_chunks,
+    MailboxRecord, MailboxSummary, MessageRecord, SUBSCRIPTIONS_PER_FRAME_MAX, SubscriptionRecord,
+    UidRange, Users, body_chunks,
 };
 use slotmail_store::{Account, Guid, MessageMeta, StoreError, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -49,15 +51,18 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// The replica acknowledged the user at `modseq`; `refull` are mailboxes
-    /// whose digest differed and that the next round sends whole.
+    /// whose digest differed and that the next round sends whole;
+    /// `confirmation` is the operator's (or admin action's) confirmation
+    /// the round ran under, now used up.
     Done {
         modseq: u64,
         refull: BTreeSet<String>,
+        confirmation: Option<u64>,
     },
     /// The mass-deletion guard (or a user deletion) holds the user.
     Held { reason: String },
     /// Neither side has the user (any more).
-    Gone,
+    Gone { confirmation: Option<u64> },
 }
 
 // ----- requests ------------------------------------------------------------------
@@ -239,6 +244,11 @@ pub(crate) async fn run(
     user: &str,
     dirty: Dirty,
 ) -> Result<Outcome, SyncError> {
+    // Taken before reading anything: a confirmation given after a change
+    // (an admin deletion, `ctl repl confirm`) covers only rounds that see
+    // the change.
+    let confirmation = shared.confirmation(user);
+    let confirmed = confirmation.is_some();
     let ex = shared.exec();
     let slot = shared.slot.clone();
     let name = user.to_string();
@@ -261,10 +271,9 @@ pub(crate) async fn run(
         })
         .await?;
     let mut held = get_user(conn, user).await?;
-    let confirmed = shared.is_confirmed(user);
     let Some(local) = local else {
         if held.is_none() {
-            return Ok(Outcome::Gone);
+            return Ok(Outcome::Gone { confirmation });
         }
         if !confirmed {
             return Ok(Outcome::Held {
@@ -280,7 +289,7 @@ pub(crate) async fn run(
             }),
         )
         .await?;
-        return Ok(Outcome::Gone);
+        return Ok(Outcome::Gone { confirmation });
     };
     if let Some(h) = &held
         && h.user_id != local.account.user_id
@@ -307,12 +316,12 @@ pub(crate) async fn run(
         Some(h) if !full_user => h.modseq,
         _ => 0,
     };
-    let replica_boxes: BTreeMap<String, Digest> = held
+    let replica_boxes: BTreeMap<String, MailboxSummary> = held
         .as_ref()
         .map(|h| {
             h.mailboxes
                 .iter()
-                .map(|m| (m.mailbox_id.clone(), m.digest))
+                .map(|m| (m.mailbox_id.clone(), m.clone()))
                 .collect()
         })
         .unwrap_or_default();
@@ -362,7 +371,7 @@ pub(crate) async fn run(
                 .run(move || user_digests(&slot, &name, Side::Master, &me.cache, &|_| false, false))
                 .await?;
             for m in digests.map(|d| d.mailboxes).unwrap_or_default() {
-                if replica_boxes.get(&m.mailbox_id) != Some(&m.digest) {
+                if replica_boxes.get(&m.mailbox_id).map(|r| &r.digest) != Some(&m.digest) {
                     differ.insert(m.mailbox_id);
                 }
             }
@@ -398,8 +407,9 @@ pub(crate) async fn run(
         };
     }
 
-    // The mass-deletion guard.
-    if !confirmed && !full_user {
+    // The mass-deletion guard: weighed against what the replica holds,
+    // whatever made the round (a delta, a full comparison, a whole user).
+    if !confirmed && held.is_some() {
         let boxes = replica_boxes.len();
         if boxes > DELETE_GUARD_MAILBOXES_MIN && deletes.len() * 2 > boxes {
             return Ok(Outcome::Held {
@@ -409,24 +419,24 @@ pub(crate) async fn run(
                 ),
             });
         }
-        for p in plan.values().filter(|p| !p.full && p.expunges > 0) {
-            let u = local.user.clone();
-            let id = p.local_id;
-            let count = match ex.run(move || u.status(id)).await {
-                Ok(s) => s.messages as usize,
-                Err(StoreError::NoSuchMailbox(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let before = count + p.expunges;
-            if before > DELETE_GUARD_MIN
-                && p.expunges as f64 > DELETE_GUARD_FRACTION * before as f64
+        for (mailbox_id, _) in &deletes {
+            if let Some(r) = replica_boxes.get(mailbox_id)
+                && guard_trips(r.messages, r.messages)
             {
                 return Ok(Outcome::Held {
                     reason: format!(
-                        "the round would expunge {} of {before} messages of mailbox {}",
-                        p.expunges, p.name
+                        "the round would delete mailbox {mailbox_id} with the {} messages the replica holds in it",
+                        r.messages
                     ),
                 });
+            }
+        }
+        for (mailbox_id, p) in &plan {
+            let replica = replica_boxes.get(mailbox_id);
+            if let Some(reason) =
+                guard_mailbox(shared, &local.user, p, replica, since, full_user).await?
+            {
+                return Ok(Outcome::Held { reason });
             }
         }
     }
@@ -481,7 +491,96 @@ pub(crate) async fn run(
     Ok(Outcome::Done {
         modseq: changes.modseq,
         refull,
+        confirmation,
     })
+}
+
+/// Whether removing `removed` of the `before` messages of one mailbox is a
+/// mass deletion the guard holds.
+fn guard_trips(removed: u64, before: u64) -> bool {
+    before > DELETE_GUARD_MIN as u64 && removed as f64 > DELETE_GUARD_FRACTION * before as f64
+}
+
+/// How many of the `held` messages the replica holds in a mailbox a whole
+/// send removes, estimated on the master: at least those the master has no
+/// message for below the replica's `UIDNEXT` (`held - kept`, `kept` being
+/// the master's messages below it), and at least the master's expunges of
+/// UIDs below it since the replica's position (`tombstones`: a mailbox
+/// emptied and refilled keeps its count). Never more than `held`.
+fn full_send_removes(held: u64, kept: u64, tombstones: u64) -> u64 {
+    held.saturating_sub(kept).max(tombstones).min(held)
+}
+
+/// Why the guard holds the round for planned mailbox `p`, if it does.
+/// `replica` is the mailbox as the replica reported it (none: the replica
+/// does not hold it, so nothing of it can be removed there).
+async fn guard_mailbox(
+    shared: &Shared,
+    u: &Arc<User>,
+    p: &Planned,
+    replica: Option<&MailboxSummary>,
+    since: u64,
+    full_user: bool,
+) -> Result<Option<String>, SyncError> {
+    let ex = shared.exec();
+    let id = p.local_id;
+    if !p.full {
+        if p.expunges == 0 {
+            return Ok(None);
+        }
+        let uu = u.clone();
+        let count = match ex.run(move || uu.status(id)).await {
+            Ok(s) => u64::from(s.messages),
+            Err(StoreError::NoSuchMailbox(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let expunges = p.expunges as u64;
+        let before = count + expunges;
+        return Ok(guard_trips(expunges, before).then(|| {
+            format!(
+                "the round would expunge {expunges} of {before} messages of mailbox {}",
+                p.name
+            )
+        }));
+    }
+    let Some(replica) = replica else {
+        return Ok(None);
+    };
+    let held = replica.messages;
+    if !guard_trips(held, held) {
+        return Ok(None);
+    }
+    let below = replica.uidnext;
+    let uu = u.clone();
+    let weighed = ex
+        .run(move || -> Result<(u64, u64), StoreError> {
+            let (_, messages) = uu.snapshot(id)?;
+            let kept = messages.iter().filter(|m| m.uid < below).count() as u64;
+            let tombstones = if full_user {
+                // No position to count from: the master's whole history
+                // of expunges says nothing about what the replica holds.
+                0
+            } else {
+                uu.expunges_since(id, since)?
+                    .iter()
+                    .filter(|(uid, _)| *uid < below)
+                    .count() as u64
+            };
+            Ok((kept, tombstones))
+        })
+        .await;
+    let (kept, tombstones) = match weighed {
+        Ok(w) => w,
+        Err(StoreError::NoSuchMailbox(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let removed = full_send_removes(held, kept, tombstones);
+    Ok(guard_trips(removed, held).then(|| {
+        format!(
+            "the round would send mailbox {} whole, removing {removed} of the {held} messages the replica holds in it",
+            p.name
+        )
+    }))
 }
 
 /// Send subscription records in frames that fit; with `full`, the first
@@ -898,6 +997,25 @@ mod tests {
             keywords: Vec::new(),
             modseq: 1,
         }
+    }
+
+    #[test]
+    fn a_whole_send_is_weighed_by_what_the_replica_holds() {
+        // Emptied: every message the replica holds goes.
+        assert_eq!(full_send_removes(150, 0, 0), 150);
+        // Emptied and refilled above the replica's UIDNEXT: the same.
+        assert_eq!(full_send_removes(150, 0, 150), 150);
+        // Emptied and refilled below it (a replica behind): the tombstones
+        // tell, bounded by what the replica holds.
+        assert_eq!(full_send_removes(150, 150, 400), 150);
+        assert_eq!(full_send_removes(150, 140, 60), 60);
+        // Unchanged, or grown.
+        assert_eq!(full_send_removes(150, 150, 0), 0);
+        assert_eq!(full_send_removes(150, 300, 0), 0);
+        assert!(guard_trips(101, 101));
+        assert!(!guard_trips(100, 100));
+        assert!(!guard_trips(50, 101));
+        assert!(guard_trips(51, 101));
     }
 
     #[test]

@@ -901,7 +901,12 @@ fn apply_mailbox(inner: &Inner, req: ApplyMailbox) -> Answer {
         let bad = inner.bad().of_user(&req.user);
         let digest = snapshot_digest(&info, &msgs, |g| bad.contains(g));
         if bad.is_empty() {
-            inner.cache.put(u.user_id(), mailbox_record(&info), digest);
+            inner.cache.put(
+                u.user_id(),
+                mailbox_record(&info),
+                digest,
+                msgs.len() as u64,
+            );
         }
         Ok(digest)
     })();

@@ -661,6 +661,130 @@ async fn a_mass_deletion_is_held_until_confirmed() {
     replicator.shutdown().await;
 }
 
+fn count(slot: &Slot, user: &str, mailbox: &str) -> u32 {
+    let u = slot.user(user).unwrap();
+    u.status(u.mailbox(mailbox).unwrap().id).unwrap().messages
+}
+
+/// Found by review: the guard weighed only a delta's expunges, so a
+/// mailbox a round sent whole (here after the full comparison of a fresh
+/// replicator found it different) replaced the replica's copy with the
+/// master's empty one. The replica's message count in `UserState` now
+/// weighs the whole send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mailbox_sent_whole_that_would_empty_the_replicas_copy_is_held() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("lea", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("lea").unwrap();
+    let kept = u.create_mailbox("Kept", None).unwrap().id;
+    for n in 0..120 {
+        u.append(kept, &message(n, 300), &flags(&[]), None).unwrap();
+    }
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "120 messages").await;
+    replicator.shutdown().await;
+
+    // Emptied, and refilled with as many new messages, while no replicator
+    // runs: the next one's full comparison sends the mailbox whole.
+    let all: Vec<u32> = (1..=120).collect();
+    u.store_flags(kept, &all, FlagOp::Add, &flags(&["\\Deleted"]), None)
+        .unwrap();
+    u.expunge(kept, None).unwrap();
+    for n in 200..320 {
+        u.append(kept, &message(n, 300), &flags(&[]), None).unwrap();
+    }
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    assert!(
+        eventually(SETTLE, || !replicator.status().held.is_empty()).await,
+        "{:?}",
+        replicator.status()
+    );
+    let status = replicator.status();
+    assert_eq!(status.held[0].user, "lea");
+    let reason = &status.held[0].reason;
+    assert!(
+        reason.contains("whole") && reason.contains("120 of the 120"),
+        "{reason}"
+    );
+    assert_eq!(count(&replica.slot, "lea", "Kept"), 120);
+    let before: Vec<u32> = {
+        let r = replica.slot.user("lea").unwrap();
+        let (_, ms) = r.snapshot(r.mailbox("Kept").unwrap().id).unwrap();
+        ms.iter().map(|m| m.uid).collect()
+    };
+    assert_eq!(before, all, "the replica kept its own messages");
+
+    assert!(replicator.confirm("lea"));
+    settle(
+        &replicator,
+        &master,
+        &replica.slot,
+        "after the confirmation",
+    )
+    .await;
+    assert!(replicator.status().held.is_empty());
+    replicator.shutdown().await;
+}
+
+/// Deleting a mailbox the replica holds more than `DELETE_GUARD_MIN`
+/// messages in removes every one of them: held like expunging them. An
+/// admin's deletion of a user (the admin endpoint confirms it as it makes
+/// it) is not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_large_mailbox_is_held_and_an_admin_user_deletion_is_not() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("max", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("max").unwrap();
+    let big = u.create_mailbox("Big", None).unwrap().id;
+    for n in 0..120 {
+        u.append(big, &message(n, 300), &flags(&[]), None).unwrap();
+    }
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "120 messages").await;
+
+    u.delete_mailbox("Big").unwrap();
+    assert!(
+        eventually(SETTLE, || !replicator.status().held.is_empty()).await,
+        "{:?}",
+        replicator.status()
+    );
+    let reason = replicator.status().held[0].reason.clone();
+    assert!(reason.contains("delete mailbox"), "{reason}");
+    assert_eq!(count(&replica.slot, "max", "Big"), 120);
+    assert!(replicator.confirm("max"));
+    settle(
+        &replicator,
+        &master,
+        &replica.slot,
+        "after the confirmation",
+    )
+    .await;
+    assert!(replica.slot.user("max").unwrap().mailbox("Big").is_err());
+
+    // The admin endpoint deletes a user, then confirms the deletion.
+    let r = master.user("max").unwrap();
+    let inbox = r.mailbox("INBOX").unwrap().id;
+    for n in 0..120 {
+        r.append(inbox, &message(n, 300), &flags(&[]), None)
+            .unwrap();
+    }
+    drop((u, r));
+    settle(&replicator, &master, &replica.slot, "a full INBOX").await;
+    master.delete_user("max").unwrap();
+    assert!(!replicator.confirm("max"), "not held before");
+    assert!(
+        eventually(SETTLE, || replica.slot.account("max").unwrap().is_none()).await,
+        "{:?}",
+        replicator.status()
+    );
+    assert!(replicator.status().held.is_empty());
+    replicator.shutdown().await;
+}
+
 /// A rogue master that knows the secret sends a body that does not hash to
 /// its GUID: refused with `guid-mismatch`, counted, nothing stored; the
 /// stream goes on.

@@ -583,7 +583,14 @@ fn execute(request: Request, ctx: &Ctx) -> Response {
             .map(|a| Response::User {
                 user: UserSummary::from(&a),
             }),
-        Request::DeleteUser { name } => slot.delete_user(&name).map(|()| Response::Done),
+        Request::DeleteUser { name } => slot.delete_user(&name).map(|()| {
+            // An explicit admin action: the replicas delete their copy
+            // without waiting for an operator's confirmation.
+            for r in &ctx.replicators {
+                r.confirm(&name);
+            }
+            Response::Done
+        }),
         Request::SetPasswordHash {
             name,
             password_hash,

@@ -147,7 +147,14 @@ pub fn uid_range() -> impl Strategy<Value = UidRange> {
 }
 
 pub fn mailbox_summary() -> impl Strategy<Value = MailboxSummary> {
-    (hex_id(), bytes32()).prop_map(|(mailbox_id, digest)| MailboxSummary { mailbox_id, digest })
+    (hex_id(), bytes32(), any::<u64>(), any::<u32>()).prop_map(
+        |(mailbox_id, digest, messages, uidnext)| MailboxSummary {
+            mailbox_id,
+            digest,
+            messages,
+            uidnext,
+        },
+    )
 }
 
 pub fn user_summary() -> impl Strategy<Value = UserSummary> {
