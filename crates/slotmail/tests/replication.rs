@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MASTER_IP: &str = "127.0.0.1";
 const REPLICA_IP: &str = "127.0.0.2";
@@ -342,6 +342,57 @@ took, snap = wait_same((mh, mi), (rh, ri), 'alice', 'pw-alice', limit)
 print(json.dumps({'caught_up_at': caught_up_at, 'took_s': took, 'inbox': len(snap['messages INBOX'])}))
 "#;
 
+/// Started while the replica is down: logs in to the master and takes the
+/// state to wait for, creates the file `ready`, then waits for the moment
+/// the replica's sync listener accepts again (the `sync listening` line of
+/// its fresh log, timestamped by the replica) and polls the replica over
+/// IMAP until it shows that state. The catch-up is timed from the former to
+/// the latter, so neither the slot's start nor this script's is in it.
+const WAIT_BACK_PY: &str = r#"
+import datetime
+mh, mi, rh, ri, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+log, ready = sys.argv[6], sys.argv[7]
+def brief(c):
+    st = c.status('INBOX', '(MESSAGES UIDNEXT HIGHESTMODSEQ)')[1][0]
+    return st, sorted(l for l in c.list('""', '*')[1])
+M = imaplib.IMAP4(mh, mi)
+M.login('alice', 'pw-alice')
+want = brief(M)
+open(ready, 'w').close()
+start = time.monotonic()
+back = None
+while back is None:
+    try:
+        with open(log) as f:
+            for line in f:
+                if 'sync listening' in line:
+                    plain = re.sub(r'\x1b\[[0-9;]*m', '', line)
+                    stamp = plain.split()[0].replace('Z', '+00:00')
+                    back = datetime.datetime.fromisoformat(stamp).timestamp()
+                    break
+    except FileNotFoundError:
+        pass
+    if time.monotonic() - start > limit:
+        raise SystemExit('the replica never listened again')
+    time.sleep(0.005)
+R = None
+while True:
+    try:
+        if R is None:
+            R = imaplib.IMAP4(rh, ri)
+            R.login('alice', 'pw-alice')
+        if brief(R) == want:
+            break
+    except Exception:
+        R = None
+    if time.monotonic() - start > limit:
+        raise SystemExit('replica not caught up after %.1f s' % limit)
+    time.sleep(0.002)
+caught_up_at = time.time()
+took, snap = wait_same((mh, mi), (rh, ri), 'alice', 'pw-alice', limit)
+print(json.dumps({'back': back, 'caught_up_at': caught_up_at, 'inbox': len(snap['messages INBOX'])}))
+"#;
+
 fn imap_args(master: &TestSlot, replica: &TestSlot) -> Vec<String> {
     vec![
         master.imap.ip().to_string(),
@@ -387,21 +438,36 @@ fn a_killed_replica_catches_up_within_a_second_of_its_restart() {
         );
         // Down for a while: the master's reconnect attempts keep failing.
         std::thread::sleep(Duration::from_secs(3));
-        replica.start();
-        let back = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        let report = script(
-            WAIT_SAME_PY,
-            &wait,
-            Duration::from_secs(40),
-            &[&master, &replica],
+        // The replica's log is written afresh at its start: the waiter
+        // takes the moment it listens again from the new one.
+        let log = replica.dir.join("slot.log");
+        let _ = std::fs::remove_file(&log);
+        let ready = dir.path().join(format!("ready-{outage}"));
+        let mut args = imap_args(&master, &replica);
+        args.extend([
+            "40".to_string(),
+            log.display().to_string(),
+            ready.display().to_string(),
+        ]);
+        let report = std::thread::scope(|s| {
+            let waiter =
+                s.spawn(|| script(WAIT_BACK_PY, &args, Duration::from_secs(60), &[&master]));
+            let asked = Instant::now();
+            while !ready.exists() && !waiter.is_finished() {
+                assert!(
+                    asked.elapsed() < Duration::from_secs(30),
+                    "the waiter never got ready"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            replica.start();
+            waiter.join().unwrap()
+        });
+        let took = Duration::from_secs_f64(
+            (report["caught_up_at"].as_f64().unwrap() - report["back"].as_f64().unwrap()).max(0.0),
         );
-        let took =
-            Duration::from_secs_f64((report["caught_up_at"].as_f64().unwrap() - back).max(0.0));
         eprintln!(
-            "replica restarted: caught up {} ms after it listened again",
+            "replica restarted: caught up {} ms after its sync listener accepted again",
             took.as_millis()
         );
         assert_eq!(report["inbox"], 15 + 10 * outage);
