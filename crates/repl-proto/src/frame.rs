@@ -147,7 +147,8 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
         Frame::UserState(m) => put(out, m),
         Frame::Missing(m) => put(out, m),
         Frame::Applied(m) => put(out, m),
-        Frame::Ping | Frame::Ok | Frame::Pong => out,
+        Frame::Pong(m) => put(out, m),
+        Frame::Ping | Frame::Ok => out,
     };
     let crc = crc32fast::hash(&out[FRAME_HEADER_BYTES..]);
     out.extend_from_slice(&crc.to_be_bytes());
@@ -251,7 +252,7 @@ fn decode_payload(type_byte: u8, payload: &[u8]) -> Result<Frame, FrameError> {
         FrameType::Missing => Frame::Missing(take(t, payload)?),
         FrameType::Applied => Frame::Applied(take(t, payload)?),
         FrameType::Ok => empty(t, payload, Frame::Ok)?,
-        FrameType::Pong => empty(t, payload, Frame::Pong)?,
+        FrameType::Pong => Frame::Pong(take(t, payload)?),
         FrameType::Error => Frame::Error(take(t, payload)?),
     };
     frame.validate().map_err(|error| FrameError::Invalid {

@@ -445,6 +445,15 @@ pub struct Missing {
     pub guids: Vec<Guid>,
 }
 
+/// The answer to `Ping`: how many bodies the replica has marked bad since
+/// it started (a counter that only grows while it runs). A master that sees
+/// it change runs a full comparison, which finds the mailboxes whose
+/// digests the marks changed and sends them whole with their bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub bad_marks: u64,
+}
+
 /// An `ApplyMailbox` was applied; the mailbox's digest afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
@@ -560,8 +569,8 @@ impl fmt::Display for FrameType {
     }
 }
 
-/// One protocol message: what a frame carries. `Ping`, `Pong` and `Ok`
-/// have an empty payload. `Body` is used in both directions.
+/// One protocol message: what a frame carries. `Ping` and `Ok` have an
+/// empty payload. `Body` is used in both directions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     // handshake
@@ -589,7 +598,7 @@ pub enum Frame {
     Missing(Missing),
     Applied(Applied),
     Ok,
-    Pong,
+    Pong(Pong),
     Error(ErrorReply),
 }
 
@@ -698,7 +707,7 @@ impl Frame {
             Frame::Missing(_) => FrameType::Missing,
             Frame::Applied(_) => FrameType::Applied,
             Frame::Ok => FrameType::Ok,
-            Frame::Pong => FrameType::Pong,
+            Frame::Pong(_) => FrameType::Pong,
             Frame::Error(_) => FrameType::Error,
         }
     }
@@ -751,7 +760,7 @@ impl Frame {
             | Frame::Ping
             | Frame::Applied(_)
             | Frame::Ok
-            | Frame::Pong
+            | Frame::Pong(_)
             | Frame::Error(_) => Ok(()),
         }
     }

@@ -186,6 +186,8 @@ struct State {
     confirmed: HashMap<String, u64>,
     /// The last confirmation's number.
     confirmations: u64,
+    /// The replica's count of bad-body marks, as its last `Pong` said.
+    replica_marks: u64,
     compare_needed: bool,
     comparing: bool,
     connected: usize,
@@ -313,6 +315,25 @@ impl Shared {
             st.mark_dirty(user, Dirty::default());
         }
         self.wake.notify_waiters();
+    }
+
+    /// The replica reported (`Pong`) how many bodies it marked bad since it
+    /// started: when that grew, its digests changed without a change here,
+    /// so compare at once (the comparison resends the bodies).
+    fn replica_marks(&self, marks: u64) {
+        let compare = {
+            let mut st = self.state();
+            let grew = marks > st.replica_marks;
+            st.replica_marks = marks;
+            if grew {
+                st.compare_needed = true;
+            }
+            grew
+        };
+        if compare {
+            tracing::warn!(replica = %self.config.to_slot, marks, "the replica found bad bodies; comparing");
+            self.wake.notify_waiters();
+        }
     }
 
     /// The confirmation a round of `user` may pass the guard under.
@@ -882,7 +903,8 @@ async fn run_stream(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncErr
                             next_compare = Instant::now() + shared.config.compare_interval;
                         }
                         _ = idle => {
-                            round::ping(conn).await?;
+                            let marks = round::ping(conn).await?;
+                            shared.replica_marks(marks);
                         }
                     }
                     continue;

@@ -22,6 +22,8 @@
 //! - [`durable`]: durable delivery's bounded wait for a replica's
 //!   acknowledgement.
 //! - [`exec`]: where blocking store calls run.
+//! - [`verify`]: a replica's paced verification of its bodies after it
+//!   starts.
 //! - [`limits`]: every bound and timing, named.
 //!
 //! # Running it
@@ -61,6 +63,7 @@ pub mod secret;
 pub mod server;
 pub mod status;
 pub mod tls;
+pub mod verify;
 
 pub use client::{Replicator, ReplicatorConfig, wait_idle};
 pub use conn::{BoxStream, ConnectFuture, Connector, SharedConnector, Stream, TlsConnector};

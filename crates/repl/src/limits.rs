@@ -94,3 +94,13 @@ pub const DIGEST_CACHE_MAILBOXES_MAX: usize = 100_000;
 /// Most (user, GUID) pairs the replica remembers as known bad (a scrub or a
 /// failed verified read found them); over it the oldest are forgotten.
 pub const BAD_BODIES_MAX: usize = 65_536;
+
+/// How fast a replica's sync server reads its bodies in the verification
+/// pass after it starts (`verify.rs`): 32 MiB/s, so the pass over a store
+/// of 10 GiB takes about five minutes and leaves the disk to clients and
+/// replication.
+pub const VERIFY_BYTES_PER_SEC: u64 = 32 * 1024 * 1024;
+
+/// How long after its sync listener starts a replica begins that pass: the
+/// master's catch-up after a restart has the disk first.
+pub const VERIFY_DELAY: Duration = Duration::from_secs(1);

@@ -92,10 +92,11 @@ async fn expect_ok(conn: &mut Conn, request: Frame) -> Result<(), SyncError> {
     }
 }
 
-/// Keepalive.
-pub(crate) async fn ping(conn: &mut Conn) -> Result<(), SyncError> {
+/// Keepalive; returns how many bodies the replica marked bad since it
+/// started (`Pong`).
+pub(crate) async fn ping(conn: &mut Conn) -> Result<u64, SyncError> {
     match call(conn, Frame::Ping).await? {
-        Frame::Pong => Ok(()),
+        Frame::Pong(p) => Ok(p.bad_marks),
         other => Err(SyncError::Unexpected {
             request: FrameType::Ping,
             got: other.frame_type(),

@@ -84,6 +84,8 @@ struct BadBodies {
     order: VecDeque<(String, Guid)>,
     /// Where the marks are kept across restarts (`DATA/`[`BAD_BODIES_FILE`]).
     path: Option<std::path::PathBuf>,
+    /// Marks made since the server started (what `Pong` reports).
+    made: u64,
 }
 
 /// The file, in the slot's data directory, that keeps a replica's known-bad
@@ -165,6 +167,7 @@ impl BadBodies {
 
     fn mark(&mut self, user: &str, guid: Guid) {
         if self.insert(user, guid) {
+            self.made += 1;
             self.save();
         }
     }
@@ -285,11 +288,13 @@ impl SyncServer {
         })
     }
 
-    /// Accept streams on `listener` until [`SyncServer::shutdown`].
+    /// Accept streams on `listener` until [`SyncServer::shutdown`]; the
+    /// verification pass over this slot's bodies (`verify.rs`) runs beside.
     pub async fn serve(&self, listener: TcpListener) {
         if let Ok(addr) = listener.local_addr() {
             self.inner.stats().listen = addr.to_string();
         }
+        self.verify_in_background();
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -385,6 +390,34 @@ impl SyncServer {
         }
     }
 
+    /// Start the paced verification of every body this slot holds
+    /// (`verify.rs`), once; it ends with the server.
+    fn verify_in_background(&self) {
+        let server = self.clone();
+        let stop = self.inner.stop.clone();
+        self.inner.tracker.spawn(async move {
+            let inner = server.inner.clone();
+            let pass = crate::verify::verify_bodies(
+                inner.slot.clone(),
+                inner.settings.exec,
+                crate::limits::VERIFY_BYTES_PER_SEC,
+                |user, guid| {
+                    inner
+                        .bad()
+                        .by_user
+                        .get(user)
+                        .is_some_and(|s| s.contains(guid))
+                },
+                |user, guid| server.mark_bad(user, guid),
+            );
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {}
+                _ = pass => {}
+            }
+        });
+    }
+
     /// Scrub the slot (reading every body) and mark every missing or
     /// corrupt body bad, so the next full comparison fetches it again from
     /// the master. Returns the scrub's report.
@@ -405,6 +438,13 @@ impl SyncServer {
         }
         report
     }
+}
+
+/// The answer to `Ping`: the count of bad-body marks made since start.
+fn pong(inner: &Inner) -> Frame {
+    Frame::Pong(slotmail_repl_proto::Pong {
+        bad_marks: inner.bad().made,
+    })
 }
 
 async fn serve_stream(inner: &Arc<Inner>, channel: Channel, peer: &str) -> Result<(), SyncError> {
@@ -629,7 +669,7 @@ async fn serve_requests(
             });
         }
         let answer = if let Frame::Ping = frame {
-            Answer::Frame(Frame::Pong)
+            Answer::Frame(pong(inner))
         } else {
             let worker = inner.clone();
             inner
@@ -810,7 +850,7 @@ fn answer(inner: &Inner, request: Frame) -> Answer {
                 Err(e) => store_error(&req.user, &e),
             }
         }
-        Frame::Ping => Answer::Frame(Frame::Pong),
+        Frame::Ping => Answer::Frame(pong(inner)),
         other => error(
             ErrorCode::Protocol,
             format!("{} is not a request", other.frame_type()),

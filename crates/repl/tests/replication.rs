@@ -600,6 +600,46 @@ async fn bad_body_marks_survive_a_replica_restart() {
     replicator.shutdown().await;
 }
 
+/// A body damaged while the replica was stopped is unknown to it at its
+/// restart; its verification pass finds it, marks it bad, and the master
+/// (told by the mark count in `Pong`, or by the comparison at reconnect)
+/// sends it again. No scrub is run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_damaged_on_a_stopped_replica_is_sent_again_after_its_restart() {
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("uma", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let u = master.user("uma").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    let m = u
+        .append(inbox, &message(1, 5000), &flags(&[]), None)
+        .unwrap();
+    u.append(inbox, &message(2, 5000), &flags(&[]), None)
+        .unwrap();
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    settle(&replicator, &master, &replica.slot, "first").await;
+
+    let (rdir, addr) = replica.stop().await;
+    {
+        let stopped = open_slot(&rdir.path().join("data"));
+        corrupt_file(&stopped, "uma", &m.guid);
+    }
+    let replica = Replica::start(rdir, &addr.to_string(), 1).await;
+    let r = replica.slot.user("uma").unwrap();
+    let size = first_len(&r, &m.guid);
+    assert!(
+        eventually(SETTLE, || r.read_message(&m.guid, size).is_ok()).await,
+        "{:?} {:?}",
+        replicator.status(),
+        replica.server.status()
+    );
+    settle(&replicator, &master, &replica.slot, "after the resend").await;
+    assert_eq!(replica.server.status().bad_bodies, 0);
+    assert!(replica.slot.scrub(false).is_clean());
+    replicator.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mass_deletion_is_held_until_confirmed() {
     let mdir = tempfile::tempdir().unwrap();
@@ -844,7 +884,10 @@ async fn a_body_that_does_not_match_its_guid_is_refused() {
         other => panic!("{other:?}"),
     }
     stream.write_all(&encode_frame(&Frame::Ping)).await.unwrap();
-    assert_eq!(next(&mut stream, &mut decoder).await, Frame::Pong);
+    assert_eq!(
+        next(&mut stream, &mut decoder).await,
+        Frame::Pong(slotmail_repl_proto::Pong { bad_marks: 0 })
+    );
     assert_eq!(replica.server.status().guid_mismatches, 1);
     let r = replica.slot.user("lea").unwrap();
     assert_eq!(r.missing_guids(&[Guid::of(&real)]).unwrap().len(), 1);

@@ -312,7 +312,7 @@ pub fn frame() -> impl Strategy<Value = Frame> {
         vec(bytes32(), 0..4).prop_map(|guids| Frame::Missing(Missing { guids })),
         bytes32().prop_map(|digest| Frame::Applied(Applied { digest })),
         Just(Frame::Ok),
-        Just(Frame::Pong),
+        any::<u64>().prop_map(|bad_marks| Frame::Pong(Pong { bad_marks })),
         error_reply().prop_map(Frame::Error),
     ]
 }
