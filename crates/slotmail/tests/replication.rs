@@ -158,6 +158,16 @@ fn replica_sync(port: u16, secret: &std::path::Path) -> String {
 
 /// A started master (alice, bob) and replica (empty, filled by replication).
 fn pair(dir: &std::path::Path) -> (TestSlot, TestSlot) {
+    pair_wrapped(dir, &[], &[])
+}
+
+/// `pair`, with each slot's command line run by a wrapper program
+/// (`TestSlot::start_wrapped`).
+fn pair_wrapped(
+    dir: &std::path::Path,
+    master_wrapper: &[&str],
+    replica_wrapper: &[&str],
+) -> (TestSlot, TestSlot) {
     let secret = write_secret(dir);
     let master_port = free_port_on(MASTER_IP);
     let replica_port = free_port_on(REPLICA_IP);
@@ -179,8 +189,8 @@ fn pair(dir: &std::path::Path) -> (TestSlot, TestSlot) {
         &[],
         &replica_sync(replica_port, &secret),
     );
-    replica.start();
-    master.start();
+    replica.start_wrapped(replica_wrapper);
+    master.start_wrapped(master_wrapper);
     (master, replica)
 }
 
@@ -838,4 +848,505 @@ fn durable_delivery_answers_only_once_the_replica_has_the_message() {
     // 5 + 5 while up, 0 from tempfail, 2 from accept.
     assert_eq!(same["inbox"], 12, "{same}");
     master.stop();
+}
+
+/// Send one request to a running slot's admin socket; it must succeed.
+fn admin(
+    slot: &TestSlot,
+    request: slotmail_slot::admin::Request,
+) -> slotmail_slot::admin::Response {
+    let socket = slot.data.join(slotmail_slot::admin::SOCKET_NAME);
+    let response = slotmail_slot::admin::admin_request(&socket, &request)
+        .unwrap_or_else(|e| panic!("admin {request:?}: {e}"));
+    assert!(
+        !matches!(response, slotmail_slot::admin::Response::Error { .. }),
+        "admin {request:?}: {response:?}"
+    );
+    response
+}
+
+/// Account-level items and mailbox attributes, read on both sides: the
+/// quota (limits and usage over GETQUOTAROOT), a changed password hash (the
+/// new password logs in on the replica, the old one no longer does), an
+/// account created and then deleted by the admin, a special-use mailbox
+/// (CREATE with USE), a mailbox with messages renamed, and everything the
+/// snapshot compares (STATUS, INTERNALDATE, MODSEQ, flags, bytes, LSUB).
+const ACCOUNTS_PY: &str = r#"
+mh, mi, rh, ri, stage = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+report = {}
+
+def logs_in(host, port, user, pw):
+    c = imaplib.IMAP4(host, port)
+    try:
+        c.login(user, pw)
+        c.logout()
+        return True
+    except imaplib.IMAP4.error:
+        return False
+
+def quota(host, port):
+    c = imaplib.IMAP4(host, port)
+    c.login('alice', 'pw-alice')
+    typ, data = c.getquotaroot('INBOX')
+    c.logout()
+    assert typ == 'OK', data
+    return sorted(d.decode() for d in data[1])
+
+def until(what, want, limit=20):
+    start = time.monotonic()
+    while True:
+        got = what()
+        if got == want:
+            return got
+        if time.monotonic() - start > limit:
+            raise SystemExit('%s: %r, not %r after %d s' % (what.__name__, got, want, limit))
+        time.sleep(0.02)
+
+if stage == 'changed':
+    M = imaplib.IMAP4(mh, mi)
+    M.login('alice', 'pw-alice')
+    for i in range(4):
+        body = ('Subject: acct %d\r\n\r\n' % i).encode() + b'q' * 3000 + b'\r\n'
+        date = imaplib.Time2Internaldate(1600000000 + i * 86399)
+        assert M.append('INBOX', '(\\Flagged)' if i % 2 else None, date, body)[0] == 'OK'
+    typ, data = M._simple_command('CREATE', '"Keep" (USE (\\Archive))')
+    assert typ == 'OK', data
+    assert M.create('Moving')[0] == 'OK'
+    M.select('INBOX')
+    assert M.uid('COPY', '1:*', 'Moving')[0] == 'OK'
+    M.select('Moving', readonly=True)
+    report['moving_status'] = M.status('Moving', '(UIDVALIDITY UIDNEXT)')[1][0].decode()
+    M.close()
+    assert M.rename('Moving', 'Moved')[0] == 'OK'
+    report['moved_status'] = M.status('Moved', '(UIDVALIDITY UIDNEXT)')[1][0].decode()
+    M.logout()
+    report['quota_master'] = quota(mh, mi)
+    report['quota_replica'] = until(lambda: quota(rh, ri), report['quota_master'])
+    report['bob_new_replica'] = until(lambda: logs_in(rh, ri, 'bob', 'pw-bob-2'), True)
+    report['bob_old_replica'] = logs_in(rh, ri, 'bob', 'pw-bob')
+    report['bob_old_master'] = logs_in(mh, mi, 'bob', 'pw-bob')
+    report['carol_replica'] = until(lambda: logs_in(rh, ri, 'carol', 'pw-carol'), True)
+    took, snap = wait_same((mh, mi), (rh, ri), 'alice', 'pw-alice', 20)
+    report['list'] = {k[5:]: v for k, v in snap.items() if k.startswith('list ')}
+    report['status'] = {k[7:]: v for k, v in snap.items() if k.startswith('status ')}
+    report['moved'] = snap['messages Moved']
+    wait_same((mh, mi), (rh, ri), 'carol', 'pw-carol', 20)
+elif stage == 'deleted':
+    report['carol_master'] = logs_in(mh, mi, 'carol', 'pw-carol')
+    report['carol_replica'] = until(lambda: logs_in(rh, ri, 'carol', 'pw-carol'), False)
+print(json.dumps(report))
+"#;
+
+#[test]
+fn accounts_quota_passwords_and_special_use_are_replicated() {
+    use slotmail_slot::admin::Request;
+    let dir = tempfile::tempdir().unwrap();
+    let (master, replica) = pair(dir.path());
+    let hash = |pw: &str| slotmail_store::hash_password(pw).unwrap();
+    admin(
+        &master,
+        Request::SetQuota {
+            name: "alice".into(),
+            bytes: Some(5_000_000),
+            messages: Some(1_000),
+        },
+    );
+    admin(
+        &master,
+        Request::SetPasswordHash {
+            name: "bob".into(),
+            password_hash: hash("pw-bob-2"),
+        },
+    );
+    admin(
+        &master,
+        Request::CreateUser {
+            name: "carol".into(),
+            password_hash: hash("pw-carol"),
+            admin: false,
+        },
+    );
+    let mut args = imap_args(&master, &replica);
+    args.push("changed".into());
+    let report = script(
+        ACCOUNTS_PY,
+        &args,
+        Duration::from_secs(90),
+        &[&master, &replica],
+    );
+    eprintln!("report: {report}");
+    // The limits and the usage (4 + 4 copies of about 3 KB) are the master's.
+    let quota = report["quota_replica"].to_string();
+    assert!(
+        quota.contains("STORAGE") && quota.contains("4882"),
+        "{report}"
+    );
+    assert!(quota.contains("MESSAGE 8 1000"), "{report}");
+    assert_eq!(report["quota_master"], report["quota_replica"]);
+    assert_eq!(report["bob_old_replica"], false, "{report}");
+    assert_eq!(report["bob_old_master"], false, "{report}");
+    let keep = report["list"]["Keep"].to_string();
+    assert!(keep.contains("\\\\Archive"), "{report}");
+    assert!(report["list"].get("Moving").is_none(), "{report}");
+    assert_eq!(report["moved"].as_array().unwrap().len(), 4, "{report}");
+    // The renamed mailbox keeps its UIDVALIDITY (the same mailbox, by id).
+    let validity = |s: &str| {
+        let s = report[s].as_str().unwrap().to_string();
+        s.split("UIDVALIDITY ")
+            .nth(1)
+            .unwrap()
+            .split([' ', ')'])
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        validity("moving_status"),
+        validity("moved_status"),
+        "{report}"
+    );
+    assert!(
+        report["status"]["Moved"]
+            .as_str()
+            .unwrap()
+            .contains(&validity("moved_status")),
+        "{report}"
+    );
+
+    admin(
+        &master,
+        Request::DeleteUser {
+            name: "carol".into(),
+        },
+    );
+    let mut args = imap_args(&master, &replica);
+    args.push("deleted".into());
+    let report = script(
+        ACCOUNTS_PY,
+        &args,
+        Duration::from_secs(60),
+        &[&master, &replica],
+    );
+    assert_eq!(report["carol_master"], false, "{report}");
+    assert_eq!(report["carol_replica"], false, "{report}");
+}
+
+/// What the relay does to the first connection that has forwarded
+/// `after` bytes from the master: stop forwarding it (without closing
+/// anything) for `Stall`'s duration, or close both of its sides (`Cut`).
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Stall(Duration),
+    Cut,
+}
+
+/// A TCP relay on loopback between the master's sync client and the
+/// replica's sync listener: it forwards every connection both ways and
+/// does `fault` once, in the middle of the master's bytes. The streams are
+/// TLS end to end: the relay sees only ciphertext, as a router would.
+struct Relay {
+    addr: std::net::SocketAddr,
+    /// Set once the fault has been done.
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Connections accepted so far.
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The relay's listener address (used by no other test).
+const RELAY_IP: &str = "127.0.0.71";
+
+impl Relay {
+    fn start(upstream: std::net::SocketAddr, after: u64, fault: Fault) -> Relay {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind((RELAY_IP, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (done2, accepted2) = (done.clone(), accepted.clone());
+        // The threads end when the test process does; each holds two
+        // sockets at most.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                accepted2.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (mut c_read, mut c_write) = (client.try_clone().unwrap(), client);
+                let (mut s_read, mut s_write) = (server.try_clone().unwrap(), server);
+                let (c_shut, s_shut) = (c_write.try_clone().unwrap(), s_write.try_clone().unwrap());
+                let done = done2.clone();
+                // Master -> replica, where the fault happens.
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut forwarded = 0u64;
+                    loop {
+                        let n = match c_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if forwarded + n as u64 > after && !done.swap(true, Ordering::SeqCst) {
+                            let half = (after.saturating_sub(forwarded) as usize).min(n);
+                            if s_write.write_all(&buf[..half]).is_err() {
+                                break;
+                            }
+                            match fault {
+                                Fault::Stall(pause) => {
+                                    eprintln!("relay: stalling a connection for {pause:?}");
+                                    std::thread::sleep(pause);
+                                    eprintln!("relay: forwarding again");
+                                    if s_write.write_all(&buf[half..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Fault::Cut => {
+                                    eprintln!("relay: cutting a connection");
+                                    break;
+                                }
+                            }
+                        } else if s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        forwarded += n as u64;
+                    }
+                    let _ = s_write.shutdown(Shutdown::Both);
+                    let _ = c_read.shutdown(Shutdown::Both);
+                });
+                // Replica -> master.
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = s_read.read(&mut buf) {
+                        if n == 0 || c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_shut.shutdown(Shutdown::Both);
+                    let _ = s_shut.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Relay {
+            addr,
+            done,
+            accepted,
+        }
+    }
+}
+
+/// A master whose sync client dials the replica through `Relay`.
+fn pair_via_relay(dir: &std::path::Path, after: u64, fault: Fault) -> (TestSlot, TestSlot, Relay) {
+    let secret = write_secret(dir);
+    let master_port = free_port_on(MASTER_IP);
+    let replica_port = free_port_on(REPLICA_IP);
+    let relay = Relay::start(
+        format!("{REPLICA_IP}:{replica_port}").parse().unwrap(),
+        after,
+        fault,
+    );
+    let mdir = dir.join("master");
+    let rdir = dir.join("replica");
+    std::fs::create_dir_all(&mdir).unwrap();
+    std::fs::create_dir_all(&rdir).unwrap();
+    let sync = master_sync(master_port, replica_port, &secret).replace(
+        &format!("address = \"{REPLICA_IP}:{replica_port}\""),
+        &format!("address = \"{}\"", relay.addr),
+    );
+    assert!(sync.contains(&relay.addr.to_string()), "{sync}");
+    let mut master = TestSlot::create_with_sync(
+        &mdir,
+        "a1",
+        MASTER_IP,
+        &[("alice", "pw-alice", false), ("bob", "pw-bob", false)],
+        &sync,
+    );
+    let mut replica = TestSlot::create_with_sync(
+        &rdir,
+        "b1",
+        REPLICA_IP,
+        &[],
+        &replica_sync(replica_port, &secret),
+    );
+    replica.start();
+    master.start();
+    (master, replica, relay)
+}
+
+/// Small messages first (the streams are up and the users seeded), then
+/// large bodies; the relay's fault hits one of them in the middle; the
+/// replica must then show exactly what the master does.
+fn fault_in_the_middle_of_a_body(fault: Fault, size: u64, limit: f64) {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (master, replica, relay) = pair_via_relay(dir.path(), 2 * size / 3 + 200_000, fault);
+    let mut args = imap_args(&master, &replica);
+    args.extend(["3".into(), "small".into()]);
+    script(
+        APPEND_THEN_COMPARE_PY,
+        &args,
+        Duration::from_secs(30),
+        &[&master],
+    );
+    let mut args = imap_args(&master, &replica);
+    args.extend(["2".into(), "large".into(), size.to_string()]);
+    script(
+        APPEND_THEN_COMPARE_PY,
+        &args,
+        Duration::from_secs(60),
+        &[&master],
+    );
+    let mut wait = imap_args(&master, &replica);
+    wait.push(limit.to_string());
+    let report = script(
+        WAIT_SAME_PY,
+        &wait,
+        Duration::from_secs_f64(limit + 30.0),
+        &[&master, &replica],
+    );
+    assert!(
+        relay.done.load(Ordering::SeqCst),
+        "the fault never happened"
+    );
+    // Exactly the master's five messages: no duplicates, no gaps (the
+    // snapshot compared UIDs, flags, MODSEQs and the bytes of each).
+    assert_eq!(report["inbox"], 5, "{report}");
+    let connections = relay.accepted.load(Ordering::SeqCst);
+    eprintln!("{fault:?}: converged, {connections} connections through the relay");
+    assert!(connections > 1, "the master reconnected after the fault");
+}
+
+/// The replication stream stalls in the middle of a body (the relay stops
+/// forwarding, closes nothing) for longer than the stream's timeouts
+/// (`SERVER_IDLE_TIMEOUT` 45 s on the replica, `WRITE_TIMEOUT` 60 s on the
+/// master): the stalled stream is given up, a new one resumes, and the
+/// replica converges exactly. The body is larger than loopback's socket
+/// buffers hold, so the master's writes block.
+#[test]
+fn a_stream_stalled_in_the_middle_of_a_message_resumes_and_converges() {
+    fault_in_the_middle_of_a_body(Fault::Stall(Duration::from_secs(75)), 24_000_000, 120.0);
+}
+
+/// The connection is cut (both sides closed) in the middle of a body.
+#[test]
+fn a_stream_cut_in_the_middle_of_a_message_resumes_and_converges() {
+    fault_in_the_middle_of_a_body(Fault::Cut, 6_000_000, 30.0);
+}
+
+/// libfaketime's preload library (Debian's `faketime` package), multi-
+/// threaded flavour.
+fn libfaketime() -> std::path::PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([std::path::PathBuf::from(
+            "/usr/lib/faketime/libfaketimeMT.so.1",
+        )])
+        .find(|p| p.exists());
+    found.expect("libfaketime is installed (scripts/test.sh installs the faketime package)")
+}
+
+/// A slot's command line run with its wall clock offset by `offset` (as
+/// libfaketime writes it, e.g. `+5h`); `env` execs, so the slot is the
+/// child the harness signals.
+fn clock_offset(lib: &std::path::Path, offset: &str) -> Vec<String> {
+    vec![
+        "env".into(),
+        format!("LD_PRELOAD={}", lib.display()),
+        format!("FAKETIME={offset}"),
+        "FAKETIME_DONT_FAKE_MONOTONIC=1".into(),
+        "FAKETIME_NO_CACHE=1".into(),
+    ]
+}
+
+/// Messages with and without an APPEND date, then both sides compared
+/// (the snapshot holds every message's INTERNALDATE, MODSEQ and bytes); the
+/// INTERNALDATEs as each side reports them are returned.
+const CLOCKS_PY: &str = r#"
+mh, mi, rh, ri = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+M = imaplib.IMAP4(mh, mi)
+M.login('alice', 'pw-alice')
+before = time.time()
+for i in range(6):
+    body = ('Subject: clocks %d\r\n\r\n' % i).encode() + b'c' * 300 + b'\r\n'
+    date = imaplib.Time2Internaldate(1500000000 + i * 3601) if i % 2 else None
+    assert M.append('INBOX', None, date, body)[0] == 'OK'
+assert M.create('Clocks')[0] == 'OK'
+M.logout()
+took, snap = wait_same((mh, mi), (rh, ri), 'alice', 'pw-alice', 30)
+def dates(host, port):
+    c = imaplib.IMAP4(host, port)
+    c.login('alice', 'pw-alice')
+    c.select('INBOX', readonly=True)
+    typ, data = c.uid('FETCH', '1:*', '(INTERNALDATE)')
+    c.logout()
+    return [re.search(rb'INTERNALDATE "([^"]+)"', d).group(1).decode() for d in data if d]
+import datetime
+master = dates(mh, mi)
+stamps = [datetime.datetime.strptime(d, '%d-%b-%Y %H:%M:%S %z').timestamp() for d in master]
+dated = [stamps[i] - (1500000000 + i * 3601) for i in range(1, 6, 2)]
+undated = [stamps[i] - before for i in range(0, 6, 2)]
+print(json.dumps({'master': master, 'replica': dates(rh, ri), 'dated_off': dated, 'undated_off': undated}))
+"#;
+
+/// The replica's clock runs five hours ahead of this machine's, the
+/// master's two hours behind: the sync handshake (TLS with the replica's
+/// freshly made certificate) still succeeds, the replica converges, every
+/// INTERNALDATE is the master's exactly, and the master's lag report stays
+/// sane.
+#[test]
+fn clock_differences_between_master_and_replica_do_not_matter() {
+    let lib = libfaketime();
+    let master_wrap = clock_offset(&lib, "-2h");
+    let replica_wrap = clock_offset(&lib, "+5h");
+    let dir = tempfile::tempdir().unwrap();
+    let (master, replica) = pair_wrapped(
+        dir.path(),
+        &master_wrap.iter().map(String::as_str).collect::<Vec<_>>(),
+        &replica_wrap.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let report = script(
+        CLOCKS_PY,
+        &imap_args(&master, &replica),
+        Duration::from_secs(60),
+        &[&master, &replica],
+    );
+    eprintln!("report: {report}");
+    assert_eq!(report["master"], report["replica"], "{report}");
+    let dates = report["master"].as_array().unwrap();
+    assert_eq!(dates.len(), 6, "{report}");
+    // Dated appends keep their date; undated ones got the master's clock
+    // (two hours behind this machine's), which the replica shows unchanged.
+    for off in report["dated_off"].as_array().unwrap() {
+        assert_eq!(off.as_f64().unwrap(), 0.0, "{report}");
+    }
+    for off in report["undated_off"].as_array().unwrap() {
+        let off = off.as_f64().unwrap();
+        assert!((-7260.0..-7140.0).contains(&off), "{report}");
+    }
+    // The clocks really were offset: each slot's log stamps its own time.
+    let stamp = |slot: &TestSlot| {
+        let log = slot.log();
+        let plain = tail(&log, log.len());
+        plain.split_whitespace().next().unwrap().to_string()
+    };
+    let (m, r) = (stamp(&master), stamp(&replica));
+    eprintln!("first log stamps: master {m} replica {r}");
+    let hour = |s: &str| s[11..13].parse::<i64>().unwrap();
+    assert_eq!((hour(&r) - hour(&m)).rem_euclid(24), 7, "{m} {r}");
+    // The master's status: caught up, lag not negative-wrapped nor hours.
+    let ok = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        master.replication_status().is_some_and(|s| {
+            s["replicas"][0]["pending_users"] == 0 && s["replicas"][0]["state"] == "rolling"
+        })
+    });
+    let status = master.replication_status().unwrap();
+    assert!(ok, "{status}");
+    let lag = status["replicas"][0]["lag_ms"].as_u64().unwrap();
+    assert!(lag < 60_000, "lag {lag} ms: {status}");
 }

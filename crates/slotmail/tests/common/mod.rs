@@ -119,9 +119,23 @@ impl TestSlot {
 
     /// Start the process and wait for its listeners.
     pub fn start(&mut self) {
+        self.start_wrapped(&[]);
+    }
+
+    /// Like `start`, with the slot's command line run by the program and
+    /// arguments `wrapper` (for example `faketime -f +5h`).
+    pub fn start_wrapped(&mut self, wrapper: &[&str]) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("slot.log")).unwrap();
-        let child = slotmail()
+        let mut command = match wrapper.split_first() {
+            None => slotmail(),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(slotmail().get_program());
+                c
+            }
+        };
+        let child = command
             .args(["slot", "run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
