@@ -1214,6 +1214,15 @@ fn fault_in_the_middle_of_a_body(fault: Fault, size: u64, limit: f64) {
     // Exactly the master's five messages: no duplicates, no gaps (the
     // snapshot compared UIDs, flags, MODSEQs and the bytes of each).
     assert_eq!(report["inbox"], 5, "{report}");
+    if let Fault::Stall(_) = fault {
+        // The stalled stream was given up by a timeout, not by the relay.
+        let logs = format!("{}\n{}", master.log(), replica.log());
+        assert!(
+            logs.contains("timed out waiting for"),
+            "{}",
+            tail(&logs, 6000)
+        );
+    }
     let connections = relay.accepted.load(Ordering::SeqCst);
     eprintln!("{fault:?}: converged, {connections} connections through the relay");
     assert!(connections > 1, "the master reconnected after the fault");
