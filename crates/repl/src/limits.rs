@@ -24,6 +24,11 @@ pub const CONNECT_RETRY_MAX: Duration = Duration::from_millis(150);
 /// Longest wait for a TCP connection to be established.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most TCP connect attempts to one replica pending at once: an attempt
+/// still hanging after [`CONNECT_RETRY_MAX`] is raced by a fresh one, the
+/// oldest dropped beyond this many (`conn::race_connects`).
+pub const CONNECT_ATTEMPTS_MAX: usize = 8;
+
 /// Longest a handshake may take, on either side.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
