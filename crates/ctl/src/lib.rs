@@ -26,6 +26,7 @@ mod error;
 mod failover;
 mod history;
 mod output;
+pub mod rebalance;
 mod reconcile;
 mod repl;
 pub mod slotconf;
@@ -36,6 +37,7 @@ mod users;
 pub mod verify;
 
 pub use error::CtlError;
+pub use rebalance::RebalanceArgs;
 pub use supervisor::{MachineCommand, MachineRunArgs, run_machine};
 
 use clap::{Args, Subcommand};
@@ -117,6 +119,10 @@ pub enum CtlCommand {
     Rebuild(RebuildArgs),
     /// Every role change: time, store, old and new master, epoch, reason.
     History(HistoryArgs),
+    /// Move slots between stores to restore the placement properties after
+    /// machines were added (or before `--remove`d ones go); --apply
+    /// performs the moves.
+    Rebalance(RebalanceArgs),
 }
 
 /// `ctl switchover`.
@@ -470,6 +476,7 @@ pub fn run_ctl(args: CtlArgs, stdin: &mut dyn Read) -> Result<Report, CtlError> 
             std::time::Duration::from_secs(a.timeout_secs),
         ),
         CtlCommand::History(a) => history::history(&ctx, a.store.as_deref(), a.limit),
+        CtlCommand::Rebalance(a) => rebalance::rebalance(&ctx, &a),
     }
 }
 

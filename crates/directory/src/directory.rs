@@ -112,6 +112,11 @@ pub trait Directory: Send + Sync {
     /// previous one).
     fn record_check(&self, store: &str, result: &CheckResult) -> Result<()>;
 
+    /// Record in the store's history a step that changes no role (a
+    /// replica added or dropped by `ctl rebalance`): old and new master are
+    /// the store's current master, the epoch its current epoch.
+    fn record_step(&self, store: &str, reason: &str) -> Result<()>;
+
     /// Role changes, newest first, at most `limit` (at most
     /// [`crate::limits::HISTORY_ENTRIES_MAX`]), of one store or of all.
     fn history(&self, store: Option<&str>, limit: usize) -> Result<Vec<RoleChange>>;

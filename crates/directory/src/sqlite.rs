@@ -1268,6 +1268,22 @@ impl Directory for SqliteDirectory {
         })
     }
 
+    fn record_step(&self, store: &str, reason: &str) -> Result<()> {
+        validate_text("reason", reason)?;
+        self.write("record_step", |c, ctx| {
+            let st = require_store(c, ctx, store)?;
+            add_history(
+                c,
+                ctx,
+                store,
+                Some(st.master()),
+                st.master(),
+                st.epoch,
+                reason,
+            )
+        })
+    }
+
     fn history(&self, store: Option<&str>, limit: usize) -> Result<Vec<RoleChange>> {
         if limit > HISTORY_ENTRIES_MAX {
             return Err(DirectoryError::Limit {
