@@ -174,56 +174,97 @@ pub(crate) fn machine_remove_refusal(t: &Topology, machine: &str) -> Option<CtlE
     )))
 }
 
-/// Whether a new replica has caught up: every user of the master was seen
-/// equal (same position and digest) on the replica in some comparison, and
-/// the latest comparison is drained. Under continuous writes a comparison
-/// of two slots read one after the other rarely catches every user at the
-/// same instant; each user's equality once, with nothing left behind, is
-/// what a full sync has to reach.
+/// Follows a new replica's full sync from repeated comparisons of the
+/// master's digests with the replica's.
+///
+/// "In sync" is proven as a switchover proves it (docs/failover.md):
+/// drained and every digest equal, read from both slots. Under continuous
+/// writes two readings one after the other rarely agree, so the wait looks
+/// for *caught up* first: every user the master had at a reading at least
+/// [`CATCH_UP_WINDOW`] old is on the replica at that position or beyond,
+/// and the replica holds nobody else (the full sync is over and
+/// replication keeps pace).
+/// Then the master's writes are paused for the proof (as a switchover
+/// does, bounded by [`PROOF_WAIT`]) unless a reading was equal already.
 #[derive(Debug, Default, Clone)]
 pub struct SyncTracker {
-    seen_equal: BTreeSet<String>,
+    /// The master's readings (time, user → (id, MODSEQ)), oldest first, at
+    /// most [`READINGS_KEPT_MAX`].
+    readings: std::collections::VecDeque<(Instant, BTreeMap<String, (String, u64)>)>,
 }
+
+/// How far behind the master a replica may be and count as caught up.
+pub const CATCH_UP_WINDOW: Duration = Duration::from_secs(1);
+/// The master's readings a [`SyncTracker`] keeps.
+pub const READINGS_KEPT_MAX: usize = 64;
 
 /// One comparison's result for the wait.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncState {
     pub users: usize,
-    /// Users seen equal so far.
-    pub in_sync: usize,
-    pub drained: bool,
-    pub done: bool,
+    /// Users at or past the master's reading [`CATCH_UP_WINDOW`] ago.
+    pub caught_up_users: usize,
+    pub caught_up: bool,
+    /// Drained and every digest equal in this reading.
+    pub equal: bool,
 }
 
 impl SyncTracker {
     /// Note one comparison of the master's digests with the replica's.
     pub fn observe(
         &mut self,
+        now: Instant,
         master: &BTreeMap<String, UserDigest>,
         replica: &BTreeMap<String, UserDigest>,
     ) -> SyncState {
-        for (name, m) in master {
-            if let Some(r) = replica.get(name)
-                && r.user_id == m.user_id
-                && r.modseq == m.modseq
-                && r.digest == m.digest
-            {
-                self.seen_equal.insert(name.clone());
-            }
-        }
         let e: Equality = prove_equal(master, replica);
-        let in_sync = master
-            .keys()
-            .filter(|u| self.seen_equal.contains(*u))
-            .count();
+        // The newest reading at least the window old.
+        let reference = self
+            .readings
+            .iter()
+            .rev()
+            .find(|(at, _)| now.duration_since(*at) >= CATCH_UP_WINDOW)
+            .map(|(_, r)| r);
+        let caught_up_users = match reference {
+            None => 0,
+            Some(prev) => master
+                .keys()
+                .filter(|name| match (prev.get(*name), replica.get(*name)) {
+                    (Some((id, modseq)), Some(r)) => r.user_id == *id && r.modseq >= *modseq,
+                    // New on the master since the previous reading.
+                    (None, _) => false,
+                    _ => false,
+                })
+                .count(),
+        };
+        let extra = replica.keys().any(|u| !master.contains_key(u));
+        let caught_up = reference.is_some() && caught_up_users == master.len() && !extra;
+        if self.readings.len() == READINGS_KEPT_MAX {
+            self.readings.pop_front();
+        }
+        self.readings.push_back((
+            now,
+            master
+                .iter()
+                .map(|(n, d)| (n.clone(), (d.user_id.clone(), d.modseq)))
+                .collect(),
+        ));
         SyncState {
             users: master.len(),
-            in_sync,
-            drained: e.drained,
-            done: e.drained && in_sync == master.len(),
+            caught_up_users: if e.equal {
+                master.len()
+            } else {
+                caught_up_users
+            },
+            caught_up: caught_up || e.equal,
+            equal: e.equal,
         }
     }
 }
+
+/// How long the proof may pause the master's writes before it gives up
+/// (writes resume; the wait goes on).
+pub const PROOF_WAIT: Duration = Duration::from_secs(5);
 
 /// What [`execute`] needs from the world. Errors are `CtlError`s.
 pub trait Ops {
@@ -246,6 +287,9 @@ pub trait Ops {
         master: &str,
         replica: &str,
     ) -> Result<(BTreeMap<String, UserDigest>, BTreeMap<String, UserDigest>), CtlError>;
+    /// Set the master's read-only switch (pause or resume client writes);
+    /// its previous position.
+    fn pause_writes(&self, t: &Topology, master: &str, paused: bool) -> Result<bool, CtlError>;
     /// A planned switchover (`ctl switchover`'s logic); its report.
     fn switch_master(
         &self,
@@ -398,15 +442,12 @@ fn step(
                     format!("{slot} is not in store {store_id}"),
                 ));
             }
-            let state = wait_for_sync(ops, &store_id, slot, sync_timeout)?;
+            let proof = wait_for_sync(ops, &store_id, slot, sync_timeout, out)?;
             ops.record_step(
                 &store_id,
-                &format!("rebalance: {slot} in sync ({} users)", state.users),
+                &format!("rebalance: {slot} in sync ({} users equal)", proof["users"]),
             )?;
-            Ok((
-                "done".into(),
-                serde_json::to_value(&state).expect("serializes"),
-            ))
+            Ok(("done".into(), proof))
         }
         Move::SwitchMaster { from, to, .. } => {
             if store.master() == to.as_str() {
@@ -512,18 +553,20 @@ fn step(
     }
 }
 
-/// Compare the store's master with `slot` until the slot is in sync (see
-/// [`SyncTracker`]) or `timeout` passed, reporting progress.
+/// Compare the store's master with `slot` until the slot is proven in
+/// sync (see [`SyncTracker`]) or `timeout` passed, reporting progress.
 fn wait_for_sync(
     ops: &dyn Ops,
     store_id: &str,
     slot: &str,
     timeout: Duration,
-) -> Result<SyncState, CtlError> {
+    out: &mut Executed,
+) -> Result<serde_json::Value, CtlError> {
     let started = ops.now();
     let mut tracker = SyncTracker::default();
     let mut last_shown: Option<(usize, usize)> = None;
     let mut last_error: Option<String>;
+    let mut proofs = 0u32;
     loop {
         let t = ops.snapshot()?;
         let master = t
@@ -531,36 +574,91 @@ fn wait_for_sync(
             .get(store_id)
             .map(|st| st.master().to_string())
             .ok_or_else(|| DirectoryError::UnknownStore(store_id.to_string()))?;
+        let elapsed = |ops: &dyn Ops| ops.now().duration_since(started).as_millis() as u64;
         match ops.compare(&t, &master, slot) {
             Ok((m, r)) => {
-                let state = tracker.observe(&m, &r);
-                let elapsed = ops.now().duration_since(started).as_millis();
-                if last_shown != Some((state.in_sync, state.users)) {
+                let state = tracker.observe(ops.now(), &m, &r);
+                if last_shown != Some((state.caught_up_users, state.users)) {
                     ops.progress(&format!(
-                        "rebalance {store_id}: {slot} has {}/{} users in sync ({elapsed} ms)",
-                        state.in_sync, state.users
+                        "rebalance {store_id}: {slot} has caught up on {}/{} users ({} ms)",
+                        state.caught_up_users,
+                        state.users,
+                        elapsed(ops)
                     ));
-                    last_shown = Some((state.in_sync, state.users));
-                }
-                if state.done {
-                    return Ok(state);
+                    last_shown = Some((state.caught_up_users, state.users));
                 }
                 last_error = None;
+                if state.equal {
+                    return Ok(json!({"users": state.users, "equal": true, "writes_paused_ms": 0}));
+                }
+                if state.caught_up {
+                    proofs += 1;
+                    match prove_paused(ops, &t, &master, slot) {
+                        Ok(Some(paused_ms)) => {
+                            ops.progress(&format!(
+                                "rebalance {store_id}: {slot} proven equal to {master} (writes paused {paused_ms} ms)"
+                            ));
+                            return Ok(
+                                json!({"users": state.users, "equal": true, "writes_paused_ms": paused_ms}),
+                            );
+                        }
+                        Ok(None) => {
+                            last_error = Some(format!(
+                                "not equal within {} ms of paused writes",
+                                PROOF_WAIT.as_millis()
+                            ))
+                        }
+                        Err(e) => last_error = Some(e.to_string()),
+                    }
+                    if let Some(e) = &last_error {
+                        out.warnings
+                            .push(format!("{store_id}: proof {proofs}: {e}"));
+                    }
+                }
             }
             Err(e) => last_error = Some(e.to_string()),
         }
         if ops.now().duration_since(started) >= timeout {
             let (n, of) = last_shown.unwrap_or((0, 0));
             return Err(CtlError::Failed(format!(
-                "{slot} is not in sync with the master of {store_id} after {} s ({n}/{of} users in sync{})",
+                "{slot} is not in sync with the master of {store_id} after {} s ({n}/{of} users caught up{})",
                 timeout.as_secs(),
                 last_error
-                    .map(|e| format!("; last error: {e}"))
+                    .map(|e| format!("; last: {e}"))
                     .unwrap_or_default()
             )));
         }
         ops.sleep(SYNC_POLL);
     }
+}
+
+/// Pause the master's writes, wait (at most [`PROOF_WAIT`]) until the
+/// replica is drained and equal, resume writes. The pause in milliseconds
+/// if proven, `None` if not.
+fn prove_paused(
+    ops: &dyn Ops,
+    t: &Topology,
+    master: &str,
+    slot: &str,
+) -> Result<Option<u64>, CtlError> {
+    let was = ops.pause_writes(t, master, true)?;
+    let paused = ops.now();
+    let proven = loop {
+        if let Ok((m, r)) = ops.compare(t, master, slot)
+            && prove_equal(&m, &r).equal
+        {
+            break true;
+        }
+        if ops.now().duration_since(paused) >= PROOF_WAIT {
+            break false;
+        }
+        ops.sleep(POLL_INTERVAL);
+    };
+    let paused_ms = ops.now().duration_since(paused).as_millis() as u64;
+    if !was {
+        ops.pause_writes(t, master, false)?;
+    }
+    Ok(proven.then_some(paused_ms))
 }
 
 /// The real world: the cluster's directory, supervisors and slots.
@@ -621,6 +719,9 @@ impl Ops for Live<'_> {
         let m = digests(self.ctx, verify::slot(t, master)?, DigestSide::Master)?;
         let rd = digests(self.ctx, r, DigestSide::Replica)?;
         Ok((m, rd))
+    }
+    fn pause_writes(&self, t: &Topology, master: &str, paused: bool) -> Result<bool, CtlError> {
+        verify::set_read_only(self.ctx, verify::slot(t, master)?, paused)
     }
     fn switch_master(
         &self,
@@ -1054,11 +1155,15 @@ mod tests {
     }
 
     /// Directory for real, slots and supervisors faked: a new replica
-    /// holds a store's users after `sync_after` comparisons; failures are
-    /// injected by operation name.
+    /// holds a store's users after `sync_after` comparisons; with `busy`
+    /// the master takes a write before every reading and the replica is one
+    /// behind unless the master's writes are paused; failures are injected
+    /// by operation name.
     struct Fake {
         d: SqliteDirectory,
         sync_after: u32,
+        busy: bool,
+        paused: RefCell<BTreeSet<String>>,
         polls: RefCell<BTreeMap<String, u32>>,
         /// Operation name → how many more calls fail.
         fail: RefCell<BTreeMap<&'static str, u32>>,
@@ -1073,6 +1178,8 @@ mod tests {
             Fake {
                 d,
                 sync_after,
+                busy: false,
+                paused: RefCell::default(),
                 polls: RefCell::default(),
                 fail: RefCell::default(),
                 log: RefCell::default(),
@@ -1094,7 +1201,7 @@ mod tests {
         fn note(&self, what: String) {
             self.log.borrow_mut().push(what);
         }
-        fn users(store: &str) -> BTreeMap<String, UserDigest> {
+        fn users(store: &str, modseq: u64) -> BTreeMap<String, UserDigest> {
             (1..=2)
                 .map(|n| {
                     let name = format!("{store}-u{n}");
@@ -1103,8 +1210,8 @@ mod tests {
                         UserDigest {
                             name: name.clone(),
                             user_id: format!("id-{name}"),
-                            modseq: 5,
-                            digest: format!("d-{name}"),
+                            modseq,
+                            digest: format!("d-{name}-{modseq}"),
                             mailboxes: 1,
                         },
                     )
@@ -1158,13 +1265,36 @@ mod tests {
             let mut polls = self.polls.borrow_mut();
             let n = polls.entry(replica.to_string()).or_insert(0);
             *n += 1;
-            let m = Fake::users(&store);
-            let r = if *n >= self.sync_after {
-                m.clone()
-            } else {
+            let paused = self.paused.borrow().contains(master);
+            let modseq = if self.busy { 5 + u64::from(*n) } else { 5 };
+            let m = Fake::users(&store, modseq);
+            let r = if *n < self.sync_after {
                 BTreeMap::new()
+            } else if self.busy && !paused {
+                Fake::users(&store, modseq - 1)
+            } else {
+                m.clone()
             };
             Ok((m, r))
+        }
+        fn pause_writes(
+            &self,
+            _t: &Topology,
+            master: &str,
+            paused: bool,
+        ) -> Result<bool, CtlError> {
+            self.note(format!(
+                "{} {master}",
+                if paused { "pause" } else { "resume" }
+            ));
+            let mut p = self.paused.borrow_mut();
+            let was = p.contains(master);
+            if paused {
+                p.insert(master.to_string());
+            } else {
+                p.remove(master);
+            }
+            Ok(was)
         }
         fn switch_master(
             &self,
@@ -1480,7 +1610,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_is_each_user_equal_once_and_nothing_behind() {
+    fn caught_up_means_past_a_reading_a_window_ago_and_nobody_extra() {
         let digest = |name: &str, modseq: u64| {
             (
                 name.to_string(),
@@ -1493,42 +1623,101 @@ mod tests {
                 },
             )
         };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut t = SyncTracker::default();
         // Full sync under way: u1 copied, u2 not yet.
         let s = t.observe(
+            at(0),
             &[digest("u1", 3), digest("u2", 9)].into(),
             &[digest("u1", 3)].into(),
         );
-        assert_eq!(
-            (s.in_sync, s.users, s.drained, s.done),
-            (1, 2, false, false)
-        );
-        // u1 written to meanwhile (the replica is one behind), u2 copied.
+        assert_eq!((s.caught_up_users, s.caught_up, s.equal), (0, false, false));
+        // Too soon after the first reading to judge.
         let s = t.observe(
+            at(500),
+            &[digest("u1", 5), digest("u2", 11)].into(),
             &[digest("u1", 4), digest("u2", 9)].into(),
-            &[digest("u1", 3), digest("u2", 9)].into(),
         );
-        assert_eq!((s.in_sync, s.drained, s.done), (2, false, false));
-        // The replica caught up past the master's reading: drained; both
-        // users were seen equal once.
+        assert!(!s.caught_up);
+        // Both written to meanwhile; the replica is past the reading a
+        // second ago (3, 9) but behind this one: caught up, not equal.
         let s = t.observe(
+            at(1100),
+            &[digest("u1", 5), digest("u2", 11)].into(),
             &[digest("u1", 4), digest("u2", 9)].into(),
-            &[digest("u1", 5), digest("u2", 9)].into(),
         );
-        assert!(s.drained && s.done, "{s:?}");
-        // A user the master does not have: not drained.
+        assert_eq!((s.caught_up_users, s.caught_up, s.equal), (2, true, false));
+        // Behind the reading a second ago (5, 11) on u2: not caught up.
+        let s = t.observe(
+            at(2200),
+            &[digest("u1", 5), digest("u2", 12)].into(),
+            &[digest("u1", 5), digest("u2", 10)].into(),
+        );
+        assert_eq!((s.caught_up_users, s.caught_up), (1, false));
+        // Equal in one reading: in sync at once.
+        let s = SyncTracker::default().observe(
+            at(0),
+            &[digest("u1", 5)].into(),
+            &[digest("u1", 5)].into(),
+        );
+        assert!(s.equal && s.caught_up);
+        // A user the master does not have: never caught up.
         let mut t = SyncTracker::default();
-        let s = t.observe(
-            &[digest("u1", 1)].into(),
-            &[digest("u1", 1), digest("x", 1)].into(),
-        );
-        assert!(!s.done);
+        for ms in [0, 2000] {
+            let s = t.observe(
+                at(ms),
+                &[digest("u1", 1)].into(),
+                &[digest("u1", 1), digest("x", 1)].into(),
+            );
+            assert!(!s.caught_up && !s.equal, "{s:?}");
+        }
         // An empty store is in sync at once.
         assert!(
             SyncTracker::default()
-                .observe(&BTreeMap::new(), &BTreeMap::new())
-                .done
+                .observe(t0, &BTreeMap::new(), &BTreeMap::new())
+                .equal
         );
+    }
+
+    #[test]
+    fn under_writes_the_proof_pauses_the_master_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = directory(dir.path(), &["a", "b", "c"], &["d"], 2);
+        let before = d.snapshot().unwrap();
+        let p = plan(&before, &[]).unwrap();
+        let want = expected(&before, &p.moves);
+        let mut fake = Fake::new(d, 2);
+        fake.busy = true;
+        let mut j = journal(&p);
+        let (done, result) = execute(&fake, &mut j, TIMEOUT);
+        result.unwrap();
+        assert_eq!(stores(&fake.d.snapshot().unwrap()), want);
+        // Every wait paused its master once and resumed it.
+        let log = fake.log.borrow();
+        let waits = p
+            .moves
+            .iter()
+            .filter(|m| matches!(m, Move::WaitForSync { .. }))
+            .count();
+        assert_eq!(
+            log.iter().filter(|l| l.starts_with("pause ")).count(),
+            waits,
+            "{log:?}"
+        );
+        assert_eq!(
+            log.iter().filter(|l| l.starts_with("resume ")).count(),
+            waits,
+            "{log:?}"
+        );
+        assert!(fake.paused.borrow().is_empty());
+        for s in done
+            .steps
+            .iter()
+            .filter(|s| matches!(s.mv, Move::WaitForSync { .. }))
+        {
+            assert_eq!(s.detail["equal"], true, "{:?}", s.detail);
+        }
     }
 
     #[test]
