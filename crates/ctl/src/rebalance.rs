@@ -190,8 +190,11 @@ pub(crate) fn machine_remove_refusal(t: &Topology, machine: &str) -> Option<CtlE
 pub struct SyncTracker {
     /// The master's readings (time, user → (id, MODSEQ)), oldest first, at
     /// most [`READINGS_KEPT_MAX`].
-    readings: std::collections::VecDeque<(Instant, BTreeMap<String, (String, u64)>)>,
+    readings: std::collections::VecDeque<(Instant, Positions)>,
 }
+
+/// Users' (id, MODSEQ) in one reading of the master, by name.
+type Positions = BTreeMap<String, (String, u64)>;
 
 /// How far behind the master a replica may be and count as caught up.
 pub const CATCH_UP_WINDOW: Duration = Duration::from_secs(1);
@@ -964,7 +967,11 @@ pub(crate) fn rebalance(ctx: &Ctx, args: &RebalanceArgs) -> Result<Report, CtlEr
                 p.moves.len()
             );
             render_moves(&mut text, &p.moves, 0);
-            let _ = writeln!(text, "\nfailure impact now:");
+            let _ = writeln!(
+                text,
+                "\nfailure impact {}:",
+                if args.apply { "before" } else { "now" }
+            );
             text.push_str(&p.before.render_text());
             let _ = writeln!(text, "\nfailure impact after:");
             text.push_str(&p.after.render_text());
@@ -1046,7 +1053,7 @@ pub(crate) fn rebalance(ctx: &Ctx, args: &RebalanceArgs) -> Result<Report, CtlEr
     for w in &executed.warnings {
         let _ = writeln!(text, "warning: {w}");
     }
-    let _ = writeln!(text, "\nfailure impact now:");
+    let _ = writeln!(text, "\nfailure impact now (after the moves):");
     text.push_str(&impact.render_text());
     if !journal.remove.is_empty() {
         let _ = writeln!(
