@@ -14,6 +14,7 @@ import re
 import sys
 
 BATCH = 200
+FIRST = b"From: chaos@example.org\r\n"
 MID = re.compile(rb"(?im)^Message-ID:\s*<([^>@]+)@")
 UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 UID = re.compile(rb"UID (\d+)")
@@ -48,6 +49,9 @@ for spec in sys.argv[2:]:
                 "flags": flags.group(1).decode().split() if flags else [],
                 "size": len(raw),
                 "sha256": hashlib.sha256(raw).hexdigest(),
+                # LMTP delivery prepends trace headers: the bytes the client
+                # sent start at its first header.
+                "sha256_sent": hashlib.sha256(raw[max(raw.find(FIRST), 0):]).hexdigest(),
                 "id": mid.group(1).decode() if mid else None,
             })
         return got

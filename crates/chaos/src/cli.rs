@@ -23,7 +23,7 @@ struct Args {
     #[arg(long, default_value = "slotmail-chaos")]
     dir: std::path::PathBuf,
     /// First of 5 loopback addresses 127.0.0.X: 3 machines, the proxy, relays.
-    #[arg(long, default_value_t = 181)]
+    #[arg(long, default_value_t = 221)]
     address_base: u8,
     /// Users (each has one IMAP and one LMTP client).
     #[arg(long, default_value_t = 4)]

@@ -44,6 +44,9 @@ pub struct Seen {
     pub flags: Vec<String>,
     pub size: u64,
     pub sha256: String,
+    /// The hash from the client's first header on (LMTP adds trace headers).
+    #[serde(default)]
+    pub sha256_sent: Option<String>,
     pub id: Option<String>,
 }
 
@@ -167,9 +170,14 @@ pub fn check_messages(acks: &[Ack], seen: &BTreeMap<String, Mailbox>) -> Finding
             if expunged.contains(&(user.as_str(), id)) {
                 continue;
             }
+            // An APPEND is stored byte for byte; a delivery with trace
+            // headers in front of the bytes sent.
+            let same = |m: &&Seen| {
+                m.sha256 == sha || (a.op == "deliver" && m.sha256_sent.as_deref() == Some(sha))
+            };
             match ids.get(id) {
                 None => f.lost.push(format!("{user}: {} {id} missing", a.op)),
-                Some(copies) if !copies.iter().any(|m| m.sha256 == sha) => f.lost.push(format!(
+                Some(copies) if !copies.iter().any(same) => f.lost.push(format!(
                     "{user}: {} {id} altered (sha256 {} acknowledged, {} read)",
                     a.op, sha, copies[0].sha256
                 )),
@@ -334,6 +342,7 @@ mod tests {
             flags: flags.iter().map(|s| s.to_string()).collect(),
             size: 3,
             sha256: sha.into(),
+            sha256_sent: None,
             id: Some(id.into()),
         }
     }

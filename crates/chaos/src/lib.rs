@@ -353,8 +353,14 @@ impl Harness {
                 let at = ((f.param >> 20) % bytes.len() as u64) as usize;
                 bytes[at] ^= 0x20;
                 std::fs::write(file, &bytes).map_err(|e| ChaosError::Io(file.clone(), e))?;
-                // The operator's response to a disk error: scrub the slot.
+                // The operator's response to a disk error: scrub the slot
+                // (a master repairs from its replica; a replica marks the
+                // body bad), and restart a replica so that its master
+                // compares it in full at once and sends the body again.
                 let (code, out, _) = self.ctl.run(&["slot", "scrub", &slot], "")?;
+                if f.kind == Kind::CorruptReplica {
+                    self.ctl.json(&["slot", "restart", &slot])?;
+                }
                 Ok((
                     slot,
                     format!(
@@ -522,6 +528,20 @@ pub fn run(opts: Options) -> Result<Report, ChaosError> {
         start: started,
         opts: opts.clone(),
     };
+    // The slots' ports (the default scheme) must be free on the machines'
+    // addresses: another cluster on them would answer in their place.
+    for i in 0..MACHINES {
+        for base in [1143u16, 2424, 2500] {
+            for k in 0..SLOTS_PER_MACHINE as u16 {
+                let addr = SocketAddr::new(ip(opts.address_base, i), base + k);
+                if std::net::TcpListener::bind(addr).is_err() {
+                    return Err(ChaosError::Step(format!(
+                        "{addr} is taken: choose other loopback addresses (--address-base)"
+                    )));
+                }
+            }
+        }
+    }
     ctl.json(&["init", "--name", "chaos", "--allow-plaintext-auth"])?;
     for (i, m) in machines.iter().enumerate() {
         ctl.json(&[
