@@ -336,11 +336,9 @@ mod tests {
             Some("127.0.0.12:2500".parse().unwrap())
         );
         // The cluster file round-trips the table.
-        let text = format!(
-            "version = 1\nname = \"t\"\ndirectory = \"d.db\"\nsecret_file = \"s\"\n\
-             slots_dir = \"slots\"\nstate_dir = \"state\"\n\n[sync_via]\nb1 = \"127.0.0.99:4000\"\n"
-        );
-        let parsed = Cluster::parse(&text, Path::new("/c/cluster.toml")).unwrap();
+        let text = "version = 1\nname = \"t\"\ndirectory = \"d.db\"\nsecret_file = \"s\"\n\
+             slots_dir = \"slots\"\nstate_dir = \"state\"\n\n[sync_via]\nb1 = \"127.0.0.99:4000\"\n";
+        let parsed = Cluster::parse(text, Path::new("/c/cluster.toml")).unwrap();
         assert_eq!(parsed.sync_via, c.sync_via);
     }
 }
