@@ -47,6 +47,15 @@ pub const TMPFS_MIB: u64 = 512;
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest wait for a rebuild after reconcile (`ctl reconcile --timeout-secs`).
 pub const REBUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Tries (500 ms apart) to find a message file to corrupt.
+pub const CORRUPT_WAIT_TRIES: u32 = 20;
+/// Outcomes of a fault that did nothing (not counted as injected).
+pub const NOT_INJECTED: [&str; 4] = [
+    "no slot running",
+    "no message file yet",
+    "empty file",
+    "HARNESS STEP FAILED",
+];
 /// Longest wait for the workload to stop.
 pub const WORKLOAD_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -104,7 +113,11 @@ pub struct Report {
     pub acknowledged: BTreeMap<String, u64>,
     pub refused: u64,
     pub client_errors: u64,
+    /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
+    /// Scheduled faults that found nothing to act on (or whose step
+    /// failed), by kind: not counted in `faults`.
+    pub not_injected: BTreeMap<String, u64>,
     pub injected: Vec<Injected>,
     pub messages_verified: u64,
     pub messages_lost: u64,
@@ -137,6 +150,13 @@ impl Report {
         ));
         for (k, v) in &self.faults {
             s.push_str(&format!(" {k} {v}"));
+        }
+        if !self.not_injected.is_empty() {
+            s.push_str(" (scheduled but without effect:");
+            for (k, v) in &self.not_injected {
+                s.push_str(&format!(" {k} {v}"));
+            }
+            s.push(')');
         }
         s.push_str(&format!(
             "\nmessages verified {}, lost {}, divergences after convergence {}, UIDs reused {}, flags lost {}, epoch violations {}, expunged and back {}, IMAP acknowledgements attributed to a slot {}\n",
@@ -344,7 +364,14 @@ impl Harness {
                 let slot = pool[(f.target % pool.len() as u64) as usize].clone();
                 let dir = self.data_dir(&slot)?.join("users");
                 let mut files = Vec::new();
-                collect_message_files(&dir, &mut files);
+                // Early in a run a slot may hold no message yet: wait a little.
+                for _ in 0..CORRUPT_WAIT_TRIES {
+                    collect_message_files(&dir, &mut files);
+                    if !files.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
                 files.sort();
                 if files.is_empty() {
                     return Ok((slot, "no message file yet".into()));
@@ -791,8 +818,14 @@ pub fn run(opts: Options) -> Result<Report, ChaosError> {
         }
     }
     let mut faults = BTreeMap::new();
+    let mut not_injected = BTreeMap::new();
     for i in &injected {
-        *faults.entry(i.kind.name().to_string()).or_insert(0) += 1;
+        let map = if NOT_INJECTED.iter().any(|n| i.outcome.starts_with(n)) {
+            &mut not_injected
+        } else {
+            &mut faults
+        };
+        *map.entry(i.kind.name().to_string()).or_insert(0) += 1;
     }
     let report = Report {
         seed: opts.seed,
@@ -803,6 +836,7 @@ pub fn run(opts: Options) -> Result<Report, ChaosError> {
         refused,
         client_errors,
         faults,
+        not_injected,
         injected,
         messages_verified: findings.verified,
         messages_lost: findings.lost.len() as u64,

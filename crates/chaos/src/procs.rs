@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Longest a `slotmail ctl` command may take (reconcile and rebuild wait
-/// for a full sync).
-pub const CTL_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest a `slotmail ctl` command may take: longer than reconcile and
+/// rebuild wait for a full sync (`crate::REBUILD_TIMEOUT`).
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(crate::REBUILD_TIMEOUT.as_secs() + 120);
 
 /// The binary and the cluster file.
 #[derive(Debug, Clone)]
