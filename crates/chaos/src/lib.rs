@@ -362,11 +362,25 @@ impl Harness {
                     replicas
                 };
                 let slot = pool[(f.target % pool.len() as u64) as usize].clone();
+                // The fault is bit rot of data at rest: a message file that
+                // the store's other slot holds too (same path under users/).
+                // Flipping the only copy of a message not yet replicated
+                // loses it whatever the system does (docs/reliability.md).
+                let peer = self.peer_of(&slot)?;
                 let dir = self.data_dir(&slot)?.join("users");
+                let peer_dir = self.data_dir(&peer)?.join("users");
                 let mut files = Vec::new();
                 // Early in a run a slot may hold no message yet: wait a little.
                 for _ in 0..CORRUPT_WAIT_TRIES {
-                    collect_message_files(&dir, &mut files);
+                    let mut mine = Vec::new();
+                    collect_message_files(&dir, &mut mine);
+                    files = mine
+                        .into_iter()
+                        .filter(|p| {
+                            p.strip_prefix(&dir)
+                                .is_ok_and(|rel| peer_dir.join(rel).exists())
+                        })
+                        .collect();
                     if !files.is_empty() {
                         break;
                     }
@@ -542,6 +556,24 @@ impl Harness {
             ));
         }
         Ok(())
+    }
+
+    /// The other slot of `slot`'s store.
+    fn peer_of(&self, slot: &str) -> Result<String, ChaosError> {
+        for s in self.stores()? {
+            let members: Vec<String> = std::iter::once(&s["master"])
+                .chain(s["replicas"].as_array().into_iter().flatten())
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
+            if members.iter().any(|m| m == slot) {
+                if let Some(p) = members.into_iter().find(|m| m != slot) {
+                    return Ok(p);
+                }
+            }
+        }
+        Err(ChaosError::Step(format!(
+            "no store pairs {slot} with another slot"
+        )))
     }
 
     fn fenced(&self, slot: &str) -> Result<bool, ChaosError> {
