@@ -565,10 +565,10 @@ impl Harness {
                 .chain(s["replicas"].as_array().into_iter().flatten())
                 .filter_map(|x| x.as_str().map(String::from))
                 .collect();
-            if members.iter().any(|m| m == slot) {
-                if let Some(p) = members.into_iter().find(|m| m != slot) {
-                    return Ok(p);
-                }
+            if members.iter().any(|m| m == slot)
+                && let Some(p) = members.into_iter().find(|m| m != slot)
+            {
+                return Ok(p);
             }
         }
         Err(ChaosError::Step(format!(
