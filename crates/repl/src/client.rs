@@ -430,6 +430,17 @@ impl Shared {
                         }
                         if !st.held.contains_key(&user) {
                             st.mark_dirty(&user, dirty);
+                            // Changes that arrived during the failed round
+                            // left the user dirty but not queued (a running
+                            // user is not queued, and the failure returned
+                            // before the requeue below): queue it now, or it
+                            // would never be replicated again.
+                            if st.dirty.contains_key(&user)
+                                && !st.running.contains(&user)
+                                && !st.queue.contains(&user)
+                            {
+                                st.queue.push_back(user.clone());
+                            }
                         }
                     }
                     me.wake.notify_waiters();

@@ -357,7 +357,7 @@ pub async fn serve_admin(
     read_only: slotmail_imap::ReadOnlySwitch,
     shutdown: impl Future,
 ) -> Result<(), AdminError> {
-    serve_admin_with_replication(path, slot, read_only, Vec::new(), shutdown).await
+    serve_admin_with_replication(path, slot, read_only, Vec::new(), None, shutdown).await
 }
 
 /// [`serve_admin`] for a slot that replicates: `repl_confirm` reaches its
@@ -367,6 +367,7 @@ pub async fn serve_admin_with_replication(
     slot: Arc<Slot>,
     read_only: slotmail_imap::ReadOnlySwitch,
     replicators: Vec<slotmail_repl::Replicator>,
+    server: Option<slotmail_repl::SyncServer>,
     shutdown: impl Future,
 ) -> Result<(), AdminError> {
     let listener = bind(&path)?;
@@ -381,6 +382,7 @@ pub async fn serve_admin_with_replication(
         slot,
         read_only,
         replicators,
+        server,
         started: Instant::now(),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
@@ -457,6 +459,8 @@ struct Ctx {
     read_only: slotmail_imap::ReadOnlySwitch,
     /// On a master: one per replica.
     replicators: Vec<slotmail_repl::Replicator>,
+    /// On a replica: its sync listener (a scrub marks bad bodies there).
+    server: Option<slotmail_repl::SyncServer>,
     started: Instant,
 }
 
@@ -532,6 +536,17 @@ async fn handle_line(line: &[u8], ctx: &Arc<Ctx>) -> Response {
     } else {
         OPERATION_TIMEOUT
     };
+    if request == Request::Scrub
+        && let Some(repair) = scrub_with_repair(ctx)
+    {
+        return match tokio::time::timeout(timeout, repair).await {
+            Ok(response) => response,
+            Err(_) => error(
+                ErrorCode::Timeout,
+                format!("{op} took longer than {timeout:?}"),
+            ),
+        };
+    }
     let task_ctx = ctx.clone();
     let task = tokio::task::spawn_blocking(move || execute(request, &task_ctx));
     match tokio::time::timeout(timeout, task).await {
@@ -712,7 +727,32 @@ fn user_info(slot: &Slot, name: &str) -> slotmail_store::Result<UserInfo> {
 
 fn scrub(slot: &Slot) -> Response {
     let started = Instant::now();
-    let report = slot.scrub(false);
+    scrub_response(&slot.scrub(false), started)
+}
+
+/// A scrub of a slot that replicates repairs what it finds: a master
+/// fetches each corrupt or missing body from its (first) replica
+/// (`Replicator::scrub_and_repair`); a replica marks them bad, so its master
+/// sends them again at its next full comparison (`SyncServer::scrub`; the
+/// marks survive a restart). `None` for a slot without replication.
+fn scrub_with_repair(ctx: &Arc<Ctx>) -> Option<impl Future<Output = Response> + use<>> {
+    let replicator = ctx.replicators.first().cloned();
+    let server = ctx.server.clone();
+    if replicator.is_none() && server.is_none() {
+        return None;
+    }
+    Some(async move {
+        let started = Instant::now();
+        let report = match (replicator, server) {
+            (Some(r), _) => r.scrub_and_repair().await,
+            (None, Some(s)) => s.scrub().await,
+            (None, None) => unreachable!("checked above"),
+        };
+        scrub_response(&report, started)
+    })
+}
+
+fn scrub_response(report: &slotmail_store::scrub::Report, started: Instant) -> Response {
     Response::Scrub {
         report: ScrubSummary {
             users: report.users,

@@ -270,12 +270,14 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             .as_ref()
             .map(|r| r.replicators.clone())
             .unwrap_or_default();
+        let server = replication.as_ref().and_then(|r| r.server.clone());
         tasks.spawn(async move {
             if let Err(e) = admin::serve_admin_with_replication(
                 path,
                 slot,
                 read_only,
                 replicators,
+                server,
                 stop.cancelled_owned(),
             )
             .await
