@@ -35,6 +35,8 @@ pub const FREEZE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const FREEZE_TTL_MARGIN: Duration = Duration::from_secs(30);
 /// Longest wait for the old store's replicas to drop the user.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for the new store's replicas to hold the moved user.
+pub const REPLICA_SYNC_WAIT: Duration = Duration::from_secs(30);
 /// How often progress is printed during the copy.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -284,6 +286,38 @@ fn purge(
     Ok(done)
 }
 
+/// Wait (at most [`REPLICA_SYNC_WAIT`]) until every replica of store
+/// `store` (master `master`) holds `user` as the master does. Returns per
+/// replica whether it did and when.
+fn replicas_caught_up(
+    ctx: &Ctx,
+    t: &Topology,
+    store: &str,
+    master: &Slot,
+    user: &str,
+) -> Vec<serde_json::Value> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    for r in t.stores[store]
+        .replicas()
+        .iter()
+        .filter(|r| !t.is_fenced(r))
+        .filter_map(|r| t.slots.get(r))
+    {
+        let equal = loop {
+            if let Ok((true, _)) = equal(ctx, master, r, user) {
+                break true;
+            }
+            if start.elapsed() >= REPLICA_SYNC_WAIT {
+                break false;
+            }
+            std::thread::sleep(POLL_INTERVAL * 5);
+        };
+        out.push(json!({"slot": r.id, "equal": equal, "ms": ms(start)}));
+    }
+    out
+}
+
 /// `ctl user move NAME --to STORE` (or `--abort`).
 pub(crate) fn user_move(
     ctx: &Ctx,
@@ -490,6 +524,22 @@ pub(crate) fn user_move(
     step("old copy removed", &mut steps);
     d.end_move(user)?;
     let route = d.route(user)?;
+    // The new store's replicas take the user by ordinary replication.
+    let (new_master, _) = master_of(&t, &to)?;
+    let new_replicas = replicas_caught_up(ctx, &t, &to, new_master, user);
+    step("new replicas equal", &mut steps);
+    let lagging: Vec<&str> = new_replicas
+        .iter()
+        .filter(|r| r["equal"] != true)
+        .filter_map(|r| r["slot"].as_str())
+        .collect();
+    let warning = (!lagging.is_empty()).then(|| {
+        format!(
+            "replica(s) {} of store {to} do not hold {user} as its master does yet; see \
+             `slotmail ctl repl status {to}`",
+            lagging.join(" ")
+        )
+    });
     let write_refusal_ms = match (refused_from, switched_at) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -498,12 +548,16 @@ pub(crate) fn user_move(
     Ok(Report {
         text: format!(
             "moved {user} from store {from} to {to} (master {}){}; old copy removed from {from} \
-             and {} replica(s); {total_ms} ms in all\n",
+             and {} replica(s); {total_ms} ms in all\n{}",
             route.master.id,
             write_refusal_ms
                 .map(|w| format!(", writes refused for {w} ms"))
                 .unwrap_or_default(),
-            removed.len()
+            removed.len(),
+            warning
+                .as_ref()
+                .map(|w| format!("warning: {w}\n"))
+                .unwrap_or_default()
         ),
         json: json!({
             "user": user,
@@ -516,6 +570,8 @@ pub(crate) fn user_move(
             "write_refusal_ms": write_refusal_ms,
             "total_ms": total_ms,
             "old_replicas": removed,
+            "new_replicas": new_replicas,
+            "warnings": warning.into_iter().collect::<Vec<_>>(),
             "steps": steps,
         }),
         exit: Exit::Ok,
@@ -551,6 +607,8 @@ fn abort(ctx: &Ctx, t: &Topology, m: &UserMove) -> Result<Report, CtlError> {
             "phase": "aborted",
             "aborted_in": m.phase.as_str(),
             "partial_copy_removed": removed.is_some(),
+            "user_id": ours,
+            "target_user_id": theirs,
             "target_replicas": removed,
         }),
         exit: Exit::Ok,

@@ -148,6 +148,16 @@ pub(crate) fn user(ctx: &Ctx, cmd: UserCtl, stdin: &mut dyn Read) -> Result<Repo
         }
         UserCtl::Delete { name } => {
             let route = d.route(&name)?;
+            // A user being moved is refused before any slot is touched.
+            if let Some(m) = d.snapshot()?.moves.get(&name) {
+                return Err(DirectoryError::UserMoving {
+                    user: name,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    phase: m.phase.as_str(),
+                }
+                .into());
+            }
             let note =
                 match master_request(ctx, &route, &Request::DeleteUser { name: name.clone() }) {
                     Ok(_) => None,

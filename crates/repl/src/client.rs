@@ -515,6 +515,20 @@ impl Replicator {
         self.shared.changed(user, modseq);
     }
 
+    /// Queue a round for a user that compares every mailbox digest and
+    /// sends the differing mailboxes whole: for a user whose records carry
+    /// MODSEQs older than the replica's position, which a delta would miss
+    /// (a user that moved in from another store, `crate::migrate`).
+    pub fn check_user(&self, user: &str) {
+        let modseq = self
+            .shared
+            .slot
+            .user(user)
+            .and_then(|u| u.modseq())
+            .unwrap_or(0);
+        mark(&self.shared, user, modseq, None, true);
+    }
+
     /// Whether the replica has acknowledged (`Ok` to `Commit`, after its
     /// commit) `user` at `modseq` or later. The store announces a change
     /// before the call that made it returns, so a change made before this

@@ -6,7 +6,9 @@
 //!   user's replication from that slot (`slotmail_repl::migrate`), and the
 //!   user's client writes here are refused while it is granted (nobody is
 //!   routed here yet; a direct login must not fork the copy). Revoking
-//!   nudges this master's replicators so its replicas take the user at once;
+//!   queues a comparing round of the user on this master's replicators, so
+//!   its replicas take the user at once and whole (its records carry the
+//!   source's MODSEQs, older than a replica's position may be);
 //! - on the **source** store's master, `move_out_start` runs a one-user
 //!   replicator towards the target master, `move_out_status` reports it and
 //!   `move_out_stop` ends it.
@@ -140,9 +142,12 @@ impl MoveHub {
         } else {
             grants.revoke(user);
             let _ = self.read_only.freeze_user(user, None);
-            // Replicas take the arrived user now, not at the next comparison.
+            // Replicas take the arrived user now, not at the next full
+            // comparison, and whole: its records carry the source's MODSEQs,
+            // which may be older than a replica's position (a delta round
+            // would skip them).
             for r in &self.replicators {
-                r.nudge(user);
+                r.check_user(user);
             }
             tracing::info!(user, from = from_slot, "user no longer moving in");
         }
