@@ -35,8 +35,12 @@ pub const FREEZE_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const FREEZE_TTL_MARGIN: Duration = Duration::from_secs(30);
 /// Longest wait for the old store's replicas to drop the user.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for the new store's replicas to hold the moved user.
-pub const REPLICA_SYNC_WAIT: Duration = Duration::from_secs(30);
+/// Shortest wait for the new store's replicas to hold the moved user
+/// before the switch (the rest of the freeze bound, at least this) ...
+pub const REPLICA_SYNC_WAIT_MIN: Duration = Duration::from_millis(500);
+/// ... and longest: a replica that is slower catches up after the switch
+/// (reported as a warning).
+pub const REPLICA_SYNC_WAIT_MAX: Duration = Duration::from_secs(2);
 /// How often progress is printed during the copy.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -286,15 +290,16 @@ fn purge(
     Ok(done)
 }
 
-/// Wait (at most [`REPLICA_SYNC_WAIT`]) until every replica of store
-/// `store` (master `master`) holds `user` as the master does. Returns per
-/// replica whether it did and when.
+/// Wait (at most `limit`) until every replica of store `store` (master
+/// `master`) holds `user` as the master does. Returns per replica whether
+/// it did and when.
 fn replicas_caught_up(
     ctx: &Ctx,
     t: &Topology,
     store: &str,
     master: &Slot,
     user: &str,
+    limit: Duration,
 ) -> Vec<serde_json::Value> {
     let start = Instant::now();
     let mut out = Vec::new();
@@ -308,7 +313,7 @@ fn replicas_caught_up(
             if let Ok((true, _)) = equal(ctx, master, r, user) {
                 break true;
             }
-            if start.elapsed() >= REPLICA_SYNC_WAIT {
+            if start.elapsed() >= limit {
                 break false;
             }
             std::thread::sleep(POLL_INTERVAL * 5);
@@ -340,6 +345,9 @@ pub(crate) fn user_move(
     let (source, _) = master_of(&t, &from)?;
     let (target, target_ip) = master_of(&t, &to)?;
     let mut steps: Vec<serde_json::Value> = Vec::new();
+    // The source's MODSEQ the equality proof saw (this run's switch).
+    let mut proven: Option<u64> = None;
+    let mut new_replicas: Vec<serde_json::Value> = Vec::new();
     let step = |name: &str, steps: &mut Vec<serde_json::Value>| {
         steps.push(json!({"step": name, "at_ms": ms(started)}));
     };
@@ -425,8 +433,13 @@ pub(crate) fn user_move(
                 )));
             }
             if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                let trouble = status
+                    .as_ref()
+                    .and_then(|s| s.last_error.as_deref())
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
                 eprintln!(
-                    "moving {user} to {to}: copied up to MODSEQ {position} of {}",
+                    "moving {user} to {to}: copied up to MODSEQ {position} of {}{trouble}",
                     first.modseq
                 );
                 last_progress = Instant::now();
@@ -503,6 +516,17 @@ pub(crate) fn user_move(
             )));
         }
         step("proven equal", &mut steps);
+        proven = Some(modseq);
+        // The new store's replicas take the user by its master's ordinary
+        // replication; nothing writes to the user there until the switch,
+        // so they are proven equal now, within what is left of the bound
+        // (a replica that is down catches up later; reported).
+        let budget = opts
+            .freeze_timeout
+            .saturating_sub(frozen_at.elapsed())
+            .clamp(REPLICA_SYNC_WAIT_MIN, REPLICA_SYNC_WAIT_MAX);
+        new_replicas = replicas_caught_up(ctx, &t, &to, target, user, budget);
+        step("new replicas equal", &mut steps);
         d.switch_move(user)?;
         step("switched", &mut steps);
         eprintln!("moved {user} to {to} (MODSEQ {modseq}); removing the old copy from {from}");
@@ -519,15 +543,24 @@ pub(crate) fn user_move(
         .iter()
         .find(|s| s["step"] == "writes refused")
         .and_then(|s| s["at_ms"].as_u64());
+    // A write that was past its check when the freeze came and committed
+    // after the proof would be on the old copy only: keep it then.
+    if let Some(m) = proven
+        && let Some(now) = digest(ctx, source, user, DigestSide::Master)?
+        && now.modseq != m
+    {
+        return Err(CtlError::Failed(format!(
+            "{user} changed on the old store {from} after the proof (MODSEQ {m} -> {}); \
+             its copy there is kept: look at it (`mail_state` on slot {}) before running the \
+             command again, which removes it",
+            now.modseq, source.id
+        )));
+    }
     let removed = purge(ctx, &t, &from, source, user)?;
     let _ = freeze(ctx, source, user, None);
     step("old copy removed", &mut steps);
     d.end_move(user)?;
     let route = d.route(user)?;
-    // The new store's replicas take the user by ordinary replication.
-    let (new_master, _) = master_of(&t, &to)?;
-    let new_replicas = replicas_caught_up(ctx, &t, &to, new_master, user);
-    step("new replicas equal", &mut steps);
     let lagging: Vec<&str> = new_replicas
         .iter()
         .filter(|r| r["equal"] != true)

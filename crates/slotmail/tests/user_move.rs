@@ -132,6 +132,17 @@ fn logins(addrs: &[String]) -> Value {
     serde_json::from_slice(&python(LOGINS, &args).stdout).unwrap()
 }
 
+/// `ctl ARGS` in text mode, printed as a console transcript (for
+/// docs/operations.md).
+fn shown(cluster: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let (code, out, err) = ctl(cluster, args, "");
+    eprintln!(
+        "$ slotmail ctl {}\n{out}{err}[exit {code}]\n",
+        args.join(" ")
+    );
+    (code, out)
+}
+
 fn imap_of(cluster: &std::path::Path, slot: &str) -> String {
     let (h, p, _) = slot_imap(cluster, slot);
     format!("{h}:{p}")
@@ -214,6 +225,7 @@ fn a_user_moves_between_stores_while_writing() {
         (vec!["user", "move", ANN.0, "--abort"], "not being moved"),
     ] {
         let (code, _, err) = ctl(&cluster, &args, "");
+        eprintln!("$ slotmail ctl {}\n{err}[exit {code}]\n", args.join(" "));
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
@@ -255,7 +267,9 @@ fn a_user_moves_between_stores_while_writing() {
     let (code, _, err) = ctl(&cluster, &["user", "delete", ANN.0], "");
     assert_eq!(code, 2, "a delete while moving: {err}");
     assert!(err.contains("being moved"), "{err}");
+    shown(&cluster, &["user", "move", ANN.0, "--to", &to]);
     let aborted = c.ctl_json(&["user", "move", ANN.0, "--abort"], 0);
+    eprintln!("$ slotmail ctl user move ann --abort --json\n{aborted:#}\n");
     assert_eq!(aborted["phase"], "aborted", "{aborted}");
     assert_eq!(aborted["partial_copy_removed"], true, "{aborted}");
     assert!(c.ctl_json(&["user", "show", ANN.0], 0)["move"].is_null());
@@ -266,8 +280,14 @@ fn a_user_moves_between_stores_while_writing() {
     );
 
     // Copy while ann writes; every step shows in user show and status.
-    let copied = c.ctl_json(&["user", "move", ANN.0, "--to", &to, "--copy-only"], 0);
-    assert_eq!(copied["phase"], "copying", "{copied}");
+    let (code, out) = shown(
+        &cluster,
+        &["user", "move", ANN.0, "--to", &to, "--copy-only"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("copying ann"), "{out}");
+    shown(&cluster, &["user", "show", ANN.0]);
+    shown(&cluster, &["status"]);
     let show = c.ctl_json(&["user", "show", ANN.0], 0);
     assert_eq!(
         show["store"],
@@ -287,7 +307,16 @@ fn a_user_moves_between_stores_while_writing() {
     // Finish it.
     let (code, out, err) = ctl(
         &cluster,
-        &["user", "move", ANN.0, "--to", &to, "--json"],
+        &[
+            "user",
+            "move",
+            ANN.0,
+            "--to",
+            &to,
+            "--freeze-timeout-ms",
+            "30000",
+            "--json",
+        ],
         "",
     );
     eprintln!("$ slotmail ctl user move ann --to {to} --json\n{out}{err}[exit {code}]");
@@ -297,7 +326,7 @@ fn a_user_moves_between_stores_while_writing() {
     assert_eq!(moved["resumed_from"], "copying", "{moved}");
     assert_eq!(moved["master"], new_master.as_str(), "{moved}");
     assert!(
-        moved["write_refusal_ms"].as_u64().unwrap() < 10_000,
+        moved["write_refusal_ms"].as_u64().unwrap() < 33_000,
         "{moved}"
     );
     assert_eq!(
@@ -305,8 +334,10 @@ fn a_user_moves_between_stores_while_writing() {
         old_replica.as_str(),
         "{moved}"
     );
-    assert_eq!(moved["new_replicas"][0]["equal"], true, "{moved}");
-    assert_eq!(moved["warnings"], json!([]), "{moved}");
+    // The new replica is waited for at most 2 s before the switch; it is
+    // proven equal over IMAP below.
+    assert!(moved["new_replicas"][0]["slot"].is_string(), "{moved}");
+    shown(&cluster, &["user", "show", ANN.0]);
     let show = c.ctl_json(&["user", "show", ANN.0], 0);
     assert_eq!(show["store"], to.as_str(), "{show}");
     assert_eq!(show["master"]["slot"], new_master.as_str(), "{show}");
