@@ -526,7 +526,7 @@ pub(crate) fn user_move(
             .saturating_sub(frozen_at.elapsed())
             .clamp(REPLICA_SYNC_WAIT_MIN, REPLICA_SYNC_WAIT_MAX);
         new_replicas = replicas_caught_up(ctx, &t, &to, target, user, budget);
-        step("new replicas equal", &mut steps);
+        step("new replicas checked", &mut steps);
         d.switch_move(user)?;
         step("switched", &mut steps);
         eprintln!("moved {user} to {to} (MODSEQ {modseq}); removing the old copy from {from}");
