@@ -25,6 +25,7 @@ pub mod control;
 mod error;
 mod failover;
 mod history;
+mod moves;
 mod output;
 pub mod rebalance;
 mod reconcile;
@@ -379,11 +380,30 @@ pub enum UserCtl {
     },
     /// A user's store, master slot and addresses, mailboxes and quota.
     Show { name: String },
-    /// Move a user to another store (needs replication; not yet supported).
+    /// Move a user to another store: copy by replication while the user
+    /// works, refuse its writes for the final round, prove equality, switch
+    /// the directory, remove the old copy. UIDs and UIDVALIDITY stay.
+    /// Run again to continue an interrupted move.
     Move {
         name: String,
+        /// The store to move to (required, except with --abort).
+        #[arg(long, required_unless_present = "abort")]
+        to: Option<String>,
+        /// Copy and keep copying, but do not switch yet (finish later by
+        /// running the command again without it).
+        #[arg(long, conflicts_with = "abort")]
+        copy_only: bool,
+        /// Undo a move that has not switched yet: stop the copy, remove the
+        /// partial copy from the target store; the user stays where it is.
         #[arg(long)]
-        to: String,
+        abort: bool,
+        /// Longest the first copy may take before the command gives up (the
+        /// move stays marked; run again to continue).
+        #[arg(long, default_value_t = moves::COPY_TIMEOUT_SECS_DEFAULT)]
+        copy_timeout_secs: u64,
+        /// Longest the user's writes may be refused for the final round.
+        #[arg(long, default_value_t = moves::FREEZE_TIMEOUT_MS_DEFAULT)]
+        freeze_timeout_ms: u64,
     },
 }
 

@@ -820,6 +820,14 @@ impl Session {
                     .code(ResponseCode::Unavailable),
             );
         }
+        if let Some(login) = &self.login
+            && self.ctx.config.read_only.is_frozen(login.store.name())
+        {
+            return Err(Reply::no(
+                "Your mailbox is being moved and accepts no changes for a moment; try again",
+            )
+            .code(ResponseCode::Unavailable));
+        }
         Ok(())
     }
 
