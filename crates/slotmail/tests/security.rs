@@ -1,0 +1,144 @@
+//! Security: real slot processes on loopback, driven by independent clients
+//! (Python's imaplib, smtplib and raw sockets, standard library only; the
+//! scripts are under `tests/python/`). What each test proves is written in
+//! docs/security.md.
+//!
+//! Covered elsewhere and not repeated here: plaintext credentials refused
+//! without TLS, LOGINDISABLED, STARTTLS (`imap_conformance.rs`,
+//! `logindisabled_and_starttls`); the sync listener refusing plaintext
+//! peers, wrong secrets and handshake-less requests
+//! (`crates/repl/tests/replication.rs`, `unauthenticated_peers_learn_nothing`
+//! and `wrong_secret_stale_epoch_and_a_master_are_refused`); the proxy's
+//! per-address login throttle (`crates/proxy/tests/shell.rs`).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Most time one script may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// bob's message quota: the isolation script checks alice never sees it.
+const BOB_QUOTA_MESSAGES: u64 = 777;
+
+const USERS: &[(&str, &str, bool)] = &[
+    ("alice", "pw-alice", false),
+    ("bob", "pw-bob", false),
+    ("mallory", "pw-mallory", false),
+    ("admin", "pw-admin", true),
+];
+
+/// Every file under `dir` with its bytes, by path relative to `dir`.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The names of the files that differ between two snapshots.
+fn differences(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, bytes) in before {
+        match after.get(path) {
+            None => out.push(format!("{} removed", path.display())),
+            Some(b) if b != bytes => out.push(format!("{} changed", path.display())),
+            Some(_) => {}
+        }
+    }
+    for path in after.keys() {
+        if !before.contains_key(path) {
+            out.push(format!("{} added", path.display()));
+        }
+    }
+    out
+}
+
+/// The directory of `user`'s store in a stopped slot.
+fn user_dir(slot: &TestSlot, user: &str) -> PathBuf {
+    let store = slotmail_store::Slot::open(&slot.data, Default::default()).unwrap();
+    let account = store.account(user).unwrap().expect("the user exists");
+    store.user_dir(&account.user_id)
+}
+
+fn run_script(slot: &mut TestSlot, script: &str, extra: &[&str], min_checks: u64) {
+    let imap = slot.imap.port().to_string();
+    let lmtp = slot.lmtp.port().to_string();
+    let mut args = vec![imap.as_str(), lmtp.as_str()];
+    args.extend_from_slice(extra);
+    let report = python_report(slot, script, &args, SCRIPT_TIMEOUT);
+    let checks = report["checks"].as_u64().unwrap_or(0);
+    assert!(
+        checks >= min_checks,
+        "{script} {extra:?} ran only {checks} checks (expected at least {min_checks})"
+    );
+    assert!(
+        slot.is_running(),
+        "the slot died during {script}\n{}",
+        tail(&slot.log(), 8000)
+    );
+    assert!(
+        !slot.log().contains("panicked"),
+        "the slot panicked during {script}\n{}",
+        tail(&slot.log(), 8000)
+    );
+}
+
+/// alice and mallory name bob's mail with every command and every
+/// mailbox-name trick; nothing of bob's reaches them, and bob's store
+/// (index and message files) is byte for byte what it was before. An
+/// admin may then act as bob, and bob's own view is unchanged.
+#[test]
+fn users_never_see_or_change_each_others_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slot = TestSlot::create(dir.path(), USERS);
+    {
+        let store = slotmail_store::Slot::open(&slot.data, Default::default()).unwrap();
+        store
+            .set_quota("bob", Some(50 << 20), Some(BOB_QUOTA_MESSAGES))
+            .unwrap();
+        store.set_quota("alice", Some(10 << 20), Some(100)).unwrap();
+    }
+    let state = dir.path().join("isolation.json");
+    let state = state.to_str().unwrap();
+    slot.start();
+    run_script(&mut slot, "isolation.py", &["setup", state], 10);
+    slot.stop();
+    let bob = user_dir(&slot, "bob");
+    let before = snapshot(&bob);
+    assert!(
+        before.keys().any(|p| p.starts_with("msg")),
+        "bob's store has message files: {:?}",
+        before.keys().collect::<Vec<_>>()
+    );
+
+    slot.start();
+    run_script(&mut slot, "isolation.py", &["attack", state], 1000);
+    slot.stop();
+    let after = snapshot(&bob);
+    let diff = differences(&before, &after);
+    assert!(
+        diff.is_empty(),
+        "bob's store changed during the attack: {diff:?}"
+    );
+
+    slot.start();
+    run_script(&mut slot, "isolation.py", &["verify", state], 10);
+    slot.stop();
+}
