@@ -142,3 +142,61 @@ fn users_never_see_or_change_each_others_mail() {
     run_script(&mut slot, "isolation.py", &["verify", state], 10);
     slot.stop();
 }
+
+/// Guessing a password over fresh connections (so the per-connection
+/// delay never bites) is cut off after the slot's ceiling of failures per
+/// address and user name; then even the right password is refused from
+/// that address, while other users and other addresses go on.
+#[test]
+fn brute_force_logins_are_throttled_across_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slot = TestSlot::create(dir.path(), USERS);
+    slot.start();
+    let ceiling = slotmail_imap::ImapLimits::default().failed_logins_per_address_user_max;
+    run_script(&mut slot, "bruteforce.py", &[&ceiling.to_string()], 6);
+    slot.stop();
+}
+
+/// Connection limit of the resource test's slot.
+const CONNECTIONS_MAX: u32 = 20;
+/// Per-user connection limit of the resource test's slot.
+const CONNECTIONS_PER_USER_MAX: u32 = 5;
+/// Message size limit of the resource test's slot (APPENDLIMIT, LMTP SIZE).
+const MESSAGE_SIZE_MAX: u64 = 16 << 20;
+
+/// Connection floods, huge literals, long lines, a pipelined flood whose
+/// answers are not read, deep MIME nesting, a million-part message, LMTP
+/// with too many recipients and too much data: each is refused clearly or
+/// handled within bounds, the slot stays responsive, and its peak memory
+/// (VmHWM of the slot process) grows by less than a stated bound.
+#[test]
+fn resource_exhaustion_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut slot = TestSlot::create(
+        dir.path(),
+        &[
+            ("alice", "pw-alice", false),
+            ("bob", "pw-bob", false),
+            ("carol", "pw-carol", false),
+        ],
+    );
+    slot.edit_config(|text| {
+        format!(
+            "{text}\n[limits]\nconnections_max = {CONNECTIONS_MAX}\nconnections_per_user_max = {CONNECTIONS_PER_USER_MAX}\nmessage_size_max = {MESSAGE_SIZE_MAX}\n"
+        )
+    });
+    slot.start();
+    let pid = slot.pid().unwrap().to_string();
+    run_script(
+        &mut slot,
+        "resources.py",
+        &[
+            &pid,
+            &CONNECTIONS_MAX.to_string(),
+            &CONNECTIONS_PER_USER_MAX.to_string(),
+            &MESSAGE_SIZE_MAX.to_string(),
+        ],
+        30,
+    );
+    slot.stop();
+}
