@@ -195,6 +195,7 @@ fn resource_exhaustion_is_bounded() {
             &CONNECTIONS_MAX.to_string(),
             &CONNECTIONS_PER_USER_MAX.to_string(),
             &MESSAGE_SIZE_MAX.to_string(),
+            &slotmail_slot::LMTP_CONNECTIONS_MAX.to_string(),
         ],
         30,
     );
@@ -268,6 +269,12 @@ fn admin_socket_refuses_other_users() {
     let mut slot = TestSlot::create(dir.path(), USERS);
     slot.start();
     let socket = slot.data.join("admin.sock");
+    // The admin endpoint may come up just after the mail listeners.
+    let start = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no admin socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let meta = std::fs::metadata(&socket).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600, "admin socket mode");
     let request = r#"{"op":"status"}"#;
@@ -293,10 +300,11 @@ fn admin_socket_refuses_other_users() {
             r#"{"op":"create_user","name":"evil","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g","admin":true}"#,
         ] {
             let refused = admin_request(&socket, request, Some(NOBODY));
+            // Closed unanswered (a reset when the request was unread).
             assert_eq!(
-                refused.trim(),
-                "answer: ''",
-                "a peer of uid {NOBODY} got an answer to {request}"
+                refused.lines().last(),
+                Some("answer: ''"),
+                "a peer of uid {NOBODY} got an answer to {request}: {refused}"
             );
         }
         assert!(
@@ -310,4 +318,102 @@ fn admin_socket_refuses_other_users() {
     let store = slotmail_store::Slot::open(&slot.data, Default::default()).unwrap();
     assert!(store.account("bob").unwrap().is_some(), "bob still exists");
     assert!(store.account("evil").unwrap().is_none(), "no account evil");
+}
+
+/// A replica slot's sync listener, probed by peers that are not its
+/// master: plaintext bytes get no frame (a TLS alert at most), and a TLS
+/// peer that sends garbage or nothing instead of a handshake is closed;
+/// the replica applies nothing and keeps serving. The handshake itself
+/// (wrong secret, stale epoch, relayed sessions) is proven in
+/// `crates/repl/tests/replication.rs`.
+#[test]
+fn sync_listener_refuses_peers_without_the_handshake() {
+    const PROBE: &str = r#"
+import socket, ssl, sys, time
+port = int(sys.argv[1])
+def read_all(s, limit=10):
+    s.settimeout(limit)
+    out = b""
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < limit:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out, "closed"
+            out += chunk
+    except (OSError, ssl.SSLError) as e:
+        return out, "error %s" % type(e).__name__
+    return out, "open"
+for payload in [b"GET / HTTP/1.0\r\n\r\n", b"\x00" * 64, b"* OK IMAP\r\n" * 100]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(payload)
+    out, how = read_all(s)
+    print("plain %d %s %s" % (len(out), out[:1].hex() or "-", how))
+    s.close()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for payload in [b"\xff" * 4096, b""]:
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    if payload:
+        s.sendall(payload)
+    out, how = read_all(s, 15)
+    print("tls %d %s" % (len(out), how))
+    s.close()
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path());
+    let sync_port = free_port();
+    let rdir = dir.path().join("replica");
+    std::fs::create_dir(&rdir).unwrap();
+    let mut replica = TestSlot::create_with_sync(
+        &rdir,
+        "r1",
+        "127.0.0.1",
+        &[],
+        &format!(
+            "store = \"s1\"\nrole = \"replica\"\nepoch = 1\nlisten = \"127.0.0.1:{sync_port}\"\nsecret_file = \"{}\"",
+            secret.display()
+        ),
+    );
+    replica.start();
+    wait_for_port(
+        format!("127.0.0.1:{sync_port}").parse().unwrap(),
+        Duration::from_secs(20),
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(PROBE).arg(sync_port.to_string());
+    let (out, in_time) = run_bounded(&mut cmd, Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        in_time && out.status.success(),
+        "probe failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("sync listener probes:\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for line in &lines[..3] {
+        // "plain <bytes> <first byte> <how>": nothing, or a TLS alert (0x15).
+        let f: Vec<&str> = line.split(' ').collect();
+        assert!(
+            f[1] == "0" || f[2] == "15",
+            "a plaintext peer got something other than a TLS alert: {line}"
+        );
+        assert_ne!(f[3], "open", "a plaintext peer is not closed: {line}");
+    }
+    for line in &lines[3..] {
+        assert!(
+            !line.ends_with(" open"),
+            "a TLS peer without a handshake is not closed: {line}"
+        );
+    }
+    assert!(replica.is_running(), "{}", tail(&replica.log(), 4000));
+    assert!(replica.serves_imap(), "the replica still serves IMAP");
+    replica.stop();
+    let store = slotmail_store::Slot::open(&replica.data, Default::default()).unwrap();
+    assert!(
+        store.accounts().unwrap().is_empty(),
+        "nothing was applied to the replica"
+    );
 }

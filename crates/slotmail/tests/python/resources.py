@@ -8,7 +8,8 @@ from /proc/PID/status, reset through /proc/PID/clear_refs before each
 attack) grows by less than a stated bound per attack. The
 figures are reported in `info`.
 
-argv: imap_port lmtp_port slot_pid connections_max per_user_max message_size_max.
+argv: imap_port lmtp_port slot_pid connections_max per_user_max message_size_max
+lmtp_connections_max.
 Users: alice/pw-alice, bob/pw-bob, carol/pw-carol.
 """
 
@@ -18,7 +19,7 @@ import time
 
 from imapt import Conn, Report, Resp, ServerClosed, Timeout, args, connect, message, server_alive
 
-PORT, LMTP, PID, CONN_MAX, PER_USER_MAX, SIZE_MAX = args()[:6]
+PORT, LMTP, PID, CONN_MAX, PER_USER_MAX, SIZE_MAX, LMTP_CONN_MAX = args()[:7]
 R = Report("resources.py")
 MIB = 1 << 20
 ALIVE = lambda: server_alive(PORT, "alice", "pw-alice")  # noqa: E731
@@ -323,6 +324,28 @@ with R.section("LMTP: too many recipients, oversized data"):
                 R.check("DATA over the limit is refused (the server closed)", False, e)
         with smtplib.LMTP("127.0.0.1", LMTP, timeout=10) as lmtp:
             R.eq("the LMTP listener still delivers", lmtp.sendmail("s@example.org", ["bob@slot.test"], message("after")), {})
+
+with R.section("LMTP connection flood"):
+    with Bounded("lmtp_connection_flood", 32 * MIB):
+        held = []
+        for _ in range(LMTP_CONN_MAX):
+            s = socket.create_connection(("127.0.0.1", LMTP), timeout=10)
+            held.append((s, s.makefile("rb")))
+        greetings = [f.readline() for _, f in held]
+        R.check("%d LMTP connections greeted with 220" % LMTP_CONN_MAX, all(g.startswith(b"220") for g in greetings),
+                [g for g in greetings if not g.startswith(b"220")][:3])
+        over = []
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", LMTP), timeout=10)
+            over.append(s.makefile("rb").readline())
+            s.close()
+        R.check("LMTP connections past the limit get 421 4.3.2", all(o.startswith(b"421 4.3.2") for o in over), over)
+        for s, f in held:
+            f.close()  # the socket stays open while its file object is
+            s.close()
+        time.sleep(0.5)
+        with smtplib.LMTP("127.0.0.1", LMTP, timeout=10) as lmtp:
+            R.eq("after the flood LMTP delivers again", lmtp.sendmail("s@example.org", ["bob@slot.test"], message("after flood")), {})
 
 R.info["final_rss_mib"] = round(mem()[0] / MIB, 1)
 R.finish()
