@@ -6,7 +6,9 @@
 //! session's blocking thread). A failure never tells an unknown user from a
 //! wrong password, and is answered after a delay that grows with every
 //! failure on the connection; after `failed_logins_max` the connection is
-//! closed.
+//! closed. Failures are also counted across connections per client address
+//! and user name (`throttle.rs`): past that ceiling a login is refused with
+//! `NO [UNAVAILABLE]` before any password check.
 
 use crate::session::{Action, Login, Out, Outcome, Reply, Res, Session, State, lossy};
 use slotmail_imap_proto::response::write_continuation;
