@@ -160,6 +160,13 @@ pub struct ImapLimits {
     pub bad_commands_in_row_max: u32,
     /// Failed logins after which the connection is closed.
     pub failed_logins_max: u32,
+    /// Failed logins of one user name from one client address, across
+    /// connections, within `Timeouts::failed_login_window`, after which
+    /// that pair's logins are refused (`NO [UNAVAILABLE]`) without a
+    /// password check until the window has passed.
+    pub failed_logins_per_address_user_max: u32,
+    /// Most (address, user name) pairs the failed-login table remembers.
+    pub failed_login_keys_max: usize,
     /// Read buffer between commands, in bytes.
     pub read_buffer_bytes: usize,
     /// Read buffer while a literal is being received, in bytes.
@@ -179,6 +186,8 @@ impl Default for ImapLimits {
             connections_per_user_max: 50,
             bad_commands_in_row_max: 10,
             failed_logins_max: 5,
+            failed_logins_per_address_user_max: 10,
+            failed_login_keys_max: 10_000,
             read_buffer_bytes: 4 * 1024,
             literal_read_buffer_bytes: 64 * 1024,
             output_chunk_bytes: 64 * 1024,
@@ -204,6 +213,9 @@ pub struct Timeouts {
     pub failed_login_delay: Duration,
     /// Longest delay after a failed login.
     pub failed_login_delay_max: Duration,
+    /// The window in which failed logins of one address and user name are
+    /// counted (`ImapLimits::failed_logins_per_address_user_max`).
+    pub failed_login_window: Duration,
     /// How long shutdown waits for connections to finish their command.
     pub shutdown_grace: Duration,
 }
@@ -218,6 +230,7 @@ impl Default for Timeouts {
             tls_handshake: Duration::from_secs(30),
             failed_login_delay: Duration::from_millis(500),
             failed_login_delay_max: Duration::from_secs(8),
+            failed_login_window: Duration::from_secs(10 * 60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
