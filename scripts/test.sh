@@ -13,6 +13,8 @@ command -v mbsync >/dev/null || need_apt+=(isync)
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 # libfaketime: a replication test runs slots with their clocks offset.
 command -v faketime >/dev/null || need_apt+=(faketime)
+# The chaos test's full disk: mount -t tmpfs (as root).
+command -v mount >/dev/null || need_apt+=(mount)
 # Postfix (tests/postfix.rs runs a private instance; the system one stays
 # unconfigured and stopped).
 [ -x /usr/sbin/postfix ] || need_apt+=(postfix)

@@ -23,6 +23,9 @@
 //! allow_plaintext_auth = false      # IMAP LOGIN without TLS (loopback tests)
 //! # tls_cert = "tls/cert.pem"       # optional: STARTTLS on every slot
 //! # tls_key = "tls/key.pem"
+//!
+//! # [sync_via]                     # optional: masters dial replication to
+//! # a1 = "127.0.0.90:2500"          #   slot a1 at this address (a relay)
 //! ```
 //!
 //! Every machine has its own address, so the same port numbers repeat on
@@ -196,6 +199,8 @@ struct RawCluster {
     ports: PortScheme,
     #[serde(default)]
     slot: SlotDefaults,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    sync_via: std::collections::BTreeMap<String, std::net::SocketAddr>,
 }
 
 fn default_backend() -> String {
@@ -224,6 +229,10 @@ pub struct Cluster {
     pub check_password_file: PathBuf,
     pub ports: PortScheme,
     pub slot: SlotDefaults,
+    /// Replication streams to a slot (by id) are dialled at this address
+    /// instead of the slot's own sync address: a relay in the path (the
+    /// fault-injection harness puts one there). Empty normally.
+    pub sync_via: std::collections::BTreeMap<String, std::net::SocketAddr>,
 }
 
 /// What `ctl init` is asked to create.
@@ -330,6 +339,7 @@ impl Cluster {
                 durable_wait_ms: raw.slot.durable_wait_ms,
                 durable_on_timeout: raw.slot.durable_on_timeout,
             },
+            sync_via: raw.sync_via,
         })
     }
 
@@ -351,6 +361,7 @@ impl Cluster {
                 allow_plaintext_auth: options.allow_plaintext_auth,
                 ..SlotDefaults::default()
             },
+            sync_via: Default::default(),
         };
         let text = format!(
             "# slotmail cluster (docs/operations.md)\n{}",

@@ -94,6 +94,9 @@ pub(crate) fn machine(ctx: &Ctx, cmd: MachineCtl) -> Result<Report, CtlError> {
             )
         }
         MachineCtl::Remove { name } => {
+            if let Some(refusal) = crate::rebalance::machine_remove_refusal(&d.snapshot()?, &name) {
+                return Err(refusal);
+            }
             d.remove_machine(&name)?;
             ok(
                 format!("removed machine {name}\n"),

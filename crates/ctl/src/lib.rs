@@ -25,7 +25,9 @@ pub mod control;
 mod error;
 mod failover;
 mod history;
+mod moves;
 mod output;
+pub mod rebalance;
 mod reconcile;
 mod repl;
 pub mod slotconf;
@@ -36,6 +38,7 @@ mod users;
 pub mod verify;
 
 pub use error::CtlError;
+pub use rebalance::RebalanceArgs;
 pub use supervisor::{MachineCommand, MachineRunArgs, run_machine};
 
 use clap::{Args, Subcommand};
@@ -117,6 +120,10 @@ pub enum CtlCommand {
     Rebuild(RebuildArgs),
     /// Every role change: time, store, old and new master, epoch, reason.
     History(HistoryArgs),
+    /// Move slots between stores to restore the placement properties after
+    /// machines were added (or before `--remove`d ones go); --apply
+    /// performs the moves.
+    Rebalance(RebalanceArgs),
 }
 
 /// `ctl switchover`.
@@ -373,11 +380,30 @@ pub enum UserCtl {
     },
     /// A user's store, master slot and addresses, mailboxes and quota.
     Show { name: String },
-    /// Move a user to another store (needs replication; not yet supported).
+    /// Move a user to another store: copy by replication while the user
+    /// works, refuse its writes for the final round, prove equality, switch
+    /// the directory, remove the old copy. UIDs and UIDVALIDITY stay.
+    /// Run again to continue an interrupted move.
     Move {
         name: String,
+        /// The store to move to (required, except with --abort).
+        #[arg(long, required_unless_present = "abort")]
+        to: Option<String>,
+        /// Copy and keep copying, but do not switch yet (finish later by
+        /// running the command again without it).
+        #[arg(long, conflicts_with = "abort")]
+        copy_only: bool,
+        /// Undo a move that has not switched yet: stop the copy, remove the
+        /// partial copy from the target store; the user stays where it is.
         #[arg(long)]
-        to: String,
+        abort: bool,
+        /// Longest the first copy may take before the command gives up (the
+        /// move stays marked; run again to continue).
+        #[arg(long, default_value_t = moves::COPY_TIMEOUT_SECS_DEFAULT)]
+        copy_timeout_secs: u64,
+        /// Longest the user's writes may be refused for the final round.
+        #[arg(long, default_value_t = moves::FREEZE_TIMEOUT_MS_DEFAULT)]
+        freeze_timeout_ms: u64,
     },
 }
 
@@ -470,6 +496,7 @@ pub fn run_ctl(args: CtlArgs, stdin: &mut dyn Read) -> Result<Report, CtlError> 
             std::time::Duration::from_secs(a.timeout_secs),
         ),
         CtlCommand::History(a) => history::history(&ctx, a.store.as_deref(), a.limit),
+        CtlCommand::Rebalance(a) => rebalance::rebalance(&ctx, &a),
     }
 }
 

@@ -113,9 +113,13 @@ pub fn slot_config(cluster: &Cluster, topology: &Topology, slot_id: &str) -> Opt
                     .filter_map(|r| {
                         let s = topology.slots.get(r)?;
                         let a = topology.machines.get(&s.machine)?.address;
+                        let address = match cluster.sync_via.get(r) {
+                            Some(via) => *via,
+                            None => SocketAddr::new(a, s.sync_port),
+                        };
                         Some(Peer {
                             slot: r.clone(),
-                            address: SocketAddr::new(a, s.sync_port),
+                            address,
                         })
                     })
                     .collect()
@@ -191,6 +195,7 @@ mod tests {
                 allow_plaintext_auth: true,
                 ..Default::default()
             },
+            sync_via: Default::default(),
         }
     }
 
@@ -311,5 +316,29 @@ mod tests {
             durable.on_timeout,
             slotmail_slot::config::OnTimeout::Tempfail
         );
+    }
+
+    #[test]
+    fn sync_via_redirects_the_masters_dial_not_the_replicas_listener() {
+        let mut c = cluster();
+        c.sync_via
+            .insert("b1".into(), "127.0.0.99:4000".parse().unwrap());
+        let t = topology();
+        let path = Path::new("/c/state/a/a1.toml");
+        let master =
+            slotmail_slot::SlotConfig::parse(&slot_config(&c, &t, "a1").unwrap(), path).unwrap();
+        let sync = master.sync.unwrap();
+        assert_eq!(sync.replicas[0].address, "127.0.0.99:4000".parse().unwrap());
+        let replica =
+            slotmail_slot::SlotConfig::parse(&slot_config(&c, &t, "b1").unwrap(), path).unwrap();
+        assert_eq!(
+            replica.sync.unwrap().listen,
+            Some("127.0.0.12:2500".parse().unwrap())
+        );
+        // The cluster file round-trips the table.
+        let text = "version = 1\nname = \"t\"\ndirectory = \"d.db\"\nsecret_file = \"s\"\n\
+             slots_dir = \"slots\"\nstate_dir = \"state\"\n\n[sync_via]\nb1 = \"127.0.0.99:4000\"\n";
+        let parsed = Cluster::parse(text, Path::new("/c/cluster.toml")).unwrap();
+        assert_eq!(parsed.sync_via, c.sync_via);
     }
 }

@@ -362,6 +362,17 @@ pub(crate) fn status(ctx: &Ctx) -> Result<Report, CtlError> {
     if !free.is_empty() {
         text.push_str(&format!("free slots: {}\n", free.join(" ")));
     }
+    // Users being moved (`ctl user move`).
+    for m in t.moves.values() {
+        text.push_str(&format!(
+            "moving: {} from {} to {} ({})\n",
+            m.user,
+            m.from,
+            m.to,
+            m.phase.as_str()
+        ));
+    }
+    let moves: Vec<&slotmail_directory::UserMove> = t.moves.values().collect();
     Ok(Report {
         text,
         json: json!({
@@ -372,6 +383,7 @@ pub(crate) fn status(ctx: &Ctx) -> Result<Report, CtlError> {
             "users": t.users.len(),
             "stores": stores,
             "free_slots": free,
+            "moves": moves,
             "problems": problems_total,
         }),
         exit: if problems_total == 0 {

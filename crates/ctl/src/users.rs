@@ -148,6 +148,16 @@ pub(crate) fn user(ctx: &Ctx, cmd: UserCtl, stdin: &mut dyn Read) -> Result<Repo
         }
         UserCtl::Delete { name } => {
             let route = d.route(&name)?;
+            // A user being moved is refused before any slot is touched.
+            if let Some(m) = d.snapshot()?.moves.get(&name) {
+                return Err(DirectoryError::UserMoving {
+                    user: name,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    phase: m.phase.as_str(),
+                }
+                .into());
+            }
             let note =
                 match master_request(ctx, &route, &Request::DeleteUser { name: name.clone() }) {
                     Ok(_) => None,
@@ -294,8 +304,19 @@ pub(crate) fn user(ctx: &Ctx, cmd: UserCtl, stdin: &mut dyn Read) -> Result<Repo
             };
             let a = route.address;
             let m = &route.master;
+            let moving = t.moves.get(&name);
+            let move_text = moving
+                .map(|mv| {
+                    format!(
+                        "  moving    from {} to {} ({})\n",
+                        mv.from,
+                        mv.to,
+                        mv.phase.as_str()
+                    )
+                })
+                .unwrap_or_default();
             let text = format!(
-                "user {name}\n  store     {} (epoch {})\n  master    {} on {} ({a})\n  IMAP      {a}:{}\n  LMTP      {a}:{}\n  sync      {a}:{}\n  replicas  {}\n{info_text}",
+                "user {name}\n  store     {} (epoch {})\n  master    {} on {} ({a})\n  IMAP      {a}:{}\n  LMTP      {a}:{}\n  sync      {a}:{}\n  replicas  {}\n{move_text}{info_text}",
                 route.store,
                 route.epoch,
                 m.id,
@@ -329,30 +350,29 @@ pub(crate) fn user(ctx: &Ctx, cmd: UserCtl, stdin: &mut dyn Read) -> Result<Repo
                         "data_dir": ctx.cluster.slot_data_dir(&m.data_dir),
                     },
                     "replicas": replicas,
+                    "move": moving,
                     "info": info_json,
                 }),
             )
         }
-        UserCtl::Move { name, to } => {
-            // Validate what can be validated, so a typo is a usage error.
-            let route = d.route(&name)?;
-            let t = d.snapshot()?;
-            if !t.stores.contains_key(&to) {
-                return Err(DirectoryError::UnknownStore(to).into());
-            }
-            if route.store == to {
-                return Err(DirectoryError::AlreadyInStore {
-                    user: name,
-                    store: to,
-                }
-                .into());
-            }
-            Err(CtlError::NotSupported(format!(
-                "moving user {name} from store {} to {to} copies the mail by replication, \
-                 which is not wired into the slots yet; nothing was changed",
-                route.store
-            )))
-        }
+        UserCtl::Move {
+            name,
+            to,
+            copy_only,
+            abort,
+            copy_timeout_secs,
+            freeze_timeout_ms,
+        } => crate::moves::user_move(
+            ctx,
+            &name,
+            to.as_deref(),
+            &crate::moves::MoveOptions {
+                copy_only,
+                abort,
+                copy_timeout: std::time::Duration::from_secs(copy_timeout_secs),
+                freeze_timeout: std::time::Duration::from_millis(freeze_timeout_ms),
+            },
+        ),
     }
 }
 

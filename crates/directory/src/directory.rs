@@ -15,7 +15,8 @@
 
 use crate::error::DirectoryError;
 use crate::model::{
-    CheckResult, Fence, Machine, RoleChange, Route, Slot, Store, StoreSpec, Topology,
+    CheckResult, Fence, Machine, MovePhase, RoleChange, Route, Slot, Store, StoreSpec, Topology,
+    UserMove,
 };
 
 /// Result of a directory operation.
@@ -102,8 +103,29 @@ pub trait Directory: Send + Sync {
     /// is not in `from` (someone else moved it) or `to` is where it is.
     fn move_user(&self, user: &str, from: &str, to: &str) -> Result<()>;
 
-    /// Forget a user.
+    /// Forget a user. Refused while the user is being moved.
     fn remove_user(&self, user: &str) -> Result<()>;
+
+    /// Mark the start of a move of `user` from its store `from` to `to`
+    /// (phase [`MovePhase::Copying`]; the user stays routed to `from`).
+    /// Refused if the user is not in `from`, `to` is unknown or is `from`,
+    /// or a move of the user exists already.
+    fn begin_move(&self, user: &str, from: &str, to: &str) -> Result<UserMove>;
+
+    /// Set the phase of a move to [`MovePhase::Copying`] or
+    /// [`MovePhase::Final`] (the routing does not change). Refused once the
+    /// move has switched.
+    fn set_move_phase(&self, user: &str, phase: MovePhase) -> Result<UserMove>;
+
+    /// The switch of a move, in one transaction: the user is routed to the
+    /// move's `to` store and the move becomes [`MovePhase::Switched`].
+    /// Refused unless the move is in [`MovePhase::Final`].
+    fn switch_move(&self, user: &str) -> Result<UserMove>;
+
+    /// Forget a move: after the switch (`ctl user move` removed the old
+    /// copy), or to abort one that has not switched (the user stays where
+    /// it was). Returns the move as it was.
+    fn end_move(&self, user: &str) -> Result<UserMove>;
 
     /// Where a user is served now (store, epoch, master slot and address).
     fn route(&self, user: &str) -> Result<Route>;
@@ -111,6 +133,11 @@ pub trait Directory: Send + Sync {
     /// Record the result of a replication check of a store (replacing the
     /// previous one).
     fn record_check(&self, store: &str, result: &CheckResult) -> Result<()>;
+
+    /// Record in the store's history a step that changes no role (a
+    /// replica added or dropped by `ctl rebalance`): old and new master are
+    /// the store's current master, the epoch its current epoch.
+    fn record_step(&self, store: &str, reason: &str) -> Result<()>;
 
     /// Role changes, newest first, at most `limit` (at most
     /// [`crate::limits::HISTORY_ENTRIES_MAX`]), of one store or of all.

@@ -129,6 +129,25 @@ pub enum DirectoryError {
         expected: String,
         actual: String,
     },
+    /// The user is being moved (`ctl user move`): finish or abort the move
+    /// first.
+    #[error("user {user} is being moved from store {from} to {to} ({phase})")]
+    UserMoving {
+        user: String,
+        from: String,
+        to: String,
+        phase: &'static str,
+    },
+    /// No move of the user is in progress.
+    #[error("user {0} is not being moved")]
+    NotMoving(String),
+    /// The move is not in the phase the caller expected.
+    #[error("the move of user {user} is {actual}, not {expected}")]
+    MovePhase {
+        user: String,
+        expected: &'static str,
+        actual: &'static str,
+    },
     /// The store still has users.
     #[error("store {store} still has {users} user(s)")]
     StoreHasUsers { store: String, users: u64 },

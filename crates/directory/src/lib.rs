@@ -21,8 +21,8 @@ pub mod sqlite;
 pub use directory::{Directory, Result};
 pub use error::DirectoryError;
 pub use model::{
-    CheckResult, CheckStatus, Fence, IdKind, Machine, RoleChange, Route, Slot, Store, StoreSpec,
-    Topology,
+    CheckResult, CheckStatus, Fence, IdKind, Machine, MovePhase, RoleChange, Route, Slot, Store,
+    StoreSpec, Topology, UserMove,
 };
 pub use placement::{
     FailureImpact, Layout, Move, Plan, PlanError, PlannedSlot, PlannedStore, plan, rebalance,

@@ -184,6 +184,61 @@ pub struct Topology {
     /// reconciled.
     #[serde(default)]
     pub fenced: BTreeMap<String, Fence>,
+    /// Users being moved between stores, by user (`ctl user move`): a user
+    /// stays routed to its old store until the move switches it.
+    #[serde(default)]
+    pub moves: BTreeMap<String, UserMove>,
+}
+
+/// A move of one user from one store to another in progress
+/// (docs/operations.md, "Moving a user"). While it exists the user cannot
+/// be deleted or moved elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserMove {
+    pub user: String,
+    /// The store the user is moving out of.
+    pub from: String,
+    /// The store the user is moving into.
+    pub to: String,
+    /// Where the move is.
+    pub phase: MovePhase,
+    /// When the move began, in milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+}
+
+/// The steps of a user move, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovePhase {
+    /// The mail is being copied while the user keeps working on the old
+    /// store; routed to the old store.
+    Copying,
+    /// The user's writes are refused on the old store for the final round
+    /// and the equality proof; still routed to the old store.
+    Final,
+    /// Routed to the new store; the old store's copy is being removed.
+    Switched,
+}
+
+impl MovePhase {
+    /// The phase's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovePhase::Copying => "copying",
+            MovePhase::Final => "final",
+            MovePhase::Switched => "switched",
+        }
+    }
+
+    /// The phase of a name.
+    pub fn parse(s: &str) -> Option<MovePhase> {
+        match s {
+            "copying" => Some(MovePhase::Copying),
+            "final" => Some(MovePhase::Final),
+            "switched" => Some(MovePhase::Switched),
+            _ => None,
+        }
+    }
 }
 
 /// A fenced slot: an old master replaced by a failover. It refuses client

@@ -19,8 +19,8 @@ use crate::limits::{
     SLOTS_PER_STORE_MAX, SLOTS_PER_STORE_MIN, STORES_MAX, USERS_MAX,
 };
 use crate::model::{
-    CheckResult, CheckStatus, Fence, IdKind, Machine, RoleChange, Route, Slot, Store, StoreSpec,
-    Topology, validate_id, validate_slot, validate_text, validate_user,
+    CheckResult, CheckStatus, Fence, IdKind, Machine, MovePhase, RoleChange, Route, Slot, Store,
+    StoreSpec, Topology, UserMove, validate_id, validate_slot, validate_text, validate_user,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -91,6 +91,18 @@ CREATE TABLE IF NOT EXISTS fences (
     epoch INTEGER NOT NULL,
     at_ms INTEGER NOT NULL,
     reason TEXT NOT NULL
+);
+";
+
+/// Added to schema version 1 without a version change, like [`FENCES`]:
+/// users being moved between stores (`ctl user move`).
+const USER_MOVES: &str = "
+CREATE TABLE IF NOT EXISTS user_moves (
+    user TEXT PRIMARY KEY REFERENCES users(name),
+    from_store TEXT NOT NULL REFERENCES stores(id),
+    to_store TEXT NOT NULL REFERENCES stores(id),
+    phase TEXT NOT NULL,
+    started_ms INTEGER NOT NULL
 );
 ";
 
@@ -244,6 +256,7 @@ impl SqliteDirectory {
         if has_fences == 0 {
             conn.execute_batch(FENCES).db(&ctx)?;
         }
+        conn.execute_batch(USER_MOVES).db(&ctx)?;
         Ok(SqliteDirectory {
             busy_timeout_ms: options.busy_timeout_ms,
             conn: Mutex::new(conn),
@@ -588,6 +601,75 @@ fn write_store_slots(c: &Connection, ctx: &Ctx<'_>, store: &str, slots: &[String
     Ok(())
 }
 
+const MOVE_COLUMNS: &str = "user, from_store, to_store, phase, started_ms";
+
+fn move_from_row(ctx: &Ctx<'_>, r: &rusqlite::Row<'_>) -> Result<UserMove> {
+    let user: String = r.get(0).db(ctx)?;
+    let phase: String = r.get(3).db(ctx)?;
+    let phase = MovePhase::parse(&phase)
+        .ok_or_else(|| ctx.corrupt(format!("move of user {user}: unknown phase {phase:?}")))?;
+    Ok(UserMove {
+        user,
+        from: r.get(1).db(ctx)?,
+        to: r.get(2).db(ctx)?,
+        phase,
+        started_unix_ms: r.get::<_, i64>(4).db(ctx)?.max(0) as u64,
+    })
+}
+
+fn all_moves(c: &Connection, ctx: &Ctx<'_>) -> Result<Vec<UserMove>> {
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT {MOVE_COLUMNS} FROM user_moves ORDER BY user"
+        ))
+        .db(ctx)?;
+    let mut rows = stmt.query([]).db(ctx)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db(ctx)? {
+        out.push(move_from_row(ctx, r)?);
+    }
+    Ok(out)
+}
+
+fn get_move(c: &Connection, ctx: &Ctx<'_>, user: &str) -> Result<Option<UserMove>> {
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT {MOVE_COLUMNS} FROM user_moves WHERE user = ?1"
+        ))
+        .db(ctx)?;
+    let mut rows = stmt.query([user]).db(ctx)?;
+    match rows.next().db(ctx)? {
+        Some(r) => Ok(Some(move_from_row(ctx, r)?)),
+        None => Ok(None),
+    }
+}
+
+/// Refuse a change of a user that is being moved.
+fn refuse_moving(c: &Connection, ctx: &Ctx<'_>, user: &str) -> Result<()> {
+    match get_move(c, ctx, user)? {
+        Some(m) => Err(DirectoryError::UserMoving {
+            user: m.user,
+            from: m.from,
+            to: m.to,
+            phase: m.phase.as_str(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn require_move(c: &Connection, ctx: &Ctx<'_>, user: &str) -> Result<UserMove> {
+    get_move(c, ctx, user)?.ok_or_else(|| DirectoryError::NotMoving(user.to_string()))
+}
+
+fn write_phase(c: &Connection, ctx: &Ctx<'_>, user: &str, phase: MovePhase) -> Result<()> {
+    c.execute(
+        "UPDATE user_moves SET phase = ?1 WHERE user = ?2",
+        params![phase.as_str(), user],
+    )
+    .db(ctx)?;
+    Ok(())
+}
+
 fn all_fences(c: &Connection, ctx: &Ctx<'_>) -> Result<Vec<Fence>> {
     let mut stmt = c
         .prepare("SELECT slot, store, epoch, at_ms, reason FROM fences ORDER BY slot")
@@ -774,6 +856,9 @@ impl Directory for SqliteDirectory {
             }
             for fence in all_fences(c, ctx)? {
                 topo.fenced.insert(fence.slot.clone(), fence);
+            }
+            for m in all_moves(c, ctx)? {
+                topo.moves.insert(m.user.clone(), m);
             }
             Ok(topo)
         })
@@ -982,7 +1067,14 @@ impl Directory for SqliteDirectory {
     fn remove_store(&self, id: &str) -> Result<()> {
         self.write("remove_store", |c, ctx| {
             require_store(c, ctx, id)?;
-            let users = count(c, ctx, "SELECT count(*) FROM users WHERE store = ?1", [id])?;
+            // A store a user is moving into counts as holding that user.
+            let users = count(c, ctx, "SELECT count(*) FROM users WHERE store = ?1", [id])?
+                + count(
+                    c,
+                    ctx,
+                    "SELECT count(*) FROM user_moves WHERE to_store = ?1",
+                    [id],
+                )?;
             if users > 0 {
                 return Err(DirectoryError::StoreHasUsers {
                     store: id.to_string(),
@@ -1193,6 +1285,7 @@ impl Directory for SqliteDirectory {
 
     fn move_user(&self, user: &str, from: &str, to: &str) -> Result<()> {
         self.write("move_user", |c, ctx| {
+            refuse_moving(c, ctx, user)?;
             let current = user_store(c, ctx, user)?
                 .ok_or_else(|| DirectoryError::UnknownUser(user.to_string()))?;
             if current == to {
@@ -1220,6 +1313,7 @@ impl Directory for SqliteDirectory {
 
     fn remove_user(&self, user: &str) -> Result<()> {
         self.write("remove_user", |c, ctx| {
+            refuse_moving(c, ctx, user)?;
             if c.execute("DELETE FROM users WHERE name = ?1", [user])
                 .db(ctx)?
                 == 0
@@ -1227,6 +1321,103 @@ impl Directory for SqliteDirectory {
                 return Err(DirectoryError::UnknownUser(user.to_string()));
             }
             Ok(())
+        })
+    }
+
+    fn begin_move(&self, user: &str, from: &str, to: &str) -> Result<UserMove> {
+        self.write("begin_move", |c, ctx| {
+            refuse_moving(c, ctx, user)?;
+            let current = user_store(c, ctx, user)?
+                .ok_or_else(|| DirectoryError::UnknownUser(user.to_string()))?;
+            if current == to {
+                return Err(DirectoryError::AlreadyInStore {
+                    user: user.to_string(),
+                    store: current,
+                });
+            }
+            if current != from {
+                return Err(DirectoryError::UserNotInStore {
+                    user: user.to_string(),
+                    expected: from.to_string(),
+                    actual: current,
+                });
+            }
+            require_store(c, ctx, to)?;
+            let m = UserMove {
+                user: user.to_string(),
+                from: from.to_string(),
+                to: to.to_string(),
+                phase: MovePhase::Copying,
+                started_unix_ms: now_unix_ms(),
+            };
+            c.execute(
+                &format!("INSERT INTO user_moves ({MOVE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
+                    m.user,
+                    m.from,
+                    m.to,
+                    m.phase.as_str(),
+                    to_i64(m.started_unix_ms)
+                ],
+            )
+            .db(ctx)?;
+            Ok(m)
+        })
+    }
+
+    fn set_move_phase(&self, user: &str, phase: MovePhase) -> Result<UserMove> {
+        self.write("set_move_phase", |c, ctx| {
+            let mut m = require_move(c, ctx, user)?;
+            if m.phase == MovePhase::Switched || phase == MovePhase::Switched {
+                return Err(DirectoryError::MovePhase {
+                    user: user.to_string(),
+                    expected: "copying or final",
+                    actual: m.phase.as_str(),
+                });
+            }
+            write_phase(c, ctx, user, phase)?;
+            m.phase = phase;
+            Ok(m)
+        })
+    }
+
+    fn switch_move(&self, user: &str) -> Result<UserMove> {
+        self.write("switch_move", |c, ctx| {
+            let mut m = require_move(c, ctx, user)?;
+            if m.phase != MovePhase::Final {
+                return Err(DirectoryError::MovePhase {
+                    user: user.to_string(),
+                    expected: MovePhase::Final.as_str(),
+                    actual: m.phase.as_str(),
+                });
+            }
+            let current = user_store(c, ctx, user)?
+                .ok_or_else(|| ctx.corrupt(format!("move of missing user {user}")))?;
+            if current != m.from {
+                return Err(DirectoryError::UserNotInStore {
+                    user: user.to_string(),
+                    expected: m.from.clone(),
+                    actual: current,
+                });
+            }
+            require_store(c, ctx, &m.to)?;
+            c.execute(
+                "UPDATE users SET store = ?1 WHERE name = ?2",
+                params![m.to, user],
+            )
+            .db(ctx)?;
+            write_phase(c, ctx, user, MovePhase::Switched)?;
+            m.phase = MovePhase::Switched;
+            Ok(m)
+        })
+    }
+
+    fn end_move(&self, user: &str) -> Result<UserMove> {
+        self.write("end_move", |c, ctx| {
+            let m = require_move(c, ctx, user)?;
+            c.execute("DELETE FROM user_moves WHERE user = ?1", [user])
+                .db(ctx)?;
+            Ok(m)
         })
     }
 
@@ -1265,6 +1456,22 @@ impl Directory for SqliteDirectory {
             )
             .db(ctx)?;
             Ok(())
+        })
+    }
+
+    fn record_step(&self, store: &str, reason: &str) -> Result<()> {
+        validate_text("reason", reason)?;
+        self.write("record_step", |c, ctx| {
+            let st = require_store(c, ctx, store)?;
+            add_history(
+                c,
+                ctx,
+                store,
+                Some(st.master()),
+                st.master(),
+                st.epoch,
+                reason,
+            )
         })
     }
 

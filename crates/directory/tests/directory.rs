@@ -3,7 +3,7 @@
 //! (snapshot and history compared before and after).
 
 use slotmail_directory::{
-    CheckResult, CheckStatus, Directory, DirectoryError, Machine, Slot, SqliteDirectory,
+    CheckResult, CheckStatus, Directory, DirectoryError, Machine, MovePhase, Slot, SqliteDirectory,
     SqliteOptions, StoreSpec, Topology,
 };
 use std::net::IpAddr;
@@ -500,6 +500,99 @@ fn users_assign_move_remove_and_route() {
         refused(&d, |d| d.remove_user("alice")),
         DirectoryError::UnknownUser(_)
     ));
+}
+
+#[test]
+fn a_user_move_marks_switches_and_ends_in_steps() {
+    let (_t, d) = setup();
+    d.create_store(&spec("s2", &["b2", "c1"]), "created")
+        .unwrap();
+    // Bad input: refused, nothing changed.
+    assert!(matches!(
+        refused(&d, |d| d.begin_move("bob", "s1", "s2").map(|_| ())),
+        DirectoryError::UnknownUser(_)
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.begin_move("alice", "s1", "s1").map(|_| ())),
+        DirectoryError::AlreadyInStore { .. }
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.begin_move("alice", "s1", "zz").map(|_| ())),
+        DirectoryError::UnknownStore(_)
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.begin_move("alice", "s2", "s1").map(|_| ())),
+        DirectoryError::AlreadyInStore { .. }
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.switch_move("alice").map(|_| ())),
+        DirectoryError::NotMoving(_)
+    ));
+
+    let m = d.begin_move("alice", "s1", "s2").unwrap();
+    assert_eq!(
+        (m.phase, m.from.as_str(), m.to.as_str()),
+        (MovePhase::Copying, "s1", "s2")
+    );
+    let t = d.snapshot().unwrap();
+    assert_eq!(t.moves["alice"], m);
+    // Still routed to the old store while copying.
+    assert_eq!(d.route("alice").unwrap().store, "s1");
+    // A second move, a delete, a raw move and removing the target are refused.
+    assert!(matches!(
+        refused(&d, |d| d.begin_move("alice", "s1", "s2").map(|_| ())),
+        DirectoryError::UserMoving { .. }
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.remove_user("alice")),
+        DirectoryError::UserMoving { .. }
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.move_user("alice", "s1", "s2")),
+        DirectoryError::UserMoving { .. }
+    ));
+    assert!(matches!(
+        refused(&d, |d| d.remove_store("s2")),
+        DirectoryError::StoreHasUsers { .. }
+    ));
+    // The switch needs the final phase.
+    assert!(matches!(
+        refused(&d, |d| d.switch_move("alice").map(|_| ())),
+        DirectoryError::MovePhase { .. }
+    ));
+    assert_eq!(
+        d.set_move_phase("alice", MovePhase::Final).unwrap().phase,
+        MovePhase::Final
+    );
+    assert_eq!(d.route("alice").unwrap().store, "s1");
+    let r = d.revision().unwrap();
+    let m = d.switch_move("alice").unwrap();
+    assert_eq!(m.phase, MovePhase::Switched);
+    assert_eq!(d.revision().unwrap(), r + 1);
+    assert_eq!(d.route("alice").unwrap().store, "s2");
+    assert_eq!(
+        d.snapshot().unwrap().moves["alice"].phase,
+        MovePhase::Switched
+    );
+    // After the switch there is no way back through the phases.
+    assert!(matches!(
+        refused(&d, |d| d
+            .set_move_phase("alice", MovePhase::Copying)
+            .map(|_| ())),
+        DirectoryError::MovePhase { .. }
+    ));
+    assert_eq!(d.end_move("alice").unwrap().phase, MovePhase::Switched);
+    assert!(d.snapshot().unwrap().moves.is_empty());
+    assert!(matches!(
+        refused(&d, |d| d.end_move("alice").map(|_| ())),
+        DirectoryError::NotMoving(_)
+    ));
+
+    // An aborted move leaves the user where it was.
+    d.begin_move("alice", "s2", "s1").unwrap();
+    d.end_move("alice").unwrap();
+    assert_eq!(d.route("alice").unwrap().store, "s2");
+    d.remove_user("alice").unwrap();
 }
 
 #[test]

@@ -622,3 +622,77 @@ fn rebalance_moves_apply_to_a_sqlite_directory() {
     }
     d.remove_machine(removed).unwrap();
 }
+
+// The rebalance over the whole range the planner is tested on: 3 to 50
+// machines, 2 to 80 slots per machine, pairs and 3-slot stores, with one
+// to three machines added (with as many slots as the others) or one or two
+// removed (the survivors having spare slots to take their share). After
+// the planner's moves are applied the placement properties hold over the
+// machines that remain, every move is valid in order (a slot is dropped
+// only after its replacement was added and waited for), and a second
+// rebalance has nothing to do.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rebalances_across_cluster_sizes_keep_the_properties(
+        m in 3usize..=50,
+        s in 2u32..=80,
+        replicas in 1u32..=2,
+        change in 1usize..=3,
+        add in any::<bool>(),
+        which in 0usize..50,
+    ) {
+        let k = replicas as usize + 1;
+        // Bounded work per case: at most 1,200 planned slots.
+        let s = s.min((1200 / m) as u32).max(2);
+        let p = plan(&names(m), s, replicas).unwrap();
+        let (t, live) = if add {
+            let mut t = topology_of(&p, s);
+            let mut live = names(m);
+            for i in 0..change {
+                let name = format!("n{i:02}y");
+                add_machine(&mut t, &name, m + i, s);
+                live.push(name);
+            }
+            (t, live)
+        } else {
+            let gone = change.min(2).min(m - k);
+            prop_assume!(gone >= 1);
+            let spare = (s as usize * gone).div_ceil(m - gone) as u32;
+            let t = topology_of(&p, s + spare);
+            let mut live = names(m);
+            for i in 0..gone {
+                let at = (which + i * 7) % live.len();
+                live.remove(at);
+            }
+            (t, live)
+        };
+        let moves = rebalance(&t, &live).unwrap();
+        // Add, wait, [switch], drop: each drop comes after the add and the
+        // wait of its replacement in the same store.
+        let mut waited: BTreeMap<String, usize> = BTreeMap::new();
+        let mut added: BTreeMap<String, usize> = BTreeMap::new();
+        for mv in &moves {
+            match mv {
+                Move::AddReplica { store, .. } => *added.entry(store.clone()).or_default() += 1,
+                Move::WaitForSync { store, .. } => *waited.entry(store.clone()).or_default() += 1,
+                Move::DropReplica { store, .. } => {
+                    let a = added.get(store).copied().unwrap_or(0);
+                    let w = waited.get(store).copied().unwrap_or(0);
+                    prop_assert!(a >= 1 && w >= 1, "{store}: drop before add and wait: {moves:?}");
+                    *added.get_mut(store).unwrap() -= 1;
+                    *waited.get_mut(store).unwrap() -= 1;
+                }
+                _ => {}
+            }
+        }
+        let after = apply_moves(&t, &moves).unwrap();
+        let what = format!(
+            "{} {change} machine(s), {m}×{s}, {replicas} replica(s)",
+            if add { "add" } else { "remove" }
+        );
+        check_rebalanced(&t, &after, &live, k, &what);
+        prop_assert_eq!(rebalance(&after, &live).unwrap(), Vec::<Move>::new(), "{}", what);
+    }
+}

@@ -1023,6 +1023,32 @@ proptest! {
     }
 
     #[test]
+    fn fuzz_entry_point_on_mutated_commands(
+        ctl in any::<u8>(),
+        cmds in vec(command(), 1..4),
+        edits in vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..6),
+    ) {
+        // Valid commands, then bytes flipped, inserted and deleted: the
+        // framer and parser meet near-misses of every grammar rule.
+        let mut data = Vec::new();
+        for c in &cmds {
+            c.encode(&mut data);
+        }
+        for (at, op, byte) in edits {
+            let i = at.index(data.len());
+            match op {
+                0 => data[i] ^= byte.max(1),
+                1 => data.insert(i, byte),
+                _ => {
+                    data.remove(i);
+                }
+            }
+        }
+        data.insert(0, ctl);
+        fuzz_command(&data);
+    }
+
+    #[test]
     fn fuzz_entry_point_on_encoded_responses(ctl in any::<u8>(), resps in vec(response(), 0..4)) {
         let mut data = vec![ctl];
         for r in &resps {

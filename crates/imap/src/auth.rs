@@ -6,7 +6,9 @@
 //! session's blocking thread). A failure never tells an unknown user from a
 //! wrong password, and is answered after a delay that grows with every
 //! failure on the connection; after `failed_logins_max` the connection is
-//! closed.
+//! closed. Failures are also counted across connections per client address
+//! and user name (`throttle.rs`): past that ceiling a login is refused with
+//! `NO [UNAVAILABLE]` before any password check.
 
 use crate::session::{Action, Login, Out, Outcome, Reply, Res, Session, State, lossy};
 use slotmail_imap_proto::response::write_continuation;
@@ -38,9 +40,12 @@ impl Session {
                     .code(ResponseCode::PrivacyRequired),
             );
         }
+        if let Some(refusal) = self.throttled(username) {
+            return Ok(refusal);
+        }
         let (Ok(user), Ok(pass)) = (std::str::from_utf8(username), std::str::from_utf8(password))
         else {
-            return Ok(self.login_failed());
+            return Ok(self.login_failed(username));
         };
         Ok(self.log_in(None, user, pass))
     }
@@ -111,12 +116,15 @@ impl Session {
                 "Malformed PLAIN response (expected authzid NUL authcid NUL password)",
             );
         };
+        if let Some(refusal) = self.throttled(authc) {
+            return refusal;
+        }
         let (Ok(authz), Ok(authc), Ok(pass)) = (
             std::str::from_utf8(authz),
             std::str::from_utf8(authc),
             std::str::from_utf8(pass),
         ) else {
-            return self.login_failed();
+            return self.login_failed(authc);
         };
         let authz = (!authz.is_empty() && authz != authc).then_some(authz);
         self.log_in(authz, authc, pass)
@@ -134,7 +142,7 @@ impl Session {
                 if matches!(slot.account(authc), Ok(None)) {
                     let _ = slotmail_store::hash_password("not a user of this slot");
                 }
-                return self.login_failed();
+                return self.login_failed(authc.as_bytes());
             }
             Err(e) => {
                 tracing::error!(user = authc, cause = %e, "IMAP: password check failed");
@@ -179,12 +187,45 @@ impl Session {
         });
         self.state = State::Authenticated;
         self.failed_logins = 0;
+        self.ctx.throttle.succeeded(self.peer, authc.as_bytes());
         Reply::ok("Logged in").code(ResponseCode::Capability(self.capabilities()))
     }
 
-    fn login_failed(&mut self) -> Reply {
+    /// A failed login of `user` (the authentication identity as sent).
+    fn login_failed(&mut self, user: &[u8]) -> Reply {
+        self.ctx
+            .throttle
+            .failed(self.peer, user, std::time::Instant::now());
+        self.delayed_refusal(
+            Reply::no("Authentication failed").code(ResponseCode::AuthenticationFailed),
+        )
+    }
+
+    /// The refusal when `user` has failed too often from this address
+    /// (across connections): no password check, so a right guess is not
+    /// told apart from a wrong one. Counts as a failure on the connection.
+    fn throttled(&mut self, user: &[u8]) -> Option<Reply> {
+        if !self
+            .ctx
+            .throttle
+            .blocked(self.peer, user, std::time::Instant::now())
+        {
+            return None;
+        }
+        tracing::warn!(
+            peer = ?self.peer,
+            user = %lossy(user),
+            "IMAP: login refused, too many failed logins from this address"
+        );
+        Some(self.delayed_refusal(
+            Reply::no("Too many failed logins; try again later").code(ResponseCode::Unavailable),
+        ))
+    }
+
+    /// `reply` after the growing per-connection delay; the connection is
+    /// closed after `failed_logins_max` of them.
+    fn delayed_refusal(&mut self, mut reply: Reply) -> Reply {
         self.failed_logins += 1;
-        let mut reply = Reply::no("Authentication failed").code(ResponseCode::AuthenticationFailed);
         reply.delay = Some(self.config().timeouts.login_delay(self.failed_logins));
         if self.failed_logins >= self.config().limits.failed_logins_max {
             reply.action = Action::Close;

@@ -71,14 +71,25 @@ impl Default for ImapConfig {
     }
 }
 
-/// A shared on/off switch: clones see the same value.
+/// A shared on/off switch: clones see the same value. Besides the whole
+/// slot, single users can be frozen (a user being moved to another store,
+/// docs/operations.md): their writes are refused like a replica's, every
+/// other user's go on.
 #[derive(Debug, Clone, Default)]
-pub struct ReadOnlySwitch(Arc<AtomicBool>);
+pub struct ReadOnlySwitch(Arc<AtomicBool>, Arc<std::sync::RwLock<FrozenUsers>>);
+
+/// Users whose writes are refused, each until an optional deadline.
+#[derive(Debug, Default)]
+struct FrozenUsers(std::collections::HashMap<String, Option<std::time::Instant>>);
+
+/// Most users frozen at once on one slot (moves run one user at a time per
+/// command; this bounds the set against a runaway caller).
+pub const FROZEN_USERS_MAX: usize = 4096;
 
 impl ReadOnlySwitch {
     /// A switch in the given position.
     pub fn new(read_only: bool) -> Self {
-        ReadOnlySwitch(Arc::new(AtomicBool::new(read_only)))
+        ReadOnlySwitch(Arc::new(AtomicBool::new(read_only)), Arc::default())
     }
 
     /// Refuse (true) or allow (false) client writes from now on.
@@ -89,6 +100,44 @@ impl ReadOnlySwitch {
     /// Whether client writes are refused.
     pub fn is_read_only(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Refuse (`Some(until)`: until that instant, or for good with `None`
+    /// inside) or allow (`None`) `user`'s writes from now on. Returns
+    /// whether the user was frozen before. Refused (`Err`) when
+    /// [`FROZEN_USERS_MAX`] other users are frozen.
+    pub fn freeze_user(
+        &self,
+        user: &str,
+        frozen: Option<Option<std::time::Instant>>,
+    ) -> Result<bool, usize> {
+        let mut set = self.1.write().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        set.0.retain(|_, until| until.is_none_or(|t| t > now));
+        let was = set.0.contains_key(user);
+        match frozen {
+            Some(until) => {
+                if !was && set.0.len() >= FROZEN_USERS_MAX {
+                    return Err(FROZEN_USERS_MAX);
+                }
+                set.0.insert(user.to_string(), until);
+            }
+            None => {
+                set.0.remove(user);
+            }
+        }
+        Ok(was)
+    }
+
+    /// Whether `user`'s writes are refused (the whole slot, or the user).
+    pub fn is_frozen(&self, user: &str) -> bool {
+        if self.is_read_only() {
+            return true;
+        }
+        let set = self.1.read().unwrap_or_else(|e| e.into_inner());
+        set.0
+            .get(user)
+            .is_some_and(|until| until.is_none_or(|t| t > std::time::Instant::now()))
     }
 }
 
@@ -111,6 +160,13 @@ pub struct ImapLimits {
     pub bad_commands_in_row_max: u32,
     /// Failed logins after which the connection is closed.
     pub failed_logins_max: u32,
+    /// Failed logins of one user name from one client address, across
+    /// connections, within `Timeouts::failed_login_window`, after which
+    /// that pair's logins are refused (`NO [UNAVAILABLE]`) without a
+    /// password check until the window has passed.
+    pub failed_logins_per_address_user_max: u32,
+    /// Most (address, user name) pairs the failed-login table remembers.
+    pub failed_login_keys_max: usize,
     /// Read buffer between commands, in bytes.
     pub read_buffer_bytes: usize,
     /// Read buffer while a literal is being received, in bytes.
@@ -130,6 +186,8 @@ impl Default for ImapLimits {
             connections_per_user_max: 50,
             bad_commands_in_row_max: 10,
             failed_logins_max: 5,
+            failed_logins_per_address_user_max: 10,
+            failed_login_keys_max: 10_000,
             read_buffer_bytes: 4 * 1024,
             literal_read_buffer_bytes: 64 * 1024,
             output_chunk_bytes: 64 * 1024,
@@ -155,6 +213,9 @@ pub struct Timeouts {
     pub failed_login_delay: Duration,
     /// Longest delay after a failed login.
     pub failed_login_delay_max: Duration,
+    /// The window in which failed logins of one address and user name are
+    /// counted (`ImapLimits::failed_logins_per_address_user_max`).
+    pub failed_login_window: Duration,
     /// How long shutdown waits for connections to finish their command.
     pub shutdown_grace: Duration,
 }
@@ -169,6 +230,7 @@ impl Default for Timeouts {
             tls_handshake: Duration::from_secs(30),
             failed_login_delay: Duration::from_millis(500),
             failed_login_delay_max: Duration::from_secs(8),
+            failed_login_window: Duration::from_secs(10 * 60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -204,5 +266,23 @@ mod tests {
         assert!(!b.is_read_only());
         a.set(true);
         assert!(b.is_read_only());
+    }
+
+    #[test]
+    fn single_users_freeze_and_thaw() {
+        let a = ReadOnlySwitch::default();
+        let b = a.clone();
+        assert_eq!(a.freeze_user("ann", Some(None)), Ok(false));
+        assert!(b.is_frozen("ann") && !b.is_frozen("bob") && !b.is_read_only());
+        assert_eq!(a.freeze_user("ann", Some(None)), Ok(true));
+        assert_eq!(a.freeze_user("ann", None), Ok(true));
+        assert!(!b.is_frozen("ann"));
+        // A deadline in the past thaws by itself.
+        let past = std::time::Instant::now();
+        a.freeze_user("bob", Some(Some(past))).unwrap();
+        assert!(!b.is_frozen("bob"));
+        // The whole switch freezes everyone.
+        a.set(true);
+        assert!(b.is_frozen("carol"));
     }
 }

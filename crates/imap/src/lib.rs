@@ -41,6 +41,7 @@ mod select;
 mod server;
 mod session;
 mod store_cmd;
+mod throttle;
 mod view;
 
 pub use config::{
@@ -50,3 +51,4 @@ pub use config::{
 pub use hub::{Hub, Registration};
 pub use server::{serve, serve_with_context};
 pub use session::{Action, Context, Out, Outcome, Session, State};
+pub use throttle::LoginThrottle;

@@ -369,7 +369,8 @@ impl Connection {
             return;
         }
         let tls = matches!(self.conn.io, Transport::Tls(_));
-        let session = Session::new(self.ctx.clone(), tls, self.starttls.is_some() && !tls);
+        let mut session = Session::new(self.ctx.clone(), tls, self.starttls.is_some() && !tls);
+        session.set_peer(peer.ip());
         let mut out = Out::new();
         session.greeting(&mut out);
         self.session = Some(Box::new(session));

@@ -17,6 +17,7 @@
 
 use crate::config::ImapConfig;
 use crate::hub::{Hub, Registration};
+use crate::throttle::LoginThrottle;
 use crate::view::View;
 use slotmail_imap_proto::response::{write_continuation, write_status};
 use slotmail_imap_proto::{
@@ -24,6 +25,7 @@ use slotmail_imap_proto::{
     ParseOptions, ResponseCode, StatusKind, Tag, parse_command_with,
 };
 use slotmail_store::{Slot, StoreError, User};
+use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub struct Context {
     pub slot: Arc<Slot>,
     pub hub: Arc<Hub>,
     pub config: ImapConfig,
+    /// Failed logins across connections (per address and user name).
+    pub throttle: LoginThrottle,
 }
 
 impl Context {
@@ -42,12 +46,22 @@ impl Context {
     /// store's change listener (`crate::serve` does).
     pub fn new(slot: Arc<Slot>, config: ImapConfig) -> Arc<Context> {
         let hub = Hub::new(config.limits.connections_per_user_max);
-        Arc::new(Context { slot, hub, config })
+        Self::with_hub(slot, hub, config)
     }
 
     /// A context with a given hub (shared with another server or listener).
     pub fn with_hub(slot: Arc<Slot>, hub: Arc<Hub>, config: ImapConfig) -> Arc<Context> {
-        Arc::new(Context { slot, hub, config })
+        let throttle = LoginThrottle::new(
+            config.limits.failed_logins_per_address_user_max,
+            config.timeouts.failed_login_window,
+            config.limits.failed_login_keys_max,
+        );
+        Arc::new(Context {
+            slot,
+            hub,
+            config,
+            throttle,
+        })
     }
 }
 
@@ -346,6 +360,9 @@ pub struct Session {
     pub(crate) enabled: Enabled,
     pub(crate) bad_in_row: u32,
     pub(crate) failed_logins: u32,
+    /// The client's address, when the transport knows it (the key of
+    /// the cross-connection failed-login throttle).
+    pub(crate) peer: Option<IpAddr>,
     /// AUTHENTICATE waiting for its client data.
     pub(crate) auth_tag: Option<Tag>,
     /// IDLE in progress.
@@ -369,10 +386,16 @@ impl Session {
             enabled: Enabled::default(),
             bad_in_row: 0,
             failed_logins: 0,
+            peer: None,
             auth_tag: None,
             idle_tag: None,
             reported: Vec::new(),
         }
+    }
+
+    /// The client's address (for the failed-login throttle).
+    pub fn set_peer(&mut self, ip: IpAddr) {
+        self.peer = Some(ip);
     }
 
     /// The current state.
@@ -819,6 +842,14 @@ impl Session {
                 Reply::no("This server does not accept changes at the moment (replica)")
                     .code(ResponseCode::Unavailable),
             );
+        }
+        if let Some(login) = &self.login
+            && self.ctx.config.read_only.is_frozen(login.store.name())
+        {
+            return Err(Reply::no(
+                "Your mailbox is being moved and accepts no changes for a moment; try again",
+            )
+            .code(ResponseCode::Unavailable));
         }
         Ok(())
     }

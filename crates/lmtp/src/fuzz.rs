@@ -3,10 +3,14 @@
 //! The first byte picks the chunk size and which recipients the simulated
 //! backend accepts; the rest is client input. The function checks what must
 //! hold for any input: no panic, output stays bounded by the configured
-//! limit between drains, and every delivery event gets exactly one reply per
-//! accepted recipient. A cargo-fuzz target and a property test call it.
+//! limit between drains and is always well-formed replies (`ddd` then a
+//! space or a hyphen, at most `MAX_REPLY_LINE_BYTES` a line, CRLF), every
+//! delivery carries at most the recipient limit and at most the message
+//! size limit (plus its trace headers), and every delivery event gets
+//! exactly one reply per accepted recipient. A cargo-fuzz target and a
+//! property test call it.
 
-use crate::config::Config;
+use crate::config::{Config, MAX_REPLY_LINE_BYTES};
 use crate::envelope::RcptVerdict;
 use crate::reply::Reply;
 use crate::session::{Event, Session};
@@ -44,7 +48,19 @@ pub fn fuzz_session(data: &[u8]) {
                     .recipient_verdict(verdict)
                     .expect("a verdict answers a Recipient event");
             }
-            Some(Event::Deliver { rcpts, .. }) => {
+            Some(Event::Deliver { rcpts, message, .. }) => {
+                assert!(!rcpts.is_empty(), "a delivery without recipients");
+                assert!(
+                    rcpts.len() <= config.limits.max_recipients,
+                    "{} recipients over the limit",
+                    rcpts.len()
+                );
+                assert!(
+                    message.len() <= config.limits.max_message_bytes + TRACE_BYTES_MAX,
+                    "a delivered message of {} bytes",
+                    message.len()
+                );
+                assert!(message.ends_with(b"\r\n"), "message without a final CRLF");
                 let replies = rcpts.iter().map(|_| Reply::ok("delivered")).collect();
                 session
                     .delivery_replies(replies)
@@ -53,6 +69,7 @@ pub fn fuzz_session(data: &[u8]) {
             Some(Event::Close) => break,
             None => {
                 let out = session.take_output();
+                check_replies(&out);
                 assert!(
                     out.len() <= config.limits.max_pending_output_bytes + 4096,
                     "output grew to {} bytes",
@@ -64,5 +81,37 @@ pub fn fuzz_session(data: &[u8]) {
             }
         }
     }
-    let _ = session.take_output();
+    check_replies(&session.take_output());
+}
+
+/// Room for the trace headers a delivery prepends (Return-Path, Received).
+const TRACE_BYTES_MAX: usize = 4096;
+
+/// Every line of `out` is a reply line: three digits, a space or a hyphen,
+/// text, CRLF, within the line limit.
+fn check_replies(out: &[u8]) {
+    if out.is_empty() {
+        return;
+    }
+    assert!(out.ends_with(b"\r\n"), "output ends mid-line: {out:?}");
+    for line in out[..out.len() - 2].split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        assert!(
+            line.len() + 2 <= MAX_REPLY_LINE_BYTES,
+            "reply line of {} bytes",
+            line.len()
+        );
+        assert!(
+            line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit),
+            "not a reply line: {line:?}"
+        );
+        assert!(
+            line.len() == 3 || matches!(line[3], b' ' | b'-'),
+            "not a reply line: {line:?}"
+        );
+        assert!(
+            !line.contains(&b'\r'),
+            "a bare CR inside a reply line: {line:?}"
+        );
+    }
 }

@@ -181,10 +181,15 @@ pub fn canonicalize_line_endings(raw: &[u8]) -> Cow<'_, [u8]> {
 
 /// A fuzzing entry point: everything the server does with a message it
 /// received, on arbitrary bytes. Checks that the cached facts round-trip,
-/// that `BODY[]` is the message, and that every part's section is inside
-/// it. A cargo-fuzz target and a property test call it.
+/// that `BODY[]` is the message, that the part tree stays within
+/// [`MIME_DEPTH_MAX`] and [`PARTS_MAX`] with every part's ranges inside
+/// the message, and that every part's section is inside it. A cargo-fuzz
+/// target and a property test call it.
 pub fn fuzz_message(raw: &[u8]) {
     let info = analyze(raw);
+    let (parts, depth) = tree_size(&info.root, raw.len(), 0);
+    assert!(parts <= PARTS_MAX + 1, "{parts} parts recorded");
+    assert!(depth <= MIME_DEPTH_MAX + 1, "part tree {depth} levels deep");
     let back = MessageInfo::from_bytes(&info.to_bytes()).expect("cache round trip");
     assert_eq!(back.bodystructure, info.bodystructure);
     assert_eq!(back.envelope, info.envelope);
@@ -225,6 +230,35 @@ pub fn fuzz_message(raw: &[u8]) {
     }
     let _ = header_values(raw, "subject");
     let _ = body_text(raw);
+}
+
+/// (entities, depth) of a part tree, checking that every range lies in a
+/// message of `len` bytes. Recursion is bounded by the tree's own depth,
+/// which the caller checks against [`MIME_DEPTH_MAX`].
+fn tree_size(part: &Part, len: usize, level: usize) -> (usize, usize) {
+    for r in [&part.header, &part.body] {
+        assert!(
+            r.start <= r.end && r.end as usize <= len,
+            "range {r:?} outside a {len}-byte message"
+        );
+    }
+    assert!(
+        level <= MIME_DEPTH_MAX + 2,
+        "part tree deeper than its bound"
+    );
+    let mut parts = 1;
+    let mut depth = level;
+    let children: Vec<&Part> = match &part.kind {
+        PartKind::Single => Vec::new(),
+        PartKind::Multipart(ps) => ps.iter().collect(),
+        PartKind::Message { message, .. } => vec![message],
+    };
+    for child in children {
+        let (p, d) = tree_size(child, len, level + 1);
+        parts += p;
+        depth = depth.max(d);
+    }
+    (parts, depth)
 }
 
 #[cfg(test)]

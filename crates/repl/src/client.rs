@@ -74,6 +74,10 @@ pub struct ReplicatorConfig {
     /// Bumped after every round, for durable delivery's waiters; share one
     /// among the replicators of a slot ([`crate::durable::wait_acked`]).
     pub acks: Arc<AckSignal>,
+    /// Replicate this one user and nothing else (a user moving to another
+    /// store, `crate::migrate`): other users' changes are ignored and the
+    /// full comparison compares only this user.
+    pub only_user: Option<String>,
 }
 
 impl ReplicatorConfig {
@@ -97,6 +101,7 @@ impl ReplicatorConfig {
             compare_interval: COMPARE_INTERVAL,
             exec: Exec::Blocking,
             acks: Arc::new(AckSignal::default()),
+            only_user: None,
         }
     }
 }
@@ -298,6 +303,9 @@ impl Shared {
 
     /// The store's change listener: the user changed at `modseq`.
     fn changed(&self, user: &str, modseq: u64) {
+        if self.config.only_user.as_deref().is_some_and(|u| u != user) {
+            return;
+        }
         {
             let mut st = self.state();
             let running = st.running.contains(user);
@@ -469,6 +477,17 @@ impl Shared {
                         }
                         if !st.held.contains_key(&user) {
                             st.mark_dirty(&user, dirty);
+                            // Changes that arrived during the failed round
+                            // left the user dirty but not queued (a running
+                            // user is not queued, and the failure returned
+                            // before the requeue below): queue it now, or it
+                            // would never be replicated again.
+                            if st.dirty.contains_key(&user)
+                                && !st.running.contains(&user)
+                                && !st.queue.contains(&user)
+                            {
+                                st.queue.push_back(user.clone());
+                            }
                         }
                     }
                     me.wake.notify_waiters();
@@ -544,6 +563,20 @@ impl Replicator {
             .and_then(|u| u.modseq())
             .unwrap_or(0);
         self.shared.changed(user, modseq);
+    }
+
+    /// Queue a round for a user that compares every mailbox digest and
+    /// sends the differing mailboxes whole: for a user whose records carry
+    /// MODSEQs older than the replica's position, which a delta would miss
+    /// (a user that moved in from another store, `crate::migrate`).
+    pub fn check_user(&self, user: &str) {
+        let modseq = self
+            .shared
+            .slot
+            .user(user)
+            .and_then(|u| u.modseq())
+            .unwrap_or(0);
+        mark(&self.shared, user, modseq, None, true);
     }
 
     /// Whether the replica has acknowledged (`Ok` to `Commit`, after its
@@ -962,6 +995,11 @@ async fn run_stream(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncErr
 /// The full comparison: page through the replica's users and queue every
 /// user whose position, account or digest differs from the master's.
 async fn compare(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncError> {
+    if let Some(user) = &shared.config.only_user {
+        // One user: its round compares every mailbox digest.
+        mark(shared, user, 0, None, true);
+        return Ok(());
+    }
     let slot = shared.slot.clone();
     let mut names: Vec<String> = shared
         .exec()

@@ -19,6 +19,7 @@
 //!   TCP, or the simulated network of the tests).
 //! - [`tls`]: TLS 1.3 for sync streams and the channel binding the
 //!   handshake's proofs cover.
+//! - [`migrate`]: moving one user to another store's master.
 //! - [`durable`]: durable delivery's bounded wait for a replica's
 //!   acknowledgement.
 //! - [`exec`]: where blocking store calls run.
@@ -57,6 +58,7 @@ pub mod epoch;
 pub mod error;
 pub mod exec;
 pub mod limits;
+pub mod migrate;
 pub mod records;
 mod round;
 pub mod secret;
@@ -71,6 +73,7 @@ pub use durable::{AckSignal, wait_acked};
 pub use epoch::{EpochState, write_durably};
 pub use error::{SetupError, SyncError};
 pub use exec::Exec;
+pub use migrate::{MoveGrants, MoveTarget};
 pub use secret::{parse_secret, read_secret_file};
 pub use server::{ServerSettings, SyncServer};
 pub use slotmail_repl_proto::SlotRole;

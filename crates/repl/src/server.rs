@@ -218,6 +218,9 @@ struct Inner {
     permits: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
     tracker: TaskTracker,
+    /// On a master: the users moving in from another store's master
+    /// (`crate::migrate`).
+    grants: crate::migrate::MoveGrants,
 }
 
 impl Inner {
@@ -284,8 +287,15 @@ impl SyncServer {
                 permits: Arc::new(tokio::sync::Semaphore::new(SERVER_CONNECTIONS_MAX)),
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                grants: crate::migrate::MoveGrants::default(),
             }),
         })
+    }
+
+    /// The users this (master) slot accepts moving in
+    /// ([`crate::migrate`]); empty on a replica, where they do not apply.
+    pub fn move_grants(&self) -> &crate::migrate::MoveGrants {
+        &self.inner.grants
     }
 
     /// Accept streams on `listener` until [`SyncServer::shutdown`]; the
@@ -449,8 +459,9 @@ fn pong(inner: &Inner) -> Frame {
 
 async fn serve_stream(inner: &Arc<Inner>, channel: Channel, peer: &str) -> Result<(), SyncError> {
     let mut conn = Conn::new(channel.stream);
-    let stream_epoch = match handshake(inner, &mut conn, peer, channel.binding).await {
-        Ok(epoch) => epoch,
+    let (stream_epoch, moving_from) = match handshake(inner, &mut conn, peer, channel.binding).await
+    {
+        Ok(accepted) => accepted,
         Err(e) => {
             inner.stats().refused += 1;
             conn.shutdown().await;
@@ -458,7 +469,7 @@ async fn serve_stream(inner: &Arc<Inner>, channel: Channel, peer: &str) -> Resul
         }
     };
     conn.established();
-    let result = serve_requests(inner, &mut conn, stream_epoch).await;
+    let result = serve_requests(inner, &mut conn, stream_epoch, moving_from.as_deref()).await;
     if let Err(SyncError::Frame(e)) = &result {
         let _ = conn.send_unchecked(&e.to_frame()).await;
     }
@@ -466,19 +477,31 @@ async fn serve_stream(inner: &Arc<Inner>, channel: Channel, peer: &str) -> Resul
     result
 }
 
-/// Run the handshake; the stream's epoch once `Welcome` is sent.
+/// Run the handshake; the stream's epoch once `Welcome` is sent, and on a
+/// master the slot a move stream comes from.
 async fn handshake(
     inner: &Arc<Inner>,
     conn: &mut Conn,
     peer: &str,
     binding: [u8; 32],
-) -> Result<u64, SyncError> {
+) -> Result<(u64, Option<String>), SyncError> {
     let s = &inner.settings;
+    // A master that users move into answers the handshake as a replica of
+    // its own store, then admits only a move stream (`crate::migrate`).
+    let moves_in = match &s.role {
+        SlotRole::Master { store } if !inner.grants.is_empty() => Some(store.clone()),
+        _ => None,
+    };
     let config = ServerConfig {
         secret: s.secret,
         cluster: s.cluster.clone(),
         slot: s.slot.clone(),
-        role: s.role.clone(),
+        role: match &moves_in {
+            Some(store) => SlotRole::Replica {
+                store: store.clone(),
+            },
+            None => s.role.clone(),
+        },
         epoch: inner.epoch.get(),
         capabilities: Vec::new(),
         binding,
@@ -520,6 +543,24 @@ async fn handshake(
     let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, steps)
         .await
         .map_err(|_| SyncError::Timeout("the handshake"))??;
+    if moves_in.is_some()
+        && let Err((stale, text)) =
+            crate::migrate::admit(&inner.grants, &accepted, inner.epoch.get())
+    {
+        let code = if stale {
+            ErrorCode::StaleEpoch
+        } else {
+            ErrorCode::NotReplica
+        };
+        let _ = conn
+            .send_unchecked(&Frame::Refused(ErrorReply::new(code, text.clone())))
+            .await;
+        return Err(SyncError::Handshake {
+            code,
+            text,
+            by_peer: false,
+        });
+    }
     // Record a newer epoch durably before Welcome; another stream may have
     // adopted a newer one still since the Challenge.
     let now = if accepted.adopt_epoch {
@@ -567,13 +608,14 @@ async fn handshake(
     let mut stats = inner.stats();
     stats.accepted += 1;
     stats.last_master = Some(accepted.from_slot.clone());
-    Ok(accepted.epoch)
+    Ok((accepted.epoch, moves_in.map(|_| accepted.from_slot)))
 }
 
 async fn serve_requests(
     inner: &Arc<Inner>,
     conn: &mut Conn,
     stream_epoch: u64,
+    moving_from: Option<&str>,
 ) -> Result<(), SyncError> {
     let size_max = inner.slot.limits().message_size_max;
     let mut receiver = BodyReceiver::new(size_max);
@@ -597,6 +639,20 @@ async fn serve_requests(
             .await?;
             return Err(SyncError::Handshake {
                 code: ErrorCode::StaleEpoch,
+                text,
+                by_peer: false,
+            });
+        }
+        if let Some(from) = moving_from
+            && let Err(text) = inner.grants.permits(from, &frame)
+        {
+            conn.send(&Frame::Error(ErrorReply::new(
+                ErrorCode::NotReplica,
+                text.clone(),
+            )))
+            .await?;
+            return Err(SyncError::Handshake {
+                code: ErrorCode::NotReplica,
                 text,
                 by_peer: false,
             });

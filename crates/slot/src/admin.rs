@@ -120,6 +120,35 @@ pub enum Request {
         name: String,
         change: crate::admin_mail::MailChange,
     },
+    /// One user's position and digest (user move); none if absent.
+    UserDigest {
+        name: String,
+        side: crate::admin_mail::DigestSide,
+    },
+    /// Refuse (`frozen`) or allow one user's client writes; a freeze ends by
+    /// itself after `ttl_ms` if given (user move).
+    FreezeUser {
+        name: String,
+        frozen: bool,
+        #[serde(default)]
+        ttl_ms: Option<u64>,
+    },
+    /// On a master: accept (`grant`) or stop accepting replication of
+    /// `name` from slot `from_slot` (the user moves in; `crate::moves`).
+    MoveIn {
+        name: String,
+        from_slot: String,
+        grant: bool,
+    },
+    /// On a master: copy `name` to `target` by replication (user move).
+    MoveOutStart {
+        name: String,
+        target: slotmail_repl::MoveTarget,
+    },
+    /// How the copy of `name` goes.
+    MoveOutStatus { name: String },
+    /// Stop copying `name`.
+    MoveOutStop { name: String },
 }
 
 impl Request {
@@ -139,6 +168,12 @@ impl Request {
             Request::UserDigests { .. } => "user_digests",
             Request::MailState { .. } => "mail_state",
             Request::MailApply { .. } => "mail_apply",
+            Request::UserDigest { .. } => "user_digest",
+            Request::FreezeUser { .. } => "freeze_user",
+            Request::MoveIn { .. } => "move_in",
+            Request::MoveOutStart { .. } => "move_out_start",
+            Request::MoveOutStatus { .. } => "move_out_status",
+            Request::MoveOutStop { .. } => "move_out_stop",
         }
     }
 }
@@ -297,6 +332,18 @@ pub enum Response {
     MailApplied {
         applied: crate::admin_mail::MailApplied,
     },
+    /// freeze_user: whether the user was frozen before, and is now.
+    Frozen {
+        name: String,
+        was: bool,
+        frozen: bool,
+    },
+    /// move_in: every (user, source slot) this master accepts now.
+    MoveGrants { grants: Vec<(String, String)> },
+    /// move_out_*: the copy's state (none: no copy runs).
+    MoveOut {
+        status: Option<crate::moves::MoveOutStatus>,
+    },
     /// The request failed.
     Error { code: ErrorCode, message: String },
 }
@@ -357,7 +404,7 @@ pub async fn serve_admin(
     read_only: slotmail_imap::ReadOnlySwitch,
     shutdown: impl Future,
 ) -> Result<(), AdminError> {
-    serve_admin_with_replication(path, slot, read_only, Vec::new(), shutdown).await
+    serve_admin_with_replication(path, slot, read_only, Vec::new(), None, shutdown).await
 }
 
 /// [`serve_admin`] for a slot that replicates: `repl_confirm` reaches its
@@ -367,6 +414,21 @@ pub async fn serve_admin_with_replication(
     slot: Arc<Slot>,
     read_only: slotmail_imap::ReadOnlySwitch,
     replicators: Vec<slotmail_repl::Replicator>,
+    server: Option<slotmail_repl::SyncServer>,
+    shutdown: impl Future,
+) -> Result<(), AdminError> {
+    serve_admin_with_moves(path, slot, read_only, replicators, server, None, shutdown).await
+}
+
+/// [`serve_admin_with_replication`] for a slot that takes part in user
+/// moves (`crate::moves`).
+pub async fn serve_admin_with_moves(
+    path: PathBuf,
+    slot: Arc<Slot>,
+    read_only: slotmail_imap::ReadOnlySwitch,
+    replicators: Vec<slotmail_repl::Replicator>,
+    server: Option<slotmail_repl::SyncServer>,
+    moves: Option<Arc<crate::moves::MoveHub>>,
     shutdown: impl Future,
 ) -> Result<(), AdminError> {
     let listener = bind(&path)?;
@@ -381,6 +443,8 @@ pub async fn serve_admin_with_replication(
         slot,
         read_only,
         replicators,
+        server,
+        moves,
         started: Instant::now(),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
@@ -457,6 +521,10 @@ struct Ctx {
     read_only: slotmail_imap::ReadOnlySwitch,
     /// On a master: one per replica.
     replicators: Vec<slotmail_repl::Replicator>,
+    /// On a replica: its sync listener (a scrub marks bad bodies there).
+    server: Option<slotmail_repl::SyncServer>,
+    /// User moves (a slot with replication).
+    moves: Option<Arc<crate::moves::MoveHub>>,
     started: Instant,
 }
 
@@ -532,6 +600,17 @@ async fn handle_line(line: &[u8], ctx: &Arc<Ctx>) -> Response {
     } else {
         OPERATION_TIMEOUT
     };
+    if request == Request::Scrub
+        && let Some(repair) = scrub_with_repair(ctx)
+    {
+        return match tokio::time::timeout(timeout, repair).await {
+            Ok(response) => response,
+            Err(_) => error(
+                ErrorCode::Timeout,
+                format!("{op} took longer than {timeout:?}"),
+            ),
+        };
+    }
     let task_ctx = ctx.clone();
     let task = tokio::task::spawn_blocking(move || execute(request, &task_ctx));
     match tokio::time::timeout(timeout, task).await {
@@ -641,8 +720,73 @@ fn execute(request: Request, ctx: &Ctx) -> Response {
             .map(|state| Response::MailState { state }),
         Request::MailApply { name, change } => crate::admin_mail::mail_apply(slot, &name, change)
             .map(|applied| Response::MailApplied { applied }),
+        Request::UserDigest { name, side } => crate::admin_mail::one_user_digest(slot, &name, side)
+            .map(|d| Response::Digests {
+                users: d.into_iter().collect(),
+            }),
+        Request::FreezeUser {
+            name,
+            frozen,
+            ttl_ms,
+        } => {
+            let until = ttl_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+            return match ctx.read_only.freeze_user(&name, frozen.then_some(until)) {
+                Ok(was) => {
+                    tracing::info!(user = %name, was, frozen, "user's writes frozen over the admin endpoint");
+                    Response::Frozen { name, was, frozen }
+                }
+                Err(max) => error(
+                    ErrorCode::Invalid,
+                    format!("{max} users are frozen already"),
+                ),
+            };
+        }
+        Request::MoveIn {
+            name,
+            from_slot,
+            grant,
+        } => {
+            return with_moves(ctx, |m| {
+                m.move_in(&name, &from_slot, grant)
+                    .map(|grants| Response::MoveGrants { grants })
+            });
+        }
+        Request::MoveOutStart { name, target } => {
+            return with_moves(ctx, |m| {
+                m.move_out_start(&name, target)
+                    .map(|s| Response::MoveOut { status: Some(s) })
+            });
+        }
+        Request::MoveOutStatus { name } => {
+            return with_moves(ctx, |m| {
+                Ok(Response::MoveOut {
+                    status: m.move_out_status(&name),
+                })
+            });
+        }
+        Request::MoveOutStop { name } => {
+            return with_moves(ctx, |m| {
+                Ok(Response::MoveOut {
+                    status: m.move_out_stop(&name),
+                })
+            });
+        }
     };
     result.unwrap_or_else(store_error)
+}
+
+/// Run a move request on the slot's move hub.
+fn with_moves(
+    ctx: &Ctx,
+    f: impl FnOnce(&crate::moves::MoveHub) -> Result<Response, crate::moves::MoveError>,
+) -> Response {
+    match &ctx.moves {
+        Some(m) => f(m).unwrap_or_else(|e| error(ErrorCode::Invalid, e.to_string())),
+        None => error(
+            ErrorCode::Invalid,
+            "this slot does not replicate: it takes no part in user moves",
+        ),
+    }
 }
 
 /// Release `user` on every replica that holds it (or only `replica`).
@@ -719,7 +863,32 @@ fn user_info(slot: &Slot, name: &str) -> slotmail_store::Result<UserInfo> {
 
 fn scrub(slot: &Slot) -> Response {
     let started = Instant::now();
-    let report = slot.scrub(false);
+    scrub_response(&slot.scrub(false), started)
+}
+
+/// A scrub of a slot that replicates repairs what it finds: a master
+/// fetches each corrupt or missing body from its (first) replica
+/// (`Replicator::scrub_and_repair`); a replica marks them bad, so its master
+/// sends them again at its next full comparison (`SyncServer::scrub`; the
+/// marks survive a restart). `None` for a slot without replication.
+fn scrub_with_repair(ctx: &Arc<Ctx>) -> Option<impl Future<Output = Response> + use<>> {
+    let replicator = ctx.replicators.first().cloned();
+    let server = ctx.server.clone();
+    if replicator.is_none() && server.is_none() {
+        return None;
+    }
+    Some(async move {
+        let started = Instant::now();
+        let report = match (replicator, server) {
+            (Some(r), _) => r.scrub_and_repair().await,
+            (None, Some(s)) => s.scrub().await,
+            (None, None) => unreachable!("checked above"),
+        };
+        scrub_response(&report, started)
+    })
+}
+
+fn scrub_response(report: &slotmail_store::scrub::Report, started: Instant) -> Response {
     Response::Scrub {
         report: ScrubSummary {
             users: report.users,

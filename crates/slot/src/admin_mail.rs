@@ -145,6 +145,27 @@ pub fn all_user_digests(slot: &Slot, side: DigestSide) -> slotmail_store::Result
     Ok(out)
 }
 
+/// One user's position and digest; `None` if the slot has no such user.
+pub fn one_user_digest(
+    slot: &Slot,
+    name: &str,
+    side: DigestSide,
+) -> slotmail_store::Result<Option<UserDigest>> {
+    let side = match side {
+        DigestSide::Master => Side::Master,
+        DigestSide::Replica => Side::Replica,
+    };
+    Ok(
+        user_digests(slot, name, side, &DIGESTS, &|_| false, false)?.map(|d| UserDigest {
+            name: name.to_string(),
+            user_id: d.account.user_id.clone(),
+            modseq: d.modseq,
+            digest: Guid(d.digest).to_hex(),
+            mailboxes: d.mailboxes.len(),
+        }),
+    )
+}
+
 /// One user's mail state.
 pub fn mail_state(
     slot: &Slot,

@@ -111,7 +111,7 @@ impl SlotDelivery {
 
     /// Append one copy (blocking).
     fn deliver_one(&self, target: &Target, message: &[u8]) -> Reply {
-        if self.read_only.is_read_only() {
+        if self.read_only.is_frozen(&target.user) {
             // Demoted between RCPT and DATA (switchover): the MTA retries.
             return Reply::new(
                 451,
@@ -177,6 +177,15 @@ impl Backend for SlotDelivery {
         let this = self.clone();
         let rcpt = rcpt.clone();
         match tokio::task::spawn_blocking(move || this.resolve(&rcpt)).await {
+            // A user being moved (docs/operations.md): the MTA retries,
+            // and the proxy sends the retry to the new store.
+            Ok(Ok(target)) if self.read_only.is_frozen(&target.user) => {
+                RcptVerdict::Reject(Reply::new(
+                    451,
+                    EnhancedCode::new(4, 2, 1),
+                    "This mailbox is being moved; try again later",
+                ))
+            }
             Ok(Ok(target)) => RcptVerdict::Accept(target),
             Ok(Err(reply)) => RcptVerdict::Reject(reply),
             Err(_) => RcptVerdict::Reject(Reply::new(

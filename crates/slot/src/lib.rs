@@ -18,6 +18,7 @@ pub mod admin_mail;
 pub mod config;
 pub mod delivery;
 pub mod durable;
+pub mod moves;
 pub mod tls;
 
 pub use config::{ConfigError, SlotConfig};
@@ -61,6 +62,9 @@ struct Replication {
     /// Durable delivery, on a master of a store with `sync` on.
     durable: Option<Arc<durable::DurableDelivery>>,
     path: std::path::PathBuf,
+    /// The secret, kept for user moves (`moves.rs`).
+    secret: [u8; 32],
+    cluster: String,
 }
 
 impl Replication {
@@ -160,6 +164,8 @@ impl Replication {
             replicators,
             durable,
             path: config.data.join(STATUS_FILE),
+            secret,
+            cluster: sync.cluster.clone(),
         })
     }
 
@@ -270,12 +276,27 @@ pub async fn run(config: SlotConfig, shutdown: impl Future<Output = ()>) -> Resu
             .as_ref()
             .map(|r| r.replicators.clone())
             .unwrap_or_default();
+        let server = replication.as_ref().and_then(|r| r.server.clone());
+        let moves = replication.as_ref().map(|r| {
+            Arc::new(moves::MoveHub::new(
+                slot.clone(),
+                r.secret,
+                &r.cluster,
+                &r.slot_name,
+                (r.role == config::Role::Master).then(|| r.store.clone()),
+                r.server.clone(),
+                r.replicators.clone(),
+                read_only.clone(),
+            ))
+        });
         tasks.spawn(async move {
-            if let Err(e) = admin::serve_admin_with_replication(
+            if let Err(e) = admin::serve_admin_with_moves(
                 path,
                 slot,
                 read_only,
                 replicators,
+                server,
+                moves,
                 stop.cancelled_owned(),
             )
             .await

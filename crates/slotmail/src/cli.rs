@@ -33,6 +33,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Fault injection under load: `slotmail chaos run --seed N --duration 10m`
+    /// (docs/reliability.md).
+    Chaos {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run a working mail system on this machine (see the README).
     Demo {
         /// Where the demo keeps its data; created on first run, reused after.
@@ -178,6 +184,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut argv = vec![std::ffi::OsString::from(name)];
             argv.extend(args);
             Ok(main_from(argv))
+        }
+        Command::Chaos { args } => {
+            let mut argv = vec![std::ffi::OsString::from("slotmail chaos")];
+            argv.extend(args);
+            Ok(slotmail_chaos::cli::main_from(argv))
         }
         Command::Machine(MachineCommand::Run(args)) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -201,6 +201,52 @@ impl Work {
         })
     }
 
+    /// Evacuate one slot at a time, the most constrained first, each to the
+    /// machine that shares the fewest stores with the store's other
+    /// machines (among those below the even share of slots, if any): this
+    /// keeps pair sharing even, which the failover bound needs. Returns
+    /// false, having moved what it could, if some slot has no candidate
+    /// left (the matching of [`Work::evacuation_targets`] takes over).
+    fn greedy_evacuation(&mut self) -> bool {
+        let n = self.names.len();
+        let live_count = self.live.iter().filter(|&&l| l).count().max(1);
+        let total: usize = self.stores.iter().map(|(_, st)| st.len()).sum();
+        let even_hi = total.div_ceil(live_count);
+        loop {
+            let used = self.used();
+            let pairs = self.pairs();
+            // (candidates, store, position, best target)
+            let mut pick: Option<(usize, usize, usize, usize)> = None;
+            for (si, (_, st)) in self.stores.iter().enumerate() {
+                let Some(pos) = st.iter().position(|&(_, m)| !self.live[m]) else {
+                    continue;
+                };
+                let cands: Vec<usize> = (0..n)
+                    .filter(|&t| self.live[t] && !self.free[t].is_empty())
+                    .filter(|&t| st.iter().all(|&(_, m)| m != t))
+                    .collect();
+                let Some(&best) = cands.iter().min_by_key(|&&t| {
+                    let share: usize = st
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, &(_, m))| i != pos && self.live[m])
+                        .map(|(_, &(_, m))| pairs[t * n + m])
+                        .sum();
+                    (used[t] >= even_hi, share, used[t], t)
+                }) else {
+                    return false;
+                };
+                if pick.is_none_or(|(c, ..)| cands.len() < c) {
+                    pick = Some((cands.len(), si, pos, best));
+                }
+            }
+            let Some((_, si, pos, to)) = pick else {
+                return true;
+            };
+            self.relocate(si, pos, to);
+        }
+    }
+
     /// Move store `si`'s slot at `pos` to a free slot of machine `to`.
     fn relocate(&mut self, si: usize, pos: usize, to: usize) {
         let slot = self.free[to].pop_first().expect("target has a free slot");
@@ -301,9 +347,11 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
         moves: Vec::new(),
     };
 
-    // 1. Evacuate the machines that go: a matching of the slots that must
-    //    move onto live machines with free slots (a store's slots in
+    // 1. Evacuate the machines that go: one slot at a time, keeping pair
+    //    sharing even; if that gets stuck, a matching of the slots that
+    //    must move onto live machines with free slots (a store's slots in
     //    rounds, so two of them never land on one machine).
+    w.greedy_evacuation();
     while let Some(targets) = w.evacuation_targets()? {
         for (si, pos, to) in targets {
             w.relocate(si, pos, to);
@@ -343,7 +391,7 @@ pub fn rebalance(current: &Topology, machines_now: &[String]) -> Result<Vec<Move
                     .filter(|&&(_, m)| m != hi)
                     .map(|&(_, m)| pairs[lo * n + m] as isize - pairs[hi * n + m] as isize)
                     .sum();
-                Some(((pos == 0, gain, si), si, pos))
+                Some(((gain, pos == 0, si), si, pos))
             })
             .min_by_key(|(k, _, _)| *k);
         let Some((_, si, pos)) = best else { break };

@@ -445,3 +445,10 @@ impl TestSlot {
         serde_json::from_str(&text).ok()
     }
 }
+
+impl TestSlot {
+    /// The running process's id (for `/proc/PID/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
