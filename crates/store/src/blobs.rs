@@ -53,12 +53,7 @@ impl Blobs {
             *guid,
             "put with a GUID that is not the bytes' hash"
         );
-        let tmp = self.tmp_dir.join(format!(
-            "{}.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
-            &guid.to_hex()[..8]
-        ));
+        let tmp = self.tmp_path(guid);
         let result = self.put_via(&tmp, guid, bytes);
         if result.is_err() {
             // Best effort: a leftover in tmp/ is also removed at the next open.
@@ -89,6 +84,73 @@ impl Blobs {
                 .map_err(io_err("fsync directory", &self.msg_dir))?;
         }
         Ok(())
+    }
+
+    /// Make a batch of files durable together (docs/storage.md, "Batch of
+    /// bodies"): each written to `tmp/` without fsync, one `syncfs`, each
+    /// renamed to `msg/<aa>/<guid>`, one more `syncfs`. On error the
+    /// temporary files are removed and the error comes with the GUIDs
+    /// already renamed into `msg/` (the caller removes those nothing
+    /// references).
+    pub(crate) fn put_batch(&self, items: &[(Guid, &[u8])]) -> Result<(), (StoreError, Vec<Guid>)> {
+        let mut tmps: Vec<PathBuf> = Vec::with_capacity(items.len());
+        let mut renamed: Vec<Guid> = Vec::new();
+        let result = self.put_batch_via(items, &mut tmps, &mut renamed);
+        if let Err(e) = result {
+            for tmp in &tmps {
+                // Best effort: a leftover in tmp/ is also removed at the next open.
+                let _ = self.disk.remove(tmp);
+            }
+            return Err((e, renamed));
+        }
+        Ok(())
+    }
+
+    fn put_batch_via(
+        &self,
+        items: &[(Guid, &[u8])],
+        tmps: &mut Vec<PathBuf>,
+        renamed: &mut Vec<Guid>,
+    ) -> Result<(), StoreError> {
+        for (guid, bytes) in items {
+            debug_assert_eq!(
+                Guid::of(bytes),
+                *guid,
+                "put with a GUID that is not the bytes' hash"
+            );
+            let tmp = self.tmp_path(guid);
+            tmps.push(tmp.clone());
+            self.disk
+                .write_unsynced(&tmp, bytes)
+                .map_err(io_err("write message file", &tmp))?;
+        }
+        self.disk
+            .sync_fs(&self.tmp_dir)
+            .map_err(io_err("syncfs", &self.tmp_dir))?;
+        for ((guid, _), tmp) in items.iter().zip(tmps.iter()) {
+            let final_path = self.path(guid);
+            let fan_dir = final_path.parent().expect("message path has a parent");
+            self.disk
+                .create_dir(fan_dir)
+                .map_err(io_err("create directory", fan_dir))?;
+            self.disk
+                .rename(tmp, &final_path)
+                .map_err(io_err("rename message file", &final_path))?;
+            renamed.push(*guid);
+        }
+        tmps.clear();
+        self.disk
+            .sync_fs(&self.msg_dir)
+            .map_err(io_err("syncfs", &self.msg_dir))
+    }
+
+    fn tmp_path(&self, guid: &Guid) -> PathBuf {
+        self.tmp_dir.join(format!(
+            "{}.{}.{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
+            &guid.to_hex()[..8]
+        ))
     }
 
     pub(crate) fn exists(&self, guid: &Guid) -> bool {
