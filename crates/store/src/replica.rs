@@ -18,6 +18,12 @@ use crate::slot::Slot;
 use crate::user::{DbContext, Tx, User, mailbox_from_row, meta_int};
 use rusqlite::{OptionalExtension, params};
 
+/// The smallest batch of bodies [`User::put_bodies`] makes durable with
+/// `syncfs` (docs/storage.md, "Batch of bodies"); a smaller one fsyncs
+/// each file and its directory, which costs less than flushing a busy file
+/// system.
+pub const SYNCFS_BATCH_MIN: usize = 32;
+
 /// A mailbox record as the master sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxApply {
@@ -146,12 +152,25 @@ impl User {
                 let (guid, raw, info) = &accepted[0];
                 self.put_verified(guid, raw, info)?;
             }
-            _ => {
+            n => {
                 let items: Vec<(Guid, &[u8])> =
                     accepted.iter().map(|(g, raw, _)| (*g, *raw)).collect();
-                if let Err((e, renamed)) = self.blobs().put_batch(&items) {
-                    self.discard_uncontented(&renamed);
-                    return Err(e);
+                if n >= SYNCFS_BATCH_MIN {
+                    if let Err((e, renamed)) = self.blobs().put_batch(&items) {
+                        self.discard_uncontented(&renamed);
+                        return Err(e);
+                    }
+                } else {
+                    // Few files: each made durable on its own (its fsync and
+                    // its directory's), which costs less than flushing the
+                    // whole file system; still one commit for all.
+                    for (k, (guid, raw)) in items.iter().enumerate() {
+                        if let Err(e) = self.blobs().put(guid, raw) {
+                            let done: Vec<Guid> = items[..k].iter().map(|(g, _)| *g).collect();
+                            self.discard_uncontented(&done);
+                            return Err(e);
+                        }
+                    }
                 }
                 let result = self.write(|w| {
                     for (guid, raw, info) in &accepted {

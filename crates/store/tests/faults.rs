@@ -342,6 +342,8 @@ fn refused_append_leaves_no_file_behind() {
 #[test]
 fn every_disk_fault_fails_a_body_batch_cleanly() {
     for fault in [Fault::NoSpace, Fault::RenameFailed, Fault::SyncFsFailed] {
+        // The small-batch path (each file fsynced) fails the same way.
+        small_batch_fault_case(fault);
         // SyncFsFailed: skip 0 fails the flush of the temporary files,
         // skip 1 the flush after the renames. NoSpace and RenameFailed:
         // the first or a later file of the batch.
@@ -358,7 +360,11 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
             let slot = Slot::open_with_disk(&root, Options::default(), disk.clone()).unwrap();
             let user = slot.user("u").unwrap();
             let before = visible(&user);
-            let bodies: Vec<Vec<u8>> = (0..4).map(|n| msg_in_new_fan(&user, "batch", n)).collect();
+            // Enough bodies for the syncfs path (new fan-out directories
+            // for the first ones).
+            let mut bodies: Vec<Vec<u8>> =
+                (0..4).map(|n| msg_in_new_fan(&user, "batch", n)).collect();
+            bodies.extend((4..SYNCFS_BATCH_MIN as u32).map(|n| msg("batch", n)));
             let batch: Vec<(Guid, &[u8])> =
                 bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
             let guids: Vec<Guid> = batch.iter().map(|(g, _)| *g).collect();
@@ -399,4 +405,39 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
             assert!(slot.scrub(false).is_clean(), "{case}");
         }
     }
+}
+
+/// A batch below `SYNCFS_BATCH_MIN` (each file made durable on its own):
+/// a write or rename fault fails the whole batch and leaves nothing.
+fn small_batch_fault_case(fault: Fault) {
+    if fault == Fault::SyncFsFailed {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = populated_slot(dir.path());
+    let disk = Arc::new(FaultyDisk::new(fault, 2));
+    let slot = Slot::open_with_disk(&root, Options::default(), disk.clone()).unwrap();
+    let user = slot.user("u").unwrap();
+    let before = visible(&user);
+    let bodies: Vec<Vec<u8>> = (0..4).map(|n| msg("small", n)).collect();
+    let batch: Vec<(Guid, &[u8])> = bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
+    let err = user.put_bodies(&batch).unwrap_err();
+    assert_eq!(
+        os_error_in(&err),
+        Some(expected_errno(fault)),
+        "{fault:?}: {err}"
+    );
+    let after = visible(&user);
+    assert_eq!(
+        after, before,
+        "{fault:?}: a failed small batch changed what is visible"
+    );
+    assert_eq!(
+        after.files,
+        referenced_files(&after),
+        "{fault:?}: leftover in msg/"
+    );
+    disk.disarm();
+    assert!(user.put_bodies(&batch).unwrap().iter().all(|v| v.is_ok()));
+    assert!(slot.scrub(false).is_clean());
 }

@@ -203,7 +203,12 @@ fn run_bodies(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), St
     let mut rng = Rng::new(seed ^ round.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x6264);
     let mut seq = first_seq;
     loop {
-        let n = 2 + rng.below(31);
+        // Small batches (each file fsynced) and large ones (syncfs).
+        let n = if rng.below(2) == 0 {
+            2 + rng.below(30)
+        } else {
+            slotmail_store::SYNCFS_BATCH_MIN as u64 + rng.below(64)
+        };
         let bad = rng.below(n);
         let owned: Vec<(slotmail_store::Guid, Vec<u8>)> = (seq..seq + n)
             .map(|s| {
