@@ -19,9 +19,9 @@ use crate::user::{DbContext, Tx, User, mailbox_from_row, meta_int};
 use rusqlite::{OptionalExtension, params};
 
 /// The smallest batch of bodies [`User::put_bodies`] makes durable with
-/// `syncfs` (docs/storage.md, "Batch of bodies"); a smaller one fsyncs
-/// each file and its directory, which costs less than flushing a busy file
-/// system.
+/// concurrent fsyncs (docs/storage.md, "Batch of bodies"; the name is from
+/// when that path used `syncfs`); a smaller one fsyncs each file and its
+/// directory one after the other.
 pub const SYNCFS_BATCH_MIN: usize = 32;
 
 /// A mailbox record as the master sends it.
@@ -166,7 +166,9 @@ impl User {
                     // whole file system; still one commit for all.
                     for (k, (guid, raw)) in items.iter().enumerate() {
                         if let Err(e) = self.blobs().put(guid, raw) {
-                            let done: Vec<Guid> = items[..k].iter().map(|(g, _)| *g).collect();
+                            // The failed one too: a failed directory fsync
+                            // comes after its rename into msg/.
+                            let done: Vec<Guid> = items[..=k].iter().map(|(g, _)| *g).collect();
                             self.discard_uncontented(&done);
                             return Err(e);
                         }

@@ -203,7 +203,8 @@ fn run_bodies(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), St
     let mut rng = Rng::new(seed ^ round.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x6264);
     let mut seq = first_seq;
     loop {
-        // Small batches (each file fsynced) and large ones (syncfs).
+        // Small batches (each file fsynced in turn) and large ones
+        // (concurrent fsyncs).
         let n = if rng.below(2) == 0 {
             2 + rng.below(30)
         } else {
