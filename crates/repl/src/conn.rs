@@ -196,6 +196,22 @@ impl Conn {
         self.write(&bytes).await
     }
 
+    /// Send frames already encoded (and checked) by the caller, in one
+    /// write.
+    pub async fn send_encoded(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
+        self.write(bytes).await
+    }
+
+    /// The next frame if one is buffered or can be read without waiting,
+    /// else `None` (nothing is lost: reading is cancel-safe here, since the
+    /// only await point is the stream's read).
+    pub async fn try_recv(&mut self) -> Result<Option<Frame>, SyncError> {
+        match tokio::time::timeout(Duration::ZERO, self.recv()).await {
+            Ok(frame) => frame.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn write(&mut self, bytes: &[u8]) -> Result<(), SyncError> {
         let io = async {
             self.stream.write_all(bytes).await?;

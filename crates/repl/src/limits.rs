@@ -89,6 +89,31 @@ pub const SUBSCRIPTIONS_BYTES_BUDGET: usize = 8 * 1024 * 1024;
 /// below this.
 pub const STAGING_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Most body transfers the master has sent on one stream and not yet had
+/// answered (its window; docs/replication.md, "Pipelined body transfers").
+/// Small enough that the answers of a full window fit the socket buffers.
+pub const BODIES_IN_FLIGHT_MAX: usize = 256;
+
+/// Most body bytes in the master's window (a single larger body is sent
+/// alone).
+pub const BODY_BYTES_IN_FLIGHT_MAX: usize = 32 * 1024 * 1024;
+
+/// Most bodies the replica makes durable together (one `put_bodies`).
+pub const BODY_BATCH_MAX: usize = 256;
+
+/// Body bytes at which the replica stores its batch without waiting for
+/// more (a batch is at most this plus one body).
+pub const BODY_BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Most bodies the master reads from its store in one blocking call.
+pub const BODY_READ_BATCH_MAX: usize = 64;
+
+/// Body bytes after which the master's read of a group of bodies stops.
+pub const BODY_READ_BATCH_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Encoded frames the master gathers before one write of a body window.
+pub const BODY_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
 /// Most sync connections a replica serves at once (several masters'
 /// streams during a switchover, plus one spare).
 pub const SERVER_CONNECTIONS_MAX: usize = 32;

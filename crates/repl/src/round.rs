@@ -28,8 +28,10 @@ use crate::client::{Dirty, Shared};
 use crate::conn::Conn;
 use crate::error::SyncError;
 use crate::limits::{
-    APPLY_BYTES_BUDGET, DELETE_GUARD_FRACTION, DELETE_GUARD_MAILBOXES_MIN, DELETE_GUARD_MIN,
-    RESPONSE_TIMEOUT, STAGING_BYTES_MAX, SUBSCRIPTIONS_BYTES_BUDGET,
+    APPLY_BYTES_BUDGET, BODIES_IN_FLIGHT_MAX, BODY_BYTES_IN_FLIGHT_MAX, BODY_READ_BATCH_BYTES,
+    BODY_READ_BATCH_MAX, BODY_WRITE_BUFFER_BYTES, DELETE_GUARD_FRACTION,
+    DELETE_GUARD_MAILBOXES_MIN, DELETE_GUARD_MIN, RESPONSE_TIMEOUT, STAGING_BYTES_MAX,
+    SUBSCRIPTIONS_BYTES_BUDGET,
 };
 use crate::records::{
     Side, account_record, mailbox_record, message_record, snapshot_digest, subscription_record,
@@ -41,10 +43,10 @@ use slotmail_repl_proto::{
     DeleteUser, Digest, EXPUNGES_PER_APPLY_MAX, ErrorCode, Expunged, FetchBody, Frame, FrameType,
     GUIDS_PER_FRAME_MAX, GetUser, HaveGuids, HeldUser, ListUsers, MESSAGES_PER_APPLY_MAX,
     MailboxRecord, MailboxSummary, MessageRecord, SUBSCRIPTIONS_PER_FRAME_MAX, SubscriptionRecord,
-    UidRange, Users, body_chunks,
+    UidRange, Users, body_chunks, try_encode_frame,
 };
 use slotmail_store::{Account, Guid, MessageMeta, StoreError, User};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// How a round ended.
@@ -133,29 +135,6 @@ async fn apply(conn: &mut Conn, request: ApplyMailbox) -> Result<Digest, SyncErr
         Frame::Applied(a) => Ok(a.digest),
         other => Err(SyncError::Unexpected {
             request: FrameType::ApplyMailbox,
-            got: other.frame_type(),
-        }),
-    }
-}
-
-/// Send a body; `Err(Peer)` when the replica refuses it.
-async fn send_body(
-    conn: &mut Conn,
-    user: &str,
-    guid: &Guid,
-    bytes: &[u8],
-) -> Result<(), SyncError> {
-    for chunk in body_chunks(user, guid.0, bytes) {
-        conn.send(&Frame::Body(chunk)).await?;
-    }
-    match conn.recv_within(RESPONSE_TIMEOUT, "a response").await? {
-        Frame::Ok => Ok(()),
-        Frame::Error(reply) => Err(SyncError::Peer {
-            request: FrameType::Body,
-            reply,
-        }),
-        other => Err(SyncError::Unexpected {
-            request: FrameType::Body,
             got: other.frame_type(),
         }),
     }
@@ -649,62 +628,209 @@ async fn repair(
     Ok(())
 }
 
-/// What became of a body the replica lacks.
-enum Provided {
-    /// The replica holds it now.
-    Sent,
-    /// It was expunged here meanwhile.
-    Gone,
-    /// No good copy exists on either side (or the replica refused it).
-    Bad,
+/// The master's window of pipelined body transfers on one stream
+/// (docs/replication.md, "Pipelined body transfers"): at most
+/// [`BODIES_IN_FLIGHT_MAX`] transfers and [`BODY_BYTES_IN_FLIGHT_MAX`]
+/// bytes unanswered. Frames are gathered into one buffer and written
+/// [`BODY_WRITE_BUFFER_BYTES`] at a time, and always before waiting for an
+/// answer. Answers come in order: the oldest transfer's answer first.
+struct Window {
+    inflight: VecDeque<(Guid, usize)>,
+    bytes: usize,
+    out: Vec<u8>,
+    /// Bodies the replica refused (`guid-mismatch`, `too-big`).
+    refused: Vec<Guid>,
 }
 
-/// Give the replica a body it lacks: read and verified here, or, when the
-/// local copy is corrupt, repaired from the replica's copy.
-async fn provide_body(
+impl Window {
+    fn new() -> Window {
+        Window {
+            inflight: VecDeque::new(),
+            bytes: 0,
+            out: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    /// Queue one body transfer, first making room in the window.
+    async fn send(
+        &mut self,
+        shared: &Shared,
+        conn: &mut Conn,
+        user: &str,
+        guid: Guid,
+        bytes: &[u8],
+    ) -> Result<(), SyncError> {
+        // Answers that have arrived already: read them, so the replica's
+        // answers never pile up unread.
+        while !self.inflight.is_empty() {
+            match conn.try_recv().await? {
+                Some(frame) => self.on_answer(shared, user, frame)?,
+                None => break,
+            }
+        }
+        while self.inflight.len() >= BODIES_IN_FLIGHT_MAX
+            || (!self.inflight.is_empty() && self.bytes + bytes.len() > BODY_BYTES_IN_FLIGHT_MAX)
+        {
+            self.wait_one(shared, conn, user).await?;
+        }
+        for chunk in body_chunks(user, guid.0, bytes) {
+            self.out
+                .extend_from_slice(&try_encode_frame(&Frame::Body(chunk))?);
+        }
+        self.inflight.push_back((guid, bytes.len()));
+        self.bytes += bytes.len();
+        if self.out.len() >= BODY_WRITE_BUFFER_BYTES {
+            self.flush(conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, conn: &mut Conn) -> Result<(), SyncError> {
+        if !self.out.is_empty() {
+            conn.send_encoded(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest transfer's answer.
+    async fn wait_one(
+        &mut self,
+        shared: &Shared,
+        conn: &mut Conn,
+        user: &str,
+    ) -> Result<(), SyncError> {
+        self.flush(conn).await?;
+        let frame = conn.recv_within(RESPONSE_TIMEOUT, "a response").await?;
+        self.on_answer(shared, user, frame)
+    }
+
+    /// Take every outstanding answer: the stream is free for other
+    /// requests afterwards.
+    async fn drain(
+        &mut self,
+        shared: &Shared,
+        conn: &mut Conn,
+        user: &str,
+    ) -> Result<(), SyncError> {
+        self.flush(conn).await?;
+        while !self.inflight.is_empty() {
+            self.wait_one(shared, conn, user).await?;
+        }
+        Ok(())
+    }
+
+    fn on_answer(&mut self, shared: &Shared, user: &str, frame: Frame) -> Result<(), SyncError> {
+        let Some((guid, len)) = self.inflight.pop_front() else {
+            return Err(SyncError::Unexpected {
+                request: FrameType::Body,
+                got: frame.frame_type(),
+            });
+        };
+        self.bytes -= len;
+        match frame {
+            Frame::Ok => {
+                shared.count_body(len as u64);
+                Ok(())
+            }
+            Frame::Error(reply)
+                if matches!(reply.code, ErrorCode::GuidMismatch | ErrorCode::TooBig) =>
+            {
+                if reply.code == ErrorCode::GuidMismatch {
+                    shared.count_guid_mismatch();
+                }
+                tracing::error!(user, %guid, cause = %reply, "the replica refused a body");
+                self.refused.push(guid);
+                Ok(())
+            }
+            Frame::Error(reply) => Err(SyncError::Peer {
+                request: FrameType::Body,
+                reply,
+            }),
+            other => Err(SyncError::Unexpected {
+                request: FrameType::Body,
+                got: other.frame_type(),
+            }),
+        }
+    }
+}
+
+/// Read a group of bodies through the store's verified read, in one
+/// blocking call: each body's bytes or its error.
+async fn read_bodies(
+    shared: &Shared,
+    u: &Arc<User>,
+    group: Vec<(Guid, u64)>,
+) -> Vec<(Guid, Result<Vec<u8>, StoreError>)> {
+    let user = u.clone();
+    shared
+        .exec()
+        .run(move || {
+            group
+                .into_iter()
+                .map(|(g, size)| (g, user.read_message(&g, size)))
+                .collect()
+        })
+        .await
+}
+
+/// Give the replica the bodies it lacks, pipelined: each read and verified
+/// here, or, when the local copy is corrupt, repaired from the replica's
+/// copy first. Returns the bodies that could not be given (no good copy on
+/// either side, or refused by the replica) and those expunged here
+/// meanwhile.
+async fn provide_bodies(
     shared: &Shared,
     conn: &mut Conn,
     u: &Arc<User>,
-    guid: &Guid,
-    size: u64,
-) -> Result<Provided, SyncError> {
+    window: &mut Window,
+    missing: &[(Guid, u64)],
+) -> Result<(Vec<Guid>, Vec<Guid>), SyncError> {
     let ex = shared.exec();
-    let user = u.clone();
-    let g = *guid;
-    let bytes = match ex.run(move || user.read_message(&g, size)).await {
-        Ok(bytes) => bytes,
-        Err(StoreError::Expunged(_)) => return Ok(Provided::Gone),
-        Err(e) if e.is_corruption() => {
-            let Some(good) = fetch_body(shared, conn, u.name(), guid).await? else {
-                return Ok(Provided::Bad);
-            };
-            let user = u.clone();
-            let copy = good.clone();
-            ex.run(move || user.repair_body(&g, &copy)).await?;
-            shared.count_repaired();
-            good
-        }
-        Err(e) => return Err(e.into()),
-    };
-    match send_body(conn, u.name(), guid, &bytes).await {
-        Ok(()) => {
-            shared.count_body(bytes.len() as u64);
-            Ok(Provided::Sent)
-        }
-        Err(e)
-            if matches!(
-                e.peer_code(),
-                Some(ErrorCode::GuidMismatch | ErrorCode::TooBig)
-            ) =>
+    let user = u.name();
+    let mut bad = Vec::new();
+    let mut gone = Vec::new();
+    let mut rest = missing;
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < BODY_READ_BATCH_MAX && (n == 0 || bytes < BODY_READ_BATCH_BYTES)
         {
-            if e.peer_code() == Some(ErrorCode::GuidMismatch) {
-                shared.count_guid_mismatch();
-            }
-            tracing::error!(user = %u.name(), %guid, cause = %e, "the replica refused a body");
-            Ok(Provided::Bad)
+            bytes += rest[n].1;
+            n += 1;
         }
-        Err(e) => Err(e),
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        for (guid, read) in read_bodies(shared, u, group.to_vec()).await {
+            let body = match read {
+                Ok(body) => body,
+                Err(StoreError::Expunged(_)) => {
+                    gone.push(guid);
+                    continue;
+                }
+                Err(e) if e.is_corruption() => {
+                    // The stream is needed for FetchBody: take the
+                    // window's answers first.
+                    window.drain(shared, conn, user).await?;
+                    let Some(good) = fetch_body(shared, conn, user, &guid).await? else {
+                        bad.push(guid);
+                        continue;
+                    };
+                    let repaired = u.clone();
+                    let copy = good.clone();
+                    ex.run(move || repaired.repair_body(&guid, &copy)).await?;
+                    shared.count_repaired();
+                    good
+                }
+                Err(e) => return Err(e.into()),
+            };
+            window.send(shared, conn, user, guid, &body).await?;
+        }
     }
+    window.drain(shared, conn, user).await?;
+    bad.append(&mut window.refused);
+    Ok((bad, gone))
 }
 
 /// Rough encoded size of a message record, for splitting.
@@ -913,6 +1039,7 @@ async fn sync_mailbox(
     }
     let mut skipped: HashSet<Guid> = HashSet::new();
     let mut gone = false;
+    let mut window = Window::new();
     for chunk in order.chunks(GUIDS_PER_FRAME_MAX) {
         let request = Frame::HaveGuids(HaveGuids {
             user: user.to_string(),
@@ -927,6 +1054,7 @@ async fn sync_mailbox(
                 });
             }
         };
+        let mut wanted = Vec::with_capacity(missing.len());
         for g in missing {
             let guid = Guid(g);
             let Some(&size) = sizes.get(&guid) else {
@@ -935,23 +1063,20 @@ async fn sync_mailbox(
                     got: FrameType::Missing,
                 });
             };
-            match provide_body(shared, conn, u, &guid, size).await? {
-                Provided::Sent => {}
-                Provided::Gone => {
-                    gone = true;
-                    skipped.insert(guid);
-                }
-                Provided::Bad => {
-                    skipped.insert(guid);
-                    for m in to_send.iter().filter(|m| m.guid == guid) {
-                        shared.report_corrupt(CorruptStatus {
-                            user: user.to_string(),
-                            mailbox: info.name.clone(),
-                            uid: m.uid,
-                            guid: guid.to_hex(),
-                        });
-                    }
-                }
+            wanted.push((guid, size));
+        }
+        let (bad, expunged_here) = provide_bodies(shared, conn, u, &mut window, &wanted).await?;
+        gone |= !expunged_here.is_empty();
+        skipped.extend(expunged_here);
+        for guid in bad {
+            skipped.insert(guid);
+            for m in to_send.iter().filter(|m| m.guid == guid) {
+                shared.report_corrupt(CorruptStatus {
+                    user: user.to_string(),
+                    mailbox: info.name.clone(),
+                    uid: m.uid,
+                    guid: guid.to_hex(),
+                });
             }
         }
     }

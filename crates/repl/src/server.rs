@@ -14,12 +14,16 @@
 //! epoch than the one in force is cut at its next request (`stale-epoch`),
 //! so a fenced master cannot write even on a stream it opened before.
 //!
-//! Bodies arrive as chunks into a per-connection staging buffer (at most one
-//! body, bounded by the store's message limit and [`STAGING_BYTES_MAX`]),
-//! are hashed as they come ([`BodyReceiver`]) and stored with
-//! `User::put_body`, which verifies the GUID again and makes the file
-//! durable before its content record commits. A mismatch is answered
-//! `Error { guid-mismatch }`, counted and logged; nothing is stored.
+//! Bodies arrive as chunks into a per-connection staging buffer, are hashed
+//! as they come ([`BodyReceiver`]) and gathered into a batch (at most
+//! [`BODY_BATCH_MAX`] bodies, [`BODY_BATCH_BYTES_MAX`] bytes plus one body,
+//! below [`STAGING_BYTES_MAX`]). The batch is stored with
+//! `User::put_bodies`, which verifies every GUID again and makes the files
+//! durable together before their content records commit, once it is full,
+//! when another request arrives, or as soon as no more input is at hand:
+//! the server never waits for input while it owes answers. A mismatch is
+//! answered `Error { guid-mismatch }`, counted and logged; that body is not
+//! stored, the rest of its batch is.
 //!
 //! Bodies this slot knows to be bad (a scrub found them, or a verified read
 //! failed) are reported missing by `HaveGuids` and left out of the digests,
@@ -31,8 +35,8 @@ use crate::epoch::EpochState;
 use crate::error::{SetupError, SyncError};
 use crate::exec::Exec;
 use crate::limits::{
-    BAD_BODIES_MAX, HANDSHAKE_TIMEOUT, SERVER_CONNECTIONS_MAX, SERVER_IDLE_TIMEOUT,
-    STAGING_BYTES_MAX,
+    BAD_BODIES_MAX, BODY_BATCH_BYTES_MAX, BODY_BATCH_MAX, HANDSHAKE_TIMEOUT,
+    SERVER_CONNECTIONS_MAX, SERVER_IDLE_TIMEOUT, STAGING_BYTES_MAX,
 };
 use crate::records::{
     DigestCache, Side, account_from_record, mailbox_apply, mailbox_record, message_meta,
@@ -43,7 +47,7 @@ use crate::tls::Channel;
 use slotmail_repl_proto::{
     Applied, ApplyMailbox, BodyEvent, BodyReceiver, ErrorCode, ErrorReply, Frame, Guid as WireGuid,
     Missing, ServerConfig, ServerHandshake, ServerStep, SlotRole, USERS_PER_FRAME_MAX, UserState,
-    UserSummary, Users, body_chunks,
+    UserSummary, Users, body_chunks, encode_frame,
 };
 use slotmail_store::{Guid, Slot, StoreError, scrub::Kind};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -611,6 +615,52 @@ async fn handshake(
     Ok((accepted.epoch, moves_in.map(|_| accepted.from_slot)))
 }
 
+/// The replica's batch of received bodies and the answers it owes, in
+/// request order (docs/replication.md, "Pipelined body transfers").
+#[derive(Default)]
+struct Pending {
+    /// Complete bodies not yet stored: (user, GUID, bytes).
+    bodies: Vec<(String, Guid, Vec<u8>)>,
+    bytes: usize,
+    /// One entry per answered transfer: `None` for the next stored body's
+    /// verdict, `Some` for an answer already known (a refused transfer).
+    answers: Vec<Option<Frame>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.bodies.len() >= BODY_BATCH_MAX || self.bytes >= BODY_BATCH_BYTES_MAX
+    }
+}
+
+/// Store the batch (one `put_bodies` per user in it) and send every owed
+/// answer, in order, in one write.
+async fn flush(
+    inner: &Arc<Inner>,
+    conn: &mut Conn,
+    pending: &mut Pending,
+) -> Result<(), SyncError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let bodies = std::mem::take(&mut pending.bodies);
+    pending.bytes = 0;
+    let mut verdicts = std::collections::VecDeque::from(store_bodies(inner, bodies).await);
+    let mut out = Vec::new();
+    for answer in std::mem::take(&mut pending.answers) {
+        let frame = match answer {
+            Some(frame) => frame,
+            None => verdicts.pop_front().expect("one verdict per stored body"),
+        };
+        out.extend_from_slice(&encode_frame(&frame));
+    }
+    conn.send_encoded(&out).await
+}
+
 async fn serve_requests(
     inner: &Arc<Inner>,
     conn: &mut Conn,
@@ -620,14 +670,32 @@ async fn serve_requests(
     let size_max = inner.slot.limits().message_size_max;
     let mut receiver = BodyReceiver::new(size_max);
     let mut staging: Vec<u8> = Vec::new();
+    let mut pending = Pending::default();
     loop {
-        let frame = match conn
-            .recv_within(SERVER_IDLE_TIMEOUT, "the master's next request")
-            .await
-        {
-            Ok(f) => f,
-            Err(SyncError::Closed) if receiver.in_progress().is_none() => return Ok(()),
-            Err(e) => return Err(e),
+        // Never wait for input while answers are owed: store the batch
+        // once nothing more is at hand.
+        let ready = if pending.is_empty() {
+            None
+        } else {
+            match conn.try_recv().await {
+                Ok(f) => f,
+                Err(SyncError::Closed) if receiver.in_progress().is_none() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        };
+        let frame = match ready {
+            Some(f) => f,
+            None => {
+                flush(inner, conn, &mut pending).await?;
+                match conn
+                    .recv_within(SERVER_IDLE_TIMEOUT, "the master's next request")
+                    .await
+                {
+                    Ok(f) => f,
+                    Err(SyncError::Closed) if receiver.in_progress().is_none() => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
         };
         let now = inner.epoch.get();
         if now > stream_epoch {
@@ -658,46 +726,52 @@ async fn serve_requests(
             });
         }
         if let Frame::Body(chunk) = frame {
-            let answer = match receiver.accept(&chunk) {
+            match receiver.accept(&chunk) {
                 Err(e) => {
                     let reply = ErrorReply::new(ErrorCode::Protocol, e.to_string());
                     conn.send(&Frame::Error(reply)).await?;
                     return Err(e.into());
                 }
                 Ok(BodyEvent::Partial) => {
-                    if staging.len() + chunk.bytes.len() > STAGING_BYTES_MAX {
-                        // Unreachable with the store's limit below the
-                        // staging bound; refuse rather than grow.
+                    if pending.bytes + staging.len() + chunk.bytes.len() > STAGING_BYTES_MAX {
+                        // Unreachable with the store's limit and the batch
+                        // bound below the staging bound; refuse rather than
+                        // grow.
                         let reply = ErrorReply::new(ErrorCode::TooBig, "staging area full");
                         conn.send(&Frame::Error(reply)).await?;
                         return Err(SyncError::Closed);
                     }
                     staging.extend_from_slice(&chunk.bytes);
-                    None
                 }
-                Ok(BodyEvent::Discarded) => None,
+                Ok(BodyEvent::Discarded) => {}
                 Ok(BodyEvent::Complete { guid, .. }) => {
                     staging.extend_from_slice(&chunk.bytes);
                     let bytes = std::mem::take(&mut staging);
-                    Some(store_body(inner, chunk.user, Guid(guid), bytes).await)
+                    inner.stats().requests += 1;
+                    pending.bytes += bytes.len();
+                    pending.bodies.push((chunk.user, Guid(guid), bytes));
+                    pending.answers.push(None);
+                    if pending.full() {
+                        flush(inner, conn, &mut pending).await?;
+                    }
                 }
                 Ok(BodyEvent::Failed(reply)) => {
                     staging = Vec::new();
                     let mut stats = inner.stats();
+                    stats.requests += 1;
                     stats.errors += 1;
                     if reply.code == ErrorCode::GuidMismatch {
                         stats.guid_mismatches += 1;
                         tracing::error!(user = %chunk.user, guid = %Guid(chunk.guid), detail = %reply.text, "received body does not match its GUID");
                     }
-                    Some(Frame::Error(reply))
+                    drop(stats);
+                    pending.answers.push(Some(Frame::Error(reply)));
                 }
-            };
-            if let Some(answer) = answer {
-                inner.stats().requests += 1;
-                conn.send(&answer).await?;
             }
             continue;
         }
+        // Any other request: the answers owed for bodies go first.
+        flush(inner, conn, &mut pending).await?;
         if receiver.in_progress().is_some() {
             let text = format!("{} inside a body transfer", frame.frame_type());
             conn.send(&Frame::Error(ErrorReply::new(
@@ -751,32 +825,78 @@ async fn serve_requests(
     }
 }
 
-async fn store_body(inner: &Arc<Inner>, user: String, guid: Guid, bytes: Vec<u8>) -> Frame {
+/// Store a batch of received bodies, one `put_bodies` per user, and give
+/// each its answer, in the order received: `Ok`, or `Error { guid-mismatch
+/// | too-big }` for a body the store refused, or `Error { store }` for
+/// every body of a user whose batch could not be written.
+async fn store_bodies(inner: &Arc<Inner>, bodies: Vec<(String, Guid, Vec<u8>)>) -> Vec<Frame> {
     let worker = inner.clone();
-    let len = bytes.len() as u64;
-    let result = inner
+    let answers = inner
         .settings
         .exec
-        .run(move || -> Result<(), StoreError> {
-            let u = worker.slot.user(&user)?;
-            u.put_body(&guid, &bytes)?;
-            worker.bad().unmark(&user, &guid);
-            Ok(())
+        .run(move || {
+            let mut answers: Vec<Option<Frame>> = vec![None; bodies.len()];
+            let mut users: Vec<&str> = bodies.iter().map(|(u, ..)| u.as_str()).collect();
+            users.sort_unstable();
+            users.dedup();
+            for name in users {
+                let idx: Vec<usize> = (0..bodies.len())
+                    .filter(|&i| bodies[i].0 == name)
+                    .collect();
+                let batch: Vec<(Guid, &[u8])> = idx
+                    .iter()
+                    .map(|&i| (bodies[i].1, bodies[i].2.as_slice()))
+                    .collect();
+                match worker.slot.user(name).and_then(|u| u.put_bodies(&batch)) {
+                    Ok(verdicts) => {
+                        for (&i, verdict) in idx.iter().zip(verdicts) {
+                            answers[i] = Some(body_answer(&worker, name, &bodies[i], verdict));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(user = name, cause = %e, bodies = idx.len(), "a batch of bodies could not be stored");
+                        worker.stats().errors += idx.len() as u64;
+                        for &i in &idx {
+                            let reply = ErrorReply::new(ErrorCode::Store, e.to_string());
+                            answers[i] = Some(Frame::Error(reply));
+                        }
+                    }
+                }
+            }
+            answers
         })
         .await;
-    match result {
+    answers
+        .into_iter()
+        .map(|a| a.expect("every body answered"))
+        .collect()
+}
+
+/// The answer to one stored (or refused) body of a batch.
+fn body_answer(
+    inner: &Inner,
+    user: &str,
+    (_, guid, bytes): &(String, Guid, Vec<u8>),
+    verdict: Result<(), StoreError>,
+) -> Frame {
+    match verdict {
         Ok(()) => {
+            inner.bad().unmark(user, guid);
             let mut stats = inner.stats();
             stats.bodies += 1;
-            stats.body_bytes += len;
+            stats.body_bytes += bytes.len() as u64;
             Frame::Ok
         }
         Err(e) => {
-            inner.stats().errors += 1;
-            let code = if e.is_corruption() {
-                ErrorCode::GuidMismatch
-            } else {
-                ErrorCode::Store
+            let mut stats = inner.stats();
+            stats.errors += 1;
+            let code = match &e {
+                StoreError::TooBig { .. } => ErrorCode::TooBig,
+                e if e.is_corruption() => {
+                    stats.guid_mismatches += 1;
+                    ErrorCode::GuidMismatch
+                }
+                _ => ErrorCode::Store,
             };
             Frame::Error(ErrorReply::new(code, e.to_string()))
         }

@@ -53,12 +53,7 @@ impl Blobs {
             *guid,
             "put with a GUID that is not the bytes' hash"
         );
-        let tmp = self.tmp_dir.join(format!(
-            "{}.{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
-            &guid.to_hex()[..8]
-        ));
+        let tmp = self.tmp_path(guid);
         let result = self.put_via(&tmp, guid, bytes);
         if result.is_err() {
             // Best effort: a leftover in tmp/ is also removed at the next open.
@@ -89,6 +84,89 @@ impl Blobs {
                 .map_err(io_err("fsync directory", &self.msg_dir))?;
         }
         Ok(())
+    }
+
+    /// Make a batch of files durable together (docs/storage.md, "Batch of
+    /// bodies"): each written to `tmp/` and fsynced, up to
+    /// [`BATCH_FLUSH_THREADS`] at a time, renamed to `msg/<aa>/<guid>`,
+    /// then each fan-out directory the batch touched fsynced once (also
+    /// concurrently). On error the temporary files are removed and the
+    /// error comes with the GUIDs already renamed into `msg/` (the caller
+    /// removes those nothing references).
+    pub(crate) fn put_batch(&self, items: &[(Guid, &[u8])]) -> Result<(), (StoreError, Vec<Guid>)> {
+        let mut tmps: Vec<PathBuf> = Vec::with_capacity(items.len());
+        let mut renamed: Vec<Guid> = Vec::new();
+        let result = self.put_batch_via(items, &mut tmps, &mut renamed);
+        if let Err(e) = result {
+            for tmp in &tmps {
+                // Best effort: a leftover in tmp/ is also removed at the next open.
+                let _ = self.disk.remove(tmp);
+            }
+            return Err((e, renamed));
+        }
+        Ok(())
+    }
+
+    fn put_batch_via(
+        &self,
+        items: &[(Guid, &[u8])],
+        tmps: &mut Vec<PathBuf>,
+        renamed: &mut Vec<Guid>,
+    ) -> Result<(), StoreError> {
+        for (guid, bytes) in items {
+            debug_assert_eq!(
+                Guid::of(bytes),
+                *guid,
+                "put with a GUID that is not the bytes' hash"
+            );
+            tmps.push(self.tmp_path(guid));
+        }
+        // Concurrent fsyncs let the disk take the whole batch in few
+        // flushes, and unlike syncfs they wait for our files only.
+        let paths: &[PathBuf] = tmps;
+        concurrently(items.len(), |i| {
+            self.disk
+                .write_synced(&paths[i], items[i].1)
+                .map_err(io_err("write message file", &paths[i]))
+        })?;
+        let mut fan_dirs: Vec<PathBuf> = Vec::new();
+        let mut created_any = false;
+        for ((guid, _), tmp) in items.iter().zip(tmps.iter()) {
+            let final_path = self.path(guid);
+            let fan_dir = final_path.parent().expect("message path has a parent");
+            created_any |= self
+                .disk
+                .create_dir(fan_dir)
+                .map_err(io_err("create directory", fan_dir))?;
+            self.disk
+                .rename(tmp, &final_path)
+                .map_err(io_err("rename message file", &final_path))?;
+            renamed.push(*guid);
+            if !fan_dirs.iter().any(|d| d == fan_dir) {
+                fan_dirs.push(fan_dir.to_path_buf());
+            }
+        }
+        tmps.clear();
+        concurrently(fan_dirs.len(), |i| {
+            self.disk
+                .sync_dir(&fan_dirs[i])
+                .map_err(io_err("fsync directory", &fan_dirs[i]))
+        })?;
+        if created_any {
+            self.disk
+                .sync_dir(&self.msg_dir)
+                .map_err(io_err("fsync directory", &self.msg_dir))?;
+        }
+        Ok(())
+    }
+
+    fn tmp_path(&self, guid: &Guid) -> PathBuf {
+        self.tmp_dir.join(format!(
+            "{}.{}.{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed),
+            &guid.to_hex()[..8]
+        ))
     }
 
     pub(crate) fn exists(&self, guid: &Guid) -> bool {
@@ -173,5 +251,50 @@ impl Blobs {
             }
         }
         Ok((guids, strays))
+    }
+}
+
+/// How many files of a batch are written and fsynced at the same time
+/// (docs/storage.md, "Batch of bodies").
+pub const BATCH_FLUSH_THREADS: usize = 16;
+
+/// Run `job(0..n)` on up to [`BATCH_FLUSH_THREADS`] scoped threads; the
+/// first error is returned (the remaining jobs are not started).
+fn concurrently<F>(n: usize, job: F) -> Result<(), StoreError>
+where
+    F: Fn(usize) -> Result<(), StoreError> + Sync,
+{
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    if n == 0 {
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<StoreError>> = Mutex::new(None);
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return;
+            }
+            if let Err(e) = job(i) {
+                let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+                // Stop every worker: no further job starts.
+                next.store(n, Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    let threads = n.min(BATCH_FLUSH_THREADS);
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

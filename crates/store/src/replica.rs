@@ -18,6 +18,12 @@ use crate::slot::Slot;
 use crate::user::{DbContext, Tx, User, mailbox_from_row, meta_int};
 use rusqlite::{OptionalExtension, params};
 
+/// The smallest batch of bodies [`User::put_bodies`] makes durable with
+/// concurrent fsyncs (docs/storage.md, "Batch of bodies"; the name is from
+/// when that path used `syncfs`); a smaller one fsyncs each file and its
+/// directory one after the other.
+pub const SYNCFS_BATCH_MIN: usize = 32;
+
 /// A mailbox record as the master sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxApply {
@@ -103,13 +109,118 @@ impl User {
             });
         }
         let info = slotmail_mime::analyze(raw).to_bytes();
+        self.put_verified(guid, raw, &info)
+    }
+
+    /// Accept a batch of bodies sent by the master, made durable together
+    /// (docs/storage.md, "Batch of bodies"). Each body is verified on its
+    /// own: one whose bytes do not hash to its GUID (or over the message
+    /// limit) is refused in its slot of the returned list and the others
+    /// are stored. `Err` means the batch could not be written: none of it
+    /// is acknowledged (its files, if any, are unreferenced). A batch of
+    /// one body takes the single-body path ([`User::put_body`]).
+    pub fn put_bodies(&self, bodies: &[(Guid, &[u8])]) -> Result<Vec<Result<()>>> {
+        let mut verdicts = Vec::with_capacity(bodies.len());
+        let mut accepted: Vec<(Guid, &[u8], Vec<u8>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (guid, raw) in bodies {
+            let size = raw.len() as u64;
+            if size > self.limits().message_size_max {
+                verdicts.push(Err(StoreError::TooBig {
+                    size,
+                    limit: self.limits().message_size_max,
+                }));
+                continue;
+            }
+            let actual = Guid::of(raw);
+            if actual != *guid {
+                tracing::error!(user = %self.name(), expected = %guid, got = %actual, "replicated body fails its GUID");
+                verdicts.push(Err(StoreError::Corrupt {
+                    user: self.name().to_string(),
+                    what: format!("received body for {guid} hashes to {actual}"),
+                }));
+                continue;
+            }
+            verdicts.push(Ok(()));
+            if seen.insert(*guid) {
+                accepted.push((*guid, raw, slotmail_mime::analyze(raw).to_bytes()));
+            }
+        }
+        match accepted.len() {
+            0 => {}
+            1 => {
+                let (guid, raw, info) = &accepted[0];
+                self.put_verified(guid, raw, info)?;
+            }
+            n => {
+                let items: Vec<(Guid, &[u8])> =
+                    accepted.iter().map(|(g, raw, _)| (*g, *raw)).collect();
+                if n >= SYNCFS_BATCH_MIN {
+                    if let Err((e, renamed)) = self.blobs().put_batch(&items) {
+                        self.discard_uncontented(&renamed);
+                        return Err(e);
+                    }
+                } else {
+                    // Few files: each made durable on its own (its fsync and
+                    // its directory's), which costs less than flushing the
+                    // whole file system; still one commit for all.
+                    for (k, (guid, raw)) in items.iter().enumerate() {
+                        if let Err(e) = self.blobs().put(guid, raw) {
+                            // The failed one too: a failed directory fsync
+                            // comes after its rename into msg/.
+                            let done: Vec<Guid> = items[..=k].iter().map(|(g, _)| *g).collect();
+                            self.discard_uncontented(&done);
+                            return Err(e);
+                        }
+                    }
+                }
+                let result = self.write(|w| {
+                    for (guid, raw, info) in &accepted {
+                        // An expunge may have unlinked a file between the
+                        // batch's flush and taking the lock: write it again.
+                        if !self.blobs().exists(guid) {
+                            self.blobs().put(guid, raw)?;
+                        }
+                        w.insert_content(guid, raw.len() as u64, info)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = result {
+                    let guids: Vec<Guid> = accepted.iter().map(|(g, ..)| *g).collect();
+                    self.discard_uncontented(&guids);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// The single-body path of [`User::put_body`] for verified bytes.
+    fn put_verified(&self, guid: &Guid, raw: &[u8], info: &[u8]) -> Result<()> {
         self.blobs().put(guid, raw)?;
         self.write(|w| {
             if !self.blobs().exists(guid) {
                 self.blobs().put(guid, raw)?;
             }
-            w.insert_content(guid, raw.len() as u64, &info)
+            w.insert_content(guid, raw.len() as u64, info)
         })
+    }
+
+    /// Remove the files of these GUIDs that no content record names (after
+    /// a failed batch). Under the lock, like every unlink; a database error
+    /// keeps the file (a leftover costs space, not correctness).
+    fn discard_uncontented(&self, guids: &[Guid]) {
+        let _ = self.read(|c, p| {
+            let mut stmt = c
+                .prepare_cached("SELECT 1 FROM contents WHERE guid = ?1")
+                .db(p)?;
+            for g in guids {
+                if let Ok(false) = stmt.exists([&g.0[..]]) {
+                    self.blobs().remove(g);
+                }
+            }
+            Ok(())
+        });
     }
 
     /// Replace a damaged local copy of a body with good bytes (from a

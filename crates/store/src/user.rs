@@ -1048,6 +1048,10 @@ impl User {
         crate::scrub::scrub_user(self, report, repair)
     }
 
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     pub(crate) fn blobs(&self) -> &Blobs {
         &self.blobs
     }

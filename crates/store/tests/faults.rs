@@ -97,7 +97,9 @@ fn os_error_in(e: &StoreError) -> Option<i32> {
 fn expected_errno(fault: Fault) -> i32 {
     match fault {
         Fault::NoSpace => libc::ENOSPC,
-        Fault::SyncFailed | Fault::RenameFailed | Fault::DirSyncFailed => libc::EIO,
+        Fault::SyncFailed | Fault::RenameFailed | Fault::DirSyncFailed | Fault::SyncFsFailed => {
+            libc::EIO
+        }
     }
 }
 
@@ -331,4 +333,110 @@ fn refused_append_leaves_no_file_behind() {
         .unwrap();
     assert_eq!(done.uid, before.inbox.0.uidnext);
     assert!(slot.scrub(false).findings.is_empty());
+}
+
+/// Replication's batched body put (docs/storage.md, "Batch of bodies"):
+/// a fault at any step fails the whole batch — no content record, no file
+/// left in `tmp/` or `msg/` that nothing references — and the same batch
+/// succeeds once the fault clears.
+#[test]
+fn every_disk_fault_fails_a_body_batch_cleanly() {
+    for fault in [
+        Fault::NoSpace,
+        Fault::SyncFailed,
+        Fault::RenameFailed,
+        Fault::DirSyncFailed,
+    ] {
+        // The small-batch path (each file fsynced) fails the same way.
+        small_batch_fault_case(fault);
+        // The first or a later file (or fan-out directory) of the batch;
+        // the files are flushed concurrently, so which one is not fixed.
+        for skip in 0..3 {
+            let case = format!("{fault:?}, skip {skip}");
+            let dir = tempfile::tempdir().unwrap();
+            let root = populated_slot(dir.path());
+            let disk = Arc::new(FaultyDisk::new(fault, skip));
+            let slot = Slot::open_with_disk(&root, Options::default(), disk.clone()).unwrap();
+            let user = slot.user("u").unwrap();
+            let before = visible(&user);
+            // Enough bodies for the batch path (new fan-out directories
+            // for the first ones).
+            let mut bodies: Vec<Vec<u8>> =
+                (0..4).map(|n| msg_in_new_fan(&user, "batch", n)).collect();
+            bodies.extend((4..SYNCFS_BATCH_MIN as u32).map(|n| msg("batch", n)));
+            let batch: Vec<(Guid, &[u8])> =
+                bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
+            let guids: Vec<Guid> = batch.iter().map(|(g, _)| *g).collect();
+            let err = match user.put_bodies(&batch) {
+                Err(e) => e,
+                Ok(v) => panic!("{case}: the batch succeeded: {v:?}"),
+            };
+            assert!(matches!(err, StoreError::Io { .. }), "{case}: {err:?}");
+            assert_eq!(
+                os_error_in(&err),
+                Some(expected_errno(fault)),
+                "{case}: {err}"
+            );
+            assert!(disk.failures() >= 1, "{case}");
+            let after = visible(&user);
+            assert_eq!(
+                after, before,
+                "{case}: a failed batch changed what is visible"
+            );
+            assert_eq!(
+                after.files,
+                referenced_files(&after),
+                "{case}: unreferenced message file left in msg/"
+            );
+            assert!(
+                files_in(&user.dir().join("tmp")).is_empty(),
+                "{case}: leftover in tmp/"
+            );
+            assert_eq!(user.missing_guids(&guids).unwrap(), guids, "{case}");
+
+            disk.disarm();
+            let verdicts = user.put_bodies(&batch).unwrap();
+            assert!(verdicts.iter().all(|v| v.is_ok()), "{case}: {verdicts:?}");
+            assert!(user.missing_guids(&guids).unwrap().is_empty(), "{case}");
+            for (g, b) in guids.iter().zip(&bodies) {
+                assert_eq!(&user.read_message(g, b.len() as u64).unwrap(), b, "{case}");
+            }
+            assert!(slot.scrub(false).is_clean(), "{case}");
+        }
+    }
+}
+
+/// A batch below `SYNCFS_BATCH_MIN` (each file made durable on its own):
+/// a write or rename fault fails the whole batch and leaves nothing.
+fn small_batch_fault_case(fault: Fault) {
+    if fault == Fault::SyncFsFailed {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = populated_slot(dir.path());
+    let disk = Arc::new(FaultyDisk::new(fault, 2));
+    let slot = Slot::open_with_disk(&root, Options::default(), disk.clone()).unwrap();
+    let user = slot.user("u").unwrap();
+    let before = visible(&user);
+    let bodies: Vec<Vec<u8>> = (0..4).map(|n| msg("small", n)).collect();
+    let batch: Vec<(Guid, &[u8])> = bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
+    let err = user.put_bodies(&batch).unwrap_err();
+    assert_eq!(
+        os_error_in(&err),
+        Some(expected_errno(fault)),
+        "{fault:?}: {err}"
+    );
+    let after = visible(&user);
+    assert_eq!(
+        after, before,
+        "{fault:?}: a failed small batch changed what is visible"
+    );
+    assert_eq!(
+        after.files,
+        referenced_files(&after),
+        "{fault:?}: leftover in msg/"
+    );
+    disk.disarm();
+    assert!(user.put_bodies(&batch).unwrap().iter().all(|v| v.is_ok()));
+    assert!(slot.scrub(false).is_clean());
 }

@@ -177,3 +177,83 @@ fn replica_refuses_a_body_that_does_not_match_its_guid() {
         "nothing of the refused apply is visible"
     );
 }
+
+#[test]
+fn a_batch_with_one_bad_body_stores_the_good_ones_and_refuses_the_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = slot(&dir, "r");
+    let master = slot(&dir, "m");
+    let account = master.create_user("cy", "pw", false).unwrap();
+    let hash = master.password_hash("cy").unwrap().unwrap();
+    replica.apply_account(&account, &hash).unwrap();
+    let r = replica.user("cy").unwrap();
+    let bodies: Vec<Vec<u8>> = (1..=5).map(msg).collect();
+    let damaged = b"Subject: m3\r\n\r\nDAMAGED\r\n".to_vec();
+    let mut batch: Vec<(Guid, &[u8])> =
+        bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
+    batch[2].1 = &damaged;
+    // The same good body twice in one batch is stored once.
+    batch.push((Guid::of(&bodies[0]), &bodies[0]));
+    let verdicts = r.put_bodies(&batch).unwrap();
+    assert_eq!(verdicts.len(), batch.len());
+    for (i, v) in verdicts.iter().enumerate() {
+        if i == 2 {
+            let err = v.as_ref().unwrap_err();
+            assert!(err.is_corruption(), "{err}");
+        } else {
+            assert!(v.is_ok(), "body {i}: {v:?}");
+        }
+    }
+    let guids: Vec<Guid> = bodies.iter().map(|b| Guid::of(b)).collect();
+    assert_eq!(r.missing_guids(&guids).unwrap(), [guids[2]]);
+    for (g, b) in guids.iter().zip(&bodies) {
+        if *g == guids[2] {
+            assert_eq!(r.content_size(g).unwrap(), None);
+            continue;
+        }
+        assert_eq!(r.content_size(g).unwrap(), Some(b.len() as u64));
+        assert_eq!(&r.read_message(g, b.len() as u64).unwrap(), b);
+    }
+    // Nothing of the refused body on disk; nothing left in tmp/.
+    let bad_path = r
+        .dir()
+        .join("msg")
+        .join(&guids[2].to_hex()[..2])
+        .join(guids[2].to_hex());
+    assert!(!bad_path.exists());
+    assert!(
+        std::fs::read_dir(r.dir().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    // Messages can reference the stored bodies; the slot scrubs clean.
+    let metas: Vec<MessageMeta> = [0usize, 1, 3, 4]
+        .iter()
+        .map(|&i| MessageMeta {
+            uid: i as u32 + 1,
+            guid: guids[i],
+            size: bodies[i].len() as u64,
+            internaldate: 0,
+            tz_offset_min: 0,
+            flags: Flags::empty(),
+            modseq: 5,
+        })
+        .collect();
+    let rec = MailboxApply {
+        mailbox_id: "0123456789abcdef0123456789abcdef".into(),
+        name: "INBOX".into(),
+        uidvalidity: 7,
+        uidnext: 6,
+        highestmodseq: 5,
+        special_use: None,
+        modseq: 5,
+    };
+    r.apply_mailbox(&rec, &metas, &[], false).unwrap();
+    let report = replica.scrub(false);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    // A batch of nothing but refused bodies stores nothing and is no error.
+    let verdicts = r.put_bodies(&[(guids[2], &damaged)]).unwrap();
+    assert!(verdicts[0].as_ref().unwrap_err().is_corruption());
+    assert_eq!(r.missing_guids(&[guids[2]]).unwrap(), [guids[2]]);
+}

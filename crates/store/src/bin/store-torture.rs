@@ -26,6 +26,18 @@
 //! printed to stderr and ends the process with status 2: the parent expects
 //! the process to die only by its SIGKILL.
 //!
+//!
+//! With a fifth argument `bodies` it exercises replication's batched body
+//! put instead (`tests/crash_batch.rs`): it loops over batches of bodies
+//! given to `User::put_bodies`, one of each batch announced under the GUID
+//! of other bytes ([`bad_bytes`]), and prints:
+//!
+//! ```text
+//! I B <seq> <n> <bad>                 put messages <seq>..<seq+n>, the one at
+//!                                     <seq+bad> with damaged bytes
+//! K B <seq> <n> <bad>                 every good body stored, the bad one refused
+//! ```
+//!
 //! The test includes this file as a module for the shared definitions.
 
 use slotmail_store::{FlagOp, Flags, Options, Slot};
@@ -138,10 +150,20 @@ pub fn random_code(rng: &mut Rng) -> u8 {
     }
 }
 
+/// The damaged bytes a batch announces under message `seq`'s GUID: the
+/// message with its last byte changed.
+pub fn bad_bytes(seed: u64, seq: u64) -> Vec<u8> {
+    let mut bytes = message(seed, seq);
+    let last = bytes.last_mut().expect("messages are not empty");
+    *last = if *last == b'x' { b'y' } else { b'x' };
+    bytes
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        eprintln!("usage: store-torture <slot-dir> <seed> <round> <first-seq>");
+    let bodies = args.len() == 6 && args[5] == "bodies";
+    if args.len() != 5 && !bodies {
+        eprintln!("usage: store-torture <slot-dir> <seed> <round> <first-seq> [bodies]");
         std::process::exit(64);
     }
     let parse = |s: &str| {
@@ -150,7 +172,13 @@ fn main() {
             std::process::exit(64)
         })
     };
-    if let Err(e) = run(&args[1], parse(&args[2]), parse(&args[3]), parse(&args[4])) {
+    let (dir, seed, round, first) = (&args[1], parse(&args[2]), parse(&args[3]), parse(&args[4]));
+    let result = if bodies {
+        run_bodies(dir, seed, round, first)
+    } else {
+        run(dir, seed, round, first)
+    };
+    if let Err(e) = result {
         eprintln!("store-torture: {e}");
         std::process::exit(2);
     }
@@ -159,6 +187,56 @@ fn main() {
 /// Describe an error by the step that failed.
 fn ctx<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> String {
     move |e| format!("{what}: {e}")
+}
+
+/// The `bodies` mode: batches of bodies through `User::put_bodies`.
+fn run_bodies(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
+    let slot = Slot::open(dir, Options::default()).map_err(ctx("open slot"))?;
+    let user = slot.user(USER).map_err(ctx("open user"))?;
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| -> Result<(), String> {
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("stdout: {e}"))
+    };
+    say("R".into())?;
+    let mut rng = Rng::new(seed ^ round.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x6264);
+    let mut seq = first_seq;
+    loop {
+        // Small batches (each file fsynced in turn) and large ones
+        // (concurrent fsyncs).
+        let n = if rng.below(2) == 0 {
+            2 + rng.below(30)
+        } else {
+            slotmail_store::SYNCFS_BATCH_MIN as u64 + rng.below(64)
+        };
+        let bad = rng.below(n);
+        let owned: Vec<(slotmail_store::Guid, Vec<u8>)> = (seq..seq + n)
+            .map(|s| {
+                let good = message(seed, s);
+                let guid = slotmail_store::Guid::of(&good);
+                (
+                    guid,
+                    if s == seq + bad {
+                        bad_bytes(seed, s)
+                    } else {
+                        good
+                    },
+                )
+            })
+            .collect();
+        let batch: Vec<(slotmail_store::Guid, &[u8])> =
+            owned.iter().map(|(g, b)| (*g, b.as_slice())).collect();
+        say(format!("I B {seq} {n} {bad}"))?;
+        let verdicts = user.put_bodies(&batch).map_err(ctx("put bodies"))?;
+        for (i, v) in verdicts.iter().enumerate() {
+            if v.is_ok() == (i as u64 == bad) {
+                return Err(format!("batch at {seq}: body {i} answered {v:?}"));
+            }
+        }
+        say(format!("K B {seq} {n} {bad}"))?;
+        seq += n;
+    }
 }
 
 fn run(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), String> {
