@@ -177,3 +177,36 @@ fn replica_refuses_a_body_that_does_not_match_its_guid() {
         "nothing of the refused apply is visible"
     );
 }
+
+#[test]
+fn a_raised_uidnext_is_durable_replicated_and_skips_its_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = slot(&dir, "m");
+    let replica = slot(&dir, "r");
+    master.create_user("alice", "pw", false).unwrap();
+    let m = master.user("alice").unwrap();
+    let inbox = m.mailbox("INBOX").unwrap();
+    m.append(inbox.id, &msg(1), &Flags::empty(), None).unwrap();
+    sync_user(&master, &replica, "alice");
+    let before = m.modseq().unwrap();
+    assert_eq!(m.raise_uidnext(inbox.id, 1000).unwrap(), 1002);
+    assert!(m.modseq().unwrap() > before, "a raise is a change");
+    sync_user(&master, &replica, "alice");
+    assert_eq!(view(&master, "alice"), view(&replica, "alice"));
+    let r_inbox = replica.user("alice").unwrap().mailbox("INBOX").unwrap();
+    assert_eq!(r_inbox.uidnext, 1002);
+    // The next append takes the first UID above the gap, on the master and,
+    // after a reopen, durably so.
+    drop(m);
+    drop(master);
+    let master = slot(&dir, "m");
+    let m = master.user("alice").unwrap();
+    let a = m.append(inbox.id, &msg(2), &Flags::empty(), None).unwrap();
+    assert_eq!(a.uid, 1002);
+    // A raise past the UID space is refused and changes nothing.
+    assert!(matches!(
+        m.raise_uidnext(inbox.id, u32::MAX - 10),
+        Err(StoreError::Limit(_))
+    ));
+    assert_eq!(m.mailbox("INBOX").unwrap().uidnext, 1003);
+}
