@@ -32,8 +32,8 @@ pub const REBUILD_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Serialize)]
 pub struct Action {
     pub user: String,
-    /// `appended`, `flags_set`, `mailbox_created`, `mailbox_renamed`,
-    /// `mailbox_deleted`, or `kept` (a deliberate non-action: a conflict, an
+    /// `appended`, `renumbered`, `flags_set`, `mailbox_created`,
+    /// `mailbox_renamed`, `mailbox_deleted`, or `kept` (a deliberate non-action: a conflict, an
     /// expunge not applied, a mailbox not deleted because it holds mail).
     pub kind: &'static str,
     pub mailbox: String,
@@ -50,6 +50,7 @@ struct Summary {
     mailboxes_deleted: usize,
     kept: usize,
     already_present: usize,
+    renumbered: usize,
 }
 
 fn act(actions: &mut Vec<Action>, user: &str, kind: &'static str, mailbox: &str, detail: String) {
@@ -86,6 +87,79 @@ fn sorted_flags(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut v: Vec<String> = names.map(|n| n.to_ascii_lowercase()).collect();
     v.sort();
     v
+}
+
+/// A UID collision (docs/failover.md, "UID collisions"): the new master
+/// holds at `m.uid` another message than the old master's `m`. The new
+/// master's message moves to a fresh UID and the colliding UID is expunged
+/// there, so that UID names neither message any more; `nm` follows.
+#[allow(clippy::too_many_arguments)]
+fn renumber_collision(
+    ctx: &Ctx,
+    master: &SlotInfo,
+    user: &str,
+    target: &str,
+    m: &MessageMeta,
+    nm: &mut MailboxState,
+    actions: &mut Vec<Action>,
+    summary: &mut Summary,
+) -> Result<(), CtlError> {
+    let guid = m.guid.to_hex();
+    let Some(pos) = nm
+        .messages
+        .iter()
+        .position(|x| x.uid == m.uid && x.guid != guid)
+    else {
+        return Ok(());
+    };
+    let theirs = nm.messages[pos].guid.clone();
+    let r = apply(
+        ctx,
+        master,
+        user,
+        MailChange::Renumber {
+            mailbox: target.to_string(),
+            uid: m.uid,
+            guid: theirs.clone(),
+        },
+    )?;
+    let applied = match r {
+        Response::MailApplied { applied } => applied,
+        other => return Err(verify::unexpected(&master.id, &other)),
+    };
+    match applied.uid.filter(|_| applied.applied) {
+        Some(new_uid) => {
+            nm.messages[pos].uid = new_uid;
+            act(
+                actions,
+                user,
+                "renumbered",
+                target,
+                format!(
+                    "UID {} collision: the old master gave it to GUID {guid}, the new master to GUID {theirs}; the new master's message moved to UID {new_uid} and UID {} expunged there (both messages kept)",
+                    m.uid, m.uid
+                ),
+            );
+            summary.renumbered += 1;
+        }
+        None => {
+            // Changed on the new master meanwhile (expunged or replaced):
+            // the UID no longer names that message.
+            nm.messages.remove(pos);
+            act(
+                actions,
+                user,
+                "kept",
+                target,
+                format!(
+                    "UID {} collision with GUID {theirs}, which the new master no longer holds there",
+                    m.uid
+                ),
+            );
+            summary.kept += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Reconcile one user; appends actions.
@@ -259,8 +333,12 @@ fn reconcile_user(
             Err(e) => return Err(err(e)),
         };
         let newer: Vec<&MessageMeta> = messages.iter().filter(|m| m.modseq > p).collect();
+        let mut existing = existing;
         for m in newer {
             let guid = m.guid.to_hex();
+            if let Some(nm) = existing.as_mut() {
+                renumber_collision(ctx, master, user, &target, m, nm, actions, summary)?;
+            }
             let found = existing.as_ref().and_then(|nm| {
                 nm.messages
                     .iter()
@@ -505,7 +583,7 @@ pub(crate) fn reconcile(
         source,
     })?;
     let mut text = format!(
-        "reconcile {slot_id} (old master of {}) into {}: {} users; {} appended, {} flag changes, {} mailboxes created, {} renamed, {} deleted, {} kept, {} already present\n",
+        "reconcile {slot_id} (old master of {}) into {}: {} users; {} appended, {} flag changes, {} mailboxes created, {} renamed, {} deleted, {} kept, {} already present, {} UID collisions renumbered\n",
         fence.store,
         master.id,
         summary.users,
@@ -515,7 +593,8 @@ pub(crate) fn reconcile(
         summary.mailboxes_renamed,
         summary.mailboxes_deleted,
         summary.kept,
-        summary.already_present
+        summary.already_present,
+        summary.renumbered
     );
     for a in &actions {
         let _ = writeln!(text, "  {} {} {}: {}", a.user, a.kind, a.mailbox, a.detail);
