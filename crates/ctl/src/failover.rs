@@ -28,14 +28,18 @@ pub const FAILOVER_LAG_MAX_MS_DEFAULT: u64 = 10_000;
 /// that still happens.
 pub const FAILOVER_UID_GAP: u32 = 100_000;
 
-/// Raise UIDNEXT of every mailbox of every user of `slot` by
-/// [`FAILOVER_UID_GAP`]; returns the users raised and one warning per user
+/// Raise UIDNEXT of every mailbox of every user of `slot` by `gap`
+/// ([`FAILOVER_UID_GAP`] by default); returns the users raised and one warning per user
 /// not (fully) raised.
 fn raise_uid_gap(
     ctx: &Ctx,
     slot: &slotmail_directory::Slot,
     users: &[String],
+    gap: u32,
 ) -> (usize, Vec<String>) {
+    if gap == 0 {
+        return (0, Vec::new());
+    }
     let mut raised = 0;
     let mut warnings = Vec::new();
     for user in users {
@@ -44,15 +48,13 @@ fn raise_uid_gap(
             slot,
             &Request::MailApply {
                 name: user.clone(),
-                change: MailChange::RaiseUidNext {
-                    gap: FAILOVER_UID_GAP,
-                },
+                change: MailChange::RaiseUidNext { gap },
             },
         );
         match r {
             Ok(Response::MailApplied { applied }) if applied.applied => raised += 1,
             Ok(Response::MailApplied { .. }) => warnings.push(format!(
-                "{}: user {user}: a mailbox's UIDNEXT cannot be raised by {FAILOVER_UID_GAP} (UIDs nearly used up); reconcile will renumber any collision",
+                "{}: user {user}: a mailbox's UIDNEXT cannot be raised by {gap} (UIDs nearly used up); reconcile will renumber any collision",
                 slot.id
             )),
             Ok(other) => warnings.push(verify::unexpected(&slot.id, &other).to_string()),
@@ -197,6 +199,7 @@ pub(crate) fn failover(
     machine: &str,
     force: bool,
     max_lag_ms: u64,
+    uid_gap: u32,
     reason: Option<&str>,
 ) -> Result<Report, CtlError> {
     let started = Instant::now();
@@ -267,7 +270,8 @@ pub(crate) fn failover(
         // as a master only once the flip below is read by its supervisor,
         // so no client gets a UID below the gap.
         let users: Vec<String> = c.positions.keys().cloned().collect();
-        let (raised, gap_warnings) = raise_uid_gap(ctx, verify::slot(&t, &c.new_master)?, &users);
+        let (raised, gap_warnings) =
+            raise_uid_gap(ctx, verify::slot(&t, &c.new_master)?, &users, uid_gap);
         warnings.extend(gap_warnings);
         gap_raised.insert(c.store.clone(), raised);
         let epoch = ctx
@@ -314,7 +318,7 @@ pub(crate) fn failover(
         let highest = record.positions.values().max().copied().unwrap_or(0);
         let _ = writeln!(
             text,
-            "store {}: {} -> {} at epoch {epoch}{}; old master {} fenced\n  last replicated: {} users, highest position {highest}\n  may be unreplicated: {}\n  UIDNEXT raised by {FAILOVER_UID_GAP} for {} of {} users",
+            "store {}: {} -> {} at epoch {epoch}{}; old master {} fenced\n  last replicated: {} users, highest position {highest}\n  may be unreplicated: {}\n  UIDNEXT raised by {uid_gap} for {} of {} users",
             record.store,
             record.old_master,
             record.new_master,
@@ -355,7 +359,7 @@ pub(crate) fn failover(
             "highest_position": highest,
             "last_lag_ms": record.last_lag_ms,
             "last_pending_users": record.last_pending_users,
-            "uid_gap": FAILOVER_UID_GAP,
+            "uid_gap": uid_gap,
             "uid_gap_users": gap_raised.get(&record.store).copied().unwrap_or(0),
             "record": record_path(ctx, &record.store, *epoch),
         }));
