@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 use slotmail_directory::{Directory, Slot as SlotInfo, Topology};
 use slotmail_slot::admin::{Request, Response};
-use slotmail_slot::admin_mail::{DigestSide, MailChange, MailState, MailboxState};
+use slotmail_slot::admin_mail::{DigestSide, MailChange, MailState, MailboxState, MessageState};
 use slotmail_store::{MessageMeta, Options, Slot, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -89,6 +89,23 @@ fn sorted_flags(names: impl Iterator<Item = String>) -> Vec<String> {
     v
 }
 
+/// The new master's message that holds `uid` with another GUID than the
+/// old master's `guid` there: a UID collision.
+fn collision(uid: u32, guid: &str, nm: &MailboxState) -> Option<usize> {
+    nm.messages
+        .iter()
+        .position(|x| x.uid == uid && x.guid != guid)
+}
+
+/// The new master's copy of the old master's message (`uid`, `guid`): at
+/// the same UID, else anywhere in the mailbox.
+fn present<'a>(uid: u32, guid: &str, nm: &'a MailboxState) -> Option<&'a MessageState> {
+    nm.messages
+        .iter()
+        .find(|x| x.uid == uid && x.guid == guid)
+        .or_else(|| nm.messages.iter().find(|x| x.guid == guid))
+}
+
 /// A UID collision (docs/failover.md, "UID collisions"): the new master
 /// holds at `m.uid` another message than the old master's `m`. The new
 /// master's message moves to a fresh UID and the colliding UID is expunged
@@ -105,11 +122,7 @@ fn renumber_collision(
     summary: &mut Summary,
 ) -> Result<(), CtlError> {
     let guid = m.guid.to_hex();
-    let Some(pos) = nm
-        .messages
-        .iter()
-        .position(|x| x.uid == m.uid && x.guid != guid)
-    else {
+    let Some(pos) = collision(m.uid, &guid, nm) else {
         return Ok(());
     };
     let theirs = nm.messages[pos].guid.clone();
@@ -339,12 +352,7 @@ fn reconcile_user(
             if let Some(nm) = existing.as_mut() {
                 renumber_collision(ctx, master, user, &target, m, nm, actions, summary)?;
             }
-            let found = existing.as_ref().and_then(|nm| {
-                nm.messages
-                    .iter()
-                    .find(|x| x.uid == m.uid && x.guid == guid)
-                    .or_else(|| nm.messages.iter().find(|x| x.guid == guid))
-            });
+            let found = existing.as_ref().and_then(|nm| present(m.uid, &guid, nm));
             let old_flags: Vec<String> = m.flags.names().map(str::to_string).collect();
             match found {
                 Some(n) => {
@@ -741,4 +749,55 @@ fn rebuild_slot(
         }),
         exit: Exit::Ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(uid: u32, guid: &str) -> MessageState {
+        MessageState {
+            uid,
+            guid: guid.into(),
+            size: 10,
+            flags: vec![],
+            internaldate: 0,
+            tz_offset_min: 0,
+            modseq: 1,
+        }
+    }
+
+    /// Finding 3 of docs/reliability.md: the old master gave UID 4 to A and
+    /// UID 5 to B; the new master (promoted before either was replicated)
+    /// gave UID 4 to C, holds B at 5 (it got it some other way) and D at 6.
+    #[test]
+    fn regression_a_failover_reused_uids_collisions_are_found_and_renumbered() {
+        let mut nm = MailboxState {
+            mailbox_id: "m".into(),
+            name: "INBOX".into(),
+            special_use: None,
+            uidvalidity: 7,
+            uidnext: 7,
+            highestmodseq: 1,
+            modseq: 1,
+            messages: vec![msg(4, "C"), msg(5, "B"), msg(6, "D")],
+            expunged: vec![],
+        };
+        // UID 4 is a collision (A there, C here); 5 is not (the same B);
+        // 7 is not (free on the new master).
+        assert_eq!(collision(4, "A", &nm), Some(0));
+        assert_eq!(collision(5, "B", &nm), None);
+        assert_eq!(collision(7, "E", &nm), None);
+        // Before the renumbering, A is not present (so it is appended) and
+        // C at UID 4 is never taken for it.
+        assert!(present(4, "A", &nm).is_none());
+        assert_eq!(present(5, "B", &nm).map(|x| x.uid), Some(5));
+        // After C moved to UID 7 (as `renumber_collision` records it), UID 4
+        // names nothing on the new master; C is found at its new UID and
+        // no collision is left.
+        nm.messages[0].uid = 7;
+        assert_eq!(collision(4, "A", &nm), None);
+        assert!(nm.messages.iter().all(|x| x.uid != 4));
+        assert_eq!(present(4, "C", &nm).map(|x| x.uid), Some(7));
+    }
 }
