@@ -9,7 +9,8 @@ use crate::{CtlError, Ctx, Exit, Report};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slotmail_directory::{Directory, DirectoryError, Topology};
-use slotmail_slot::admin_mail::DigestSide;
+use slotmail_slot::admin::{Request, Response};
+use slotmail_slot::admin_mail::{DigestSide, MailChange};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -17,6 +18,54 @@ use std::time::Instant;
 
 /// Default bound on the promoted replica's last known lag.
 pub const FAILOVER_LAG_MAX_MS_DEFAULT: u64 = 10_000;
+
+/// How far the promoted slot raises UIDNEXT of every mailbox before it
+/// becomes master (docs/failover.md, "UID gap"): the UIDs the dead master
+/// may have given to appends the replica never received are skipped. Under
+/// the lag bound (10 s by default) one mailbox takes well under 1,000
+/// appends per second, so at most about 10,000 unreplicated UIDs; the gap is
+/// ten times that, 1/42,000 of the UID space. Reconcile handles a collision
+/// that still happens.
+pub const FAILOVER_UID_GAP: u32 = 100_000;
+
+/// Raise UIDNEXT of every mailbox of every user of `slot` by `gap`
+/// ([`FAILOVER_UID_GAP`] by default); returns the users raised and one warning per user
+/// not (fully) raised.
+fn raise_uid_gap(
+    ctx: &Ctx,
+    slot: &slotmail_directory::Slot,
+    users: &[String],
+    gap: u32,
+) -> (usize, Vec<String>) {
+    if gap == 0 {
+        return (0, Vec::new());
+    }
+    let mut raised = 0;
+    let mut warnings = Vec::new();
+    for user in users {
+        let r = verify::ask(
+            ctx,
+            slot,
+            &Request::MailApply {
+                name: user.clone(),
+                change: MailChange::RaiseUidNext { gap },
+            },
+        );
+        match r {
+            Ok(Response::MailApplied { applied }) if applied.applied => raised += 1,
+            Ok(Response::MailApplied { .. }) => warnings.push(format!(
+                "{}: user {user}: a mailbox's UIDNEXT cannot be raised by {gap} (UIDs nearly used up); reconcile will renumber any collision",
+                slot.id
+            )),
+            Ok(other) => warnings.push(verify::unexpected(&slot.id, &other).to_string()),
+            Err(e) => warnings.push(format!(
+                "{}: user {user}: UID gap not taken ({e}); reconcile will renumber any collision",
+                slot.id
+            )),
+        }
+    }
+    (raised, warnings)
+}
 
 /// What `failover` records for `reconcile`, per store
 /// (`STATE/failover/STORE-EPOCH.json`).
@@ -150,6 +199,7 @@ pub(crate) fn failover(
     machine: &str,
     force: bool,
     max_lag_ms: u64,
+    uid_gap: u32,
     reason: Option<&str>,
 ) -> Result<Report, CtlError> {
     let started = Instant::now();
@@ -214,7 +264,16 @@ pub(crate) fn failover(
     let mut text = String::new();
     let mut done = Vec::new();
     let mut warnings = Vec::new();
+    let mut gap_raised = BTreeMap::new();
     for c in &choices {
+        // The UID gap, while the slot is still a replica: it is writable
+        // as a master only once the flip below is read by its supervisor,
+        // so no client gets a UID below the gap.
+        let users: Vec<String> = c.positions.keys().cloned().collect();
+        let (raised, gap_warnings) =
+            raise_uid_gap(ctx, verify::slot(&t, &c.new_master)?, &users, uid_gap);
+        warnings.extend(gap_warnings);
+        gap_raised.insert(c.store.clone(), raised);
         let epoch = ctx
             .directory
             .fail_over(&c.store, &c.new_master, c.epoch, &reason)?;
@@ -259,7 +318,7 @@ pub(crate) fn failover(
         let highest = record.positions.values().max().copied().unwrap_or(0);
         let _ = writeln!(
             text,
-            "store {}: {} -> {} at epoch {epoch}{}; old master {} fenced\n  last replicated: {} users, highest position {highest}\n  may be unreplicated: {}",
+            "store {}: {} -> {} at epoch {epoch}{}; old master {} fenced\n  last replicated: {} users, highest position {highest}\n  may be unreplicated: {}\n  UIDNEXT raised by {uid_gap} for {} of {} users",
             record.store,
             record.old_master,
             record.new_master,
@@ -277,7 +336,9 @@ pub(crate) fn failover(
                 ),
                 (Some(l), None) => format!("lag {l} ms in the old master's last status"),
                 _ => "unknown (no status of the old master readable)".to_string(),
-            }
+            },
+            gap_raised.get(&record.store).copied().unwrap_or(0),
+            record.positions.len()
         );
         if !writable {
             warnings.push(format!(
@@ -298,6 +359,8 @@ pub(crate) fn failover(
             "highest_position": highest,
             "last_lag_ms": record.last_lag_ms,
             "last_pending_users": record.last_pending_users,
+            "uid_gap": uid_gap,
+            "uid_gap_users": gap_raised.get(&record.store).copied().unwrap_or(0),
             "record": record_path(ctx, &record.store, *epoch),
         }));
     }

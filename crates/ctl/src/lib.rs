@@ -184,6 +184,11 @@ pub struct FailoverArgs {
     /// Recorded in the history (default: "failover: machine M down").
     #[arg(long)]
     pub reason: Option<String>,
+    /// How far the promoted slot raises UIDNEXT of every mailbox
+    /// (docs/failover.md, "UID gap"); 0 takes none (reconcile then
+    /// renumbers every UID collision).
+    #[arg(long, default_value_t = failover::FAILOVER_UID_GAP)]
+    pub uid_gap: u32,
 }
 
 /// `ctl reconcile`.
@@ -481,9 +486,14 @@ pub fn run_ctl(args: CtlArgs, stdin: &mut dyn Read) -> Result<Report, CtlError> 
             switchover::switchover(&ctx, &a.store, a.to.as_deref(), &a.switch.options())
         }
         CtlCommand::Evacuate(a) => switchover::evacuate(&ctx, &a.machine, &a.switch.options()),
-        CtlCommand::Failover(a) => {
-            failover::failover(&ctx, &a.machine, a.force, a.max_lag_ms, a.reason.as_deref())
-        }
+        CtlCommand::Failover(a) => failover::failover(
+            &ctx,
+            &a.machine,
+            a.force,
+            a.max_lag_ms,
+            a.uid_gap,
+            a.reason.as_deref(),
+        ),
         CtlCommand::Reconcile(a) => reconcile::reconcile(
             &ctx,
             &a.slot,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 use slotmail_directory::{Directory, Slot as SlotInfo, Topology};
 use slotmail_slot::admin::{Request, Response};
-use slotmail_slot::admin_mail::{DigestSide, MailChange, MailState, MailboxState};
+use slotmail_slot::admin_mail::{DigestSide, MailChange, MailState, MailboxState, MessageState};
 use slotmail_store::{MessageMeta, Options, Slot, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,8 +32,8 @@ pub const REBUILD_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Serialize)]
 pub struct Action {
     pub user: String,
-    /// `appended`, `flags_set`, `mailbox_created`, `mailbox_renamed`,
-    /// `mailbox_deleted`, or `kept` (a deliberate non-action: a conflict, an
+    /// `appended`, `renumbered`, `flags_set`, `mailbox_created`,
+    /// `mailbox_renamed`, `mailbox_deleted`, or `kept` (a deliberate non-action: a conflict, an
     /// expunge not applied, a mailbox not deleted because it holds mail).
     pub kind: &'static str,
     pub mailbox: String,
@@ -50,6 +50,7 @@ struct Summary {
     mailboxes_deleted: usize,
     kept: usize,
     already_present: usize,
+    renumbered: usize,
 }
 
 fn act(actions: &mut Vec<Action>, user: &str, kind: &'static str, mailbox: &str, detail: String) {
@@ -86,6 +87,92 @@ fn sorted_flags(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut v: Vec<String> = names.map(|n| n.to_ascii_lowercase()).collect();
     v.sort();
     v
+}
+
+/// The new master's message that holds `uid` with another GUID than the
+/// old master's `guid` there: a UID collision.
+fn collision(uid: u32, guid: &str, nm: &MailboxState) -> Option<usize> {
+    nm.messages
+        .iter()
+        .position(|x| x.uid == uid && x.guid != guid)
+}
+
+/// The new master's copy of the old master's message (`uid`, `guid`): at
+/// the same UID, else anywhere in the mailbox.
+fn present<'a>(uid: u32, guid: &str, nm: &'a MailboxState) -> Option<&'a MessageState> {
+    nm.messages
+        .iter()
+        .find(|x| x.uid == uid && x.guid == guid)
+        .or_else(|| nm.messages.iter().find(|x| x.guid == guid))
+}
+
+/// A UID collision (docs/failover.md, "UID collisions"): the new master
+/// holds at `m.uid` another message than the old master's `m`. The new
+/// master's message moves to a fresh UID and the colliding UID is expunged
+/// there, so that UID names neither message any more; `nm` follows.
+#[allow(clippy::too_many_arguments)]
+fn renumber_collision(
+    ctx: &Ctx,
+    master: &SlotInfo,
+    user: &str,
+    target: &str,
+    m: &MessageMeta,
+    nm: &mut MailboxState,
+    actions: &mut Vec<Action>,
+    summary: &mut Summary,
+) -> Result<(), CtlError> {
+    let guid = m.guid.to_hex();
+    let Some(pos) = collision(m.uid, &guid, nm) else {
+        return Ok(());
+    };
+    let theirs = nm.messages[pos].guid.clone();
+    let r = apply(
+        ctx,
+        master,
+        user,
+        MailChange::Renumber {
+            mailbox: target.to_string(),
+            uid: m.uid,
+            guid: theirs.clone(),
+        },
+    )?;
+    let applied = match r {
+        Response::MailApplied { applied } => applied,
+        other => return Err(verify::unexpected(&master.id, &other)),
+    };
+    match applied.uid.filter(|_| applied.applied) {
+        Some(new_uid) => {
+            nm.messages[pos].uid = new_uid;
+            act(
+                actions,
+                user,
+                "renumbered",
+                target,
+                format!(
+                    "UID {} collision: the old master gave it to GUID {guid}, the new master to GUID {theirs}; the new master's message moved to UID {new_uid} and UID {} expunged there (both messages kept)",
+                    m.uid, m.uid
+                ),
+            );
+            summary.renumbered += 1;
+        }
+        None => {
+            // Changed on the new master meanwhile (expunged or replaced):
+            // the UID no longer names that message.
+            nm.messages.remove(pos);
+            act(
+                actions,
+                user,
+                "kept",
+                target,
+                format!(
+                    "UID {} collision with GUID {theirs}, which the new master no longer holds there",
+                    m.uid
+                ),
+            );
+            summary.kept += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Reconcile one user; appends actions.
@@ -259,14 +346,13 @@ fn reconcile_user(
             Err(e) => return Err(err(e)),
         };
         let newer: Vec<&MessageMeta> = messages.iter().filter(|m| m.modseq > p).collect();
+        let mut existing = existing;
         for m in newer {
             let guid = m.guid.to_hex();
-            let found = existing.as_ref().and_then(|nm| {
-                nm.messages
-                    .iter()
-                    .find(|x| x.uid == m.uid && x.guid == guid)
-                    .or_else(|| nm.messages.iter().find(|x| x.guid == guid))
-            });
+            if let Some(nm) = existing.as_mut() {
+                renumber_collision(ctx, master, user, &target, m, nm, actions, summary)?;
+            }
+            let found = existing.as_ref().and_then(|nm| present(m.uid, &guid, nm));
             let old_flags: Vec<String> = m.flags.names().map(str::to_string).collect();
             match found {
                 Some(n) => {
@@ -505,7 +591,7 @@ pub(crate) fn reconcile(
         source,
     })?;
     let mut text = format!(
-        "reconcile {slot_id} (old master of {}) into {}: {} users; {} appended, {} flag changes, {} mailboxes created, {} renamed, {} deleted, {} kept, {} already present\n",
+        "reconcile {slot_id} (old master of {}) into {}: {} users; {} appended, {} flag changes, {} mailboxes created, {} renamed, {} deleted, {} kept, {} already present, {} UID collisions renumbered\n",
         fence.store,
         master.id,
         summary.users,
@@ -515,7 +601,8 @@ pub(crate) fn reconcile(
         summary.mailboxes_renamed,
         summary.mailboxes_deleted,
         summary.kept,
-        summary.already_present
+        summary.already_present,
+        summary.renumbered
     );
     for a in &actions {
         let _ = writeln!(text, "  {} {} {}: {}", a.user, a.kind, a.mailbox, a.detail);
@@ -662,4 +749,55 @@ fn rebuild_slot(
         }),
         exit: Exit::Ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(uid: u32, guid: &str) -> MessageState {
+        MessageState {
+            uid,
+            guid: guid.into(),
+            size: 10,
+            flags: vec![],
+            internaldate: 0,
+            tz_offset_min: 0,
+            modseq: 1,
+        }
+    }
+
+    /// Finding 3 of docs/reliability.md: the old master gave UID 4 to A and
+    /// UID 5 to B; the new master (promoted before either was replicated)
+    /// gave UID 4 to C, holds B at 5 (it got it some other way) and D at 6.
+    #[test]
+    fn regression_a_failover_reused_uids_collisions_are_found_and_renumbered() {
+        let mut nm = MailboxState {
+            mailbox_id: "m".into(),
+            name: "INBOX".into(),
+            special_use: None,
+            uidvalidity: 7,
+            uidnext: 7,
+            highestmodseq: 1,
+            modseq: 1,
+            messages: vec![msg(4, "C"), msg(5, "B"), msg(6, "D")],
+            expunged: vec![],
+        };
+        // UID 4 is a collision (A there, C here); 5 is not (the same B);
+        // 7 is not (free on the new master).
+        assert_eq!(collision(4, "A", &nm), Some(0));
+        assert_eq!(collision(5, "B", &nm), None);
+        assert_eq!(collision(7, "E", &nm), None);
+        // Before the renumbering, A is not present (so it is appended) and
+        // C at UID 4 is never taken for it.
+        assert!(present(4, "A", &nm).is_none());
+        assert_eq!(present(5, "B", &nm).map(|x| x.uid), Some(5));
+        // After C moved to UID 7 (as `renumber_collision` records it), UID 4
+        // names nothing on the new master; C is found at its new UID and
+        // no collision is left.
+        nm.messages[0].uid = 7;
+        assert_eq!(collision(4, "A", &nm), None);
+        assert!(nm.messages.iter().all(|x| x.uid != 4));
+        assert_eq!(present(4, "C", &nm).map(|x| x.uid), Some(7));
+    }
 }

@@ -111,6 +111,22 @@ pub enum MailChange {
         flags: Vec<String>,
         unchanged_since: u64,
     },
+    /// Raise UIDNEXT of every mailbox of the user by `gap` (a failover's UID
+    /// gap, docs/failover.md). `applied` is false if a mailbox could not be
+    /// raised (its UIDs nearly used up); the others are raised.
+    RaiseUidNext {
+        gap: u32,
+    },
+    /// Give the message at `uid` (if it still holds `guid`) a fresh UID in
+    /// the same mailbox (same bytes, flags and INTERNALDATE), then expunge
+    /// `uid`: a reconcile's answer to a UID collision. The copy comes first,
+    /// so a failure in between leaves a duplicate, never a loss. `uid` is
+    /// the new UID; `applied` is false if `uid` no longer holds `guid`.
+    Renumber {
+        mailbox: String,
+        uid: u32,
+        guid: String,
+    },
 }
 
 /// What `mail_apply` did.
@@ -284,5 +300,119 @@ pub fn mail_apply(
                     && (!out.changed.is_empty() || !out.unchanged.is_empty()),
             })
         }
+        MailChange::RaiseUidNext { gap } => {
+            let mut all = true;
+            for mb in user.mailboxes()? {
+                match user.raise_uidnext(mb.id, gap) {
+                    Ok(_) => {}
+                    Err(StoreError::Limit(_)) => all = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(MailApplied {
+                uid: None,
+                applied: all,
+            })
+        }
+        MailChange::Renumber { mailbox, uid, guid } => {
+            let mb = user.mailbox(&mailbox)?;
+            let holds = user
+                .messages_by_uid(mb.id, &[uid])?
+                .iter()
+                .any(|m| m.guid.to_hex() == guid);
+            if !holds {
+                return Ok(MailApplied {
+                    uid: None,
+                    applied: false,
+                });
+            }
+            let copied = user.copy(mb.id, &[uid], mb.id)?;
+            let new_uid = copied
+                .pairs
+                .iter()
+                .find(|(from, _)| *from == uid)
+                .map(|(_, to)| *to);
+            assert!(new_uid.is_some(), "the copy of an existing UID has a UID");
+            let deleted = Flags::from_names(["\\Deleted"])?;
+            user.store_flags(mb.id, &[uid], FlagOp::Add, &deleted, None)?;
+            user.expunge(mb.id, Some(&[uid]))?;
+            Ok(MailApplied {
+                uid: new_uid,
+                applied: true,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> (tempfile::TempDir, Slot) {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Slot::open(dir.path().join("slot"), slotmail_store::Options::default()).unwrap();
+        slot.create_user("alice", "pw", false).unwrap();
+        (dir, slot)
+    }
+
+    #[test]
+    fn raise_uid_next_raises_every_mailbox() {
+        let (_d, slot) = slot();
+        let before = slot.user("alice").unwrap().mailboxes().unwrap();
+        let r = mail_apply(&slot, "alice", MailChange::RaiseUidNext { gap: 500 }).unwrap();
+        assert!(r.applied);
+        let after = slot.user("alice").unwrap().mailboxes().unwrap();
+        assert_eq!(before.len(), after.len());
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!(a.uidnext, b.uidnext + 500, "{}", a.name);
+        }
+    }
+
+    #[test]
+    fn renumber_moves_a_message_to_a_fresh_uid_and_keeps_it_whole() {
+        let (_d, slot) = slot();
+        let user = slot.user("alice").unwrap();
+        let inbox = user.mailbox("INBOX").unwrap();
+        let raw = b"Subject: collided\r\n\r\nbody\r\n";
+        let flags = Flags::from_names(["\\Seen", "$Work"]).unwrap();
+        let a = user
+            .append(inbox.id, raw, &flags, Some((1_700_000_000, 120)))
+            .unwrap();
+        let guid = a.guid.to_hex();
+        // Another GUID than the one at the UID: nothing happens.
+        let other = Guid::of(b"other").to_hex();
+        let r = mail_apply(
+            &slot,
+            "alice",
+            MailChange::Renumber {
+                mailbox: "INBOX".into(),
+                uid: a.uid,
+                guid: other,
+            },
+        )
+        .unwrap();
+        assert!(!r.applied);
+        assert_eq!(user.snapshot(inbox.id).unwrap().1.len(), 1);
+        let r = mail_apply(
+            &slot,
+            "alice",
+            MailChange::Renumber {
+                mailbox: "INBOX".into(),
+                uid: a.uid,
+                guid: guid.clone(),
+            },
+        )
+        .unwrap();
+        assert!(r.applied);
+        let new_uid = r.uid.expect("a new UID");
+        assert!(new_uid > a.uid);
+        let (_, msgs) = user.snapshot(inbox.id).unwrap();
+        assert_eq!(msgs.len(), 1, "the old UID is expunged");
+        let m = &msgs[0];
+        assert_eq!((m.uid, m.guid.to_hex()), (new_uid, guid));
+        assert_eq!((m.internaldate, m.tz_offset_min), (1_700_000_000, 120));
+        assert_eq!(m.flags, flags, "flags kept, \\Deleted not carried over");
+        assert_eq!(user.read_message(&m.guid, m.size).unwrap(), raw);
+        assert!(user.expunged_since(inbox.id, 0).unwrap().contains(&a.uid));
     }
 }

@@ -5,12 +5,12 @@
 //! Each run must lose no acknowledged message, leave no divergence after
 //! convergence, reuse no UID, and keep one master per epoch.
 //!
-//! - every fault kind but `failover` at least once (seed 11). `failover`
-//!   is left out of CI on purpose: the harness finds that a failover can
-//!   reuse UIDs (the promoted replica hands out again the UIDs the dead
-//!   master had acknowledged but not replicated; reconcile then appends
-//!   those messages under new UIDs). The long run (docs/reliability.md)
-//!   injects it and reports it; the fix is not done yet.
+//! - every fault kind at least once (seed 11), `failover` included: its
+//!   reconcile and the rebuild of the old master (a full sync under load)
+//!   make this the longest test (about 6 minutes on a loaded machine).
+//!   `failover` was left out while a failover could reuse UIDs (finding 3
+//!   of docs/reliability.md, fixed: the promoted master's UID gap and
+//!   reconcile's renumbering of collisions).
 //! - regression: a full disk on a replica stopped the replication of a user
 //!   for good (a user changed while its round failed was never queued again);
 //!   and a flipped byte in a message file was found by `ctl slot scrub` but
@@ -28,7 +28,7 @@ use std::time::Duration;
 fn chaos(dir: &Path, args: &[&str]) -> Value {
     let mut cmd = slotmail();
     cmd.args(["chaos", "run"]).args(args).arg("--dir").arg(dir);
-    let (out, in_time) = run_bounded(&mut cmd, Duration::from_secs(600));
+    let (out, in_time) = run_bounded(&mut cmd, Duration::from_secs(CHAOS_RUN_MAX_SECS));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -60,8 +60,12 @@ fn chaos(dir: &Path, args: &[&str]) -> Value {
     report
 }
 
-/// Every fault kind but `failover` (see the top of this file).
-const KINDS_IN_CI: [&str; 10] = [
+/// A run's time limit: the failover's rebuild waits up to 600 s itself, and
+/// on a loaded machine the whole run has taken 844 s.
+const CHAOS_RUN_MAX_SECS: u64 = 1500;
+
+/// Every fault kind (see the top of this file).
+const KINDS_IN_CI: [&str; 11] = [
     "kill_slot",
     "kill_machine",
     "partition",
@@ -72,6 +76,7 @@ const KINDS_IN_CI: [&str; 10] = [
     "corrupt_master",
     "corrupt_replica",
     "switchover",
+    "failover",
 ];
 
 #[test]

@@ -434,3 +434,213 @@ fn failover_fences_the_old_master_and_reconcile_loses_nothing() {
     );
     assert!(proxy.stop(), "the proxy did not stop cleanly");
 }
+
+/// `n` APPENDs to INBOX; prints them in writers.py's format, each with the
+/// UIDVALIDITY and UID of its APPENDUID.
+const APPENDS_WITH_UIDS: &str = r##"
+import hashlib, imaplib, json, re, sys
+host, port, user, pw, tag, n = sys.argv[1:7]
+i = imaplib.IMAP4(host, int(port))
+i.login(user, pw)
+acked = []
+for k in range(int(n)):
+    mid = "%s-%s-%d" % (tag, user, k)
+    raw = ("Subject: %s\r\nMessage-ID: <%s@e2e.test>\r\n\r\n%s\r\n" % (mid, mid, tag)).encode()
+    typ, data = i.append("INBOX", "(\\Seen)", None, raw)
+    assert typ == "OK", data
+    m = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+    assert m, data
+    acked.append({"id": mid, "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw),
+                  "uidvalidity": int(m.group(1)), "uid": int(m.group(2))})
+i.logout()
+print(json.dumps({"writers": [{"kind": "imap", "user": user, "acked": acked}]}))
+"##;
+
+/// INBOX as a client sees it: UIDVALIDITY and the SHA-256 of every UID.
+const INBOX_BY_UID: &str = r##"
+import hashlib, imaplib, json, re, sys
+host, port, user, pw = sys.argv[1:5]
+i = imaplib.IMAP4(host, int(port))
+i.login(user, pw)
+typ, _ = i.select("INBOX", readonly=True)
+assert typ == "OK"
+uidvalidity = int(i.response("UIDVALIDITY")[1][0])
+typ, data = i.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
+assert typ == "OK", data
+uids = {}
+for item in data:
+    if isinstance(item, tuple):
+        uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
+        uids[str(uid)] = hashlib.sha256(item[1]).hexdigest()
+i.logout()
+print(json.dumps({"uidvalidity": uidvalidity, "uids": uids}))
+"##;
+
+/// The scenario of reliability finding 3: the master acknowledges APPENDs
+/// its replica never gets, is killed, the replica is promoted (`ctl
+/// failover f1 EXTRA`), takes new APPENDs, the old master returns and is
+/// reconciled. Asserts every acknowledged message present and no UID given
+/// by an APPENDUID naming another message than the one it was given to;
+/// returns the failover and reconcile reports and the APPENDUIDs given
+/// before and after the failover.
+fn failover_after_unreplicated_appends(
+    dir: &Path,
+    machines: &[(&str, &str); 3],
+    name: &str,
+    extra: &[&str],
+) -> (Value, Value, Vec<Value>, Vec<Value>) {
+    let (cluster, mut sups) = start_cluster(dir, name, machines);
+    let m1 = machines[0].0;
+    let (store, old_master, replica) = store_mastered_on(&cluster, m1);
+    add_user(&cluster, "alice", "alice-pw", Some(&store));
+    let appends = |tag: &str, n: &str| {
+        let (h, p) = master_imap(&cluster, "alice");
+        let out = python(APPENDS_WITH_UIDS, &[&h, &p, "alice", "alice-pw", tag, n]);
+        let file = dir.join(format!("{tag}.json"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (file, v["writers"][0]["acked"].as_array().unwrap().clone())
+    };
+    let (before_file, before) = appends("before", "3");
+    wait_imap_equal(&cluster, "alice", "alice-pw");
+
+    // Replication to the replica stops; the master acknowledges 5 more.
+    ctl_json(&cluster, &["slot", "stop", &replica], "", 0);
+    let (lost_file, unreplicated) = appends("unreplicated", "5");
+    std::thread::sleep(Duration::from_millis(1500));
+    let slots = ctl_json(&cluster, &["slot", "list"], "", 0);
+    let mut pids: Vec<String> = slots["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["machine"] == m1)
+        .filter_map(|s| s["process"]["pid"].as_u64())
+        .map(|p| p.to_string())
+        .collect();
+    pids.push(sups[0].child.as_ref().unwrap().id().to_string());
+    let status = Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = sups[0].child.take().unwrap().wait();
+    ctl_json(&cluster, &["slot", "start", &replica], "", 0);
+    let mut args = vec!["failover", m1];
+    args.extend(extra);
+    let fo = ctl_json(&cluster, &args, "", 0);
+    let promoted = fo["stores"][0].clone();
+    assert_eq!(promoted["new_master"], replica.as_str(), "{fo}");
+    assert_eq!(promoted["writable"], true, "{fo}");
+
+    // New mail on the promoted master.
+    let (after_file, after) = appends("after", "5");
+
+    // The old machine returns, fenced; reconcile.
+    sups[0] = Supervisor::start(&cluster, dir, m1);
+    let start = Instant::now();
+    loop {
+        let list = ctl_json(&cluster, &["slot", "list"], "", 0);
+        let s = list["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == old_master.as_str())
+            .unwrap()
+            .clone();
+        if s["admin"]["read_only"] == true {
+            assert_eq!(s["role"], "fenced", "{s}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rec = ctl_json(&cluster, &["reconcile", &old_master], "", 0);
+    eprintln!("{name}: reconcile {}", rec["summary"]);
+    assert_eq!(rec["rebuild"]["equal"], true, "{rec}");
+
+    // Every acknowledged message is there.
+    for f in [&before_file, &lost_file, &after_file] {
+        assert_all_acked_present(&cluster, "alice", "alice-pw", f);
+    }
+    // No APPENDUID names another message than its own (read over IMAP,
+    // on the master and, equal to it, on the rebuilt replica).
+    wait_imap_equal(&cluster, "alice", "alice-pw");
+    let (h, p) = master_imap(&cluster, "alice");
+    let inbox: Value =
+        serde_json::from_slice(&python(INBOX_BY_UID, &[&h, &p, "alice", "alice-pw"]).stdout)
+            .unwrap();
+    let mut given = std::collections::BTreeMap::new();
+    for a in before.iter().chain(&unreplicated).chain(&after) {
+        assert_eq!(a["uidvalidity"], inbox["uidvalidity"], "{a}");
+        let uid = a["uid"].as_u64().unwrap();
+        // The same UID was given twice only if the gap was too small;
+        // then it must name neither message now.
+        let twice = given.insert(uid, a["sha256"].clone()).is_some();
+        match &inbox["uids"][uid.to_string()] {
+            Value::Null => {}
+            held => {
+                assert!(!twice, "UID {uid} given twice and still held: {inbox}");
+                assert_eq!(
+                    held, &a["sha256"],
+                    "UID {uid} names another message: {inbox}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        inbox["uids"].as_object().unwrap().len(),
+        13,
+        "3 + 5 + 5 messages, each once: {inbox}"
+    );
+    (fo, rec, unreplicated, after)
+}
+
+#[test]
+fn regression_a_failover_reused_uids_of_appends_the_replica_never_got() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = [
+        ("u1", "127.0.0.71"),
+        ("u2", "127.0.0.72"),
+        ("u3", "127.0.0.73"),
+    ];
+    let (fo, rec, unreplicated, after) =
+        failover_after_unreplicated_appends(tmp.path(), &machines, "uidgap", &[]);
+    // The promoted master took the gap: its UIDs start above it.
+    assert_eq!(fo["stores"][0]["uid_gap_users"], 1, "{fo}");
+    let highest_lost = unreplicated
+        .iter()
+        .map(|a| a["uid"].as_u64().unwrap())
+        .max();
+    let lowest_new = after.iter().map(|a| a["uid"].as_u64().unwrap()).min();
+    assert!(
+        lowest_new.unwrap() > highest_lost.unwrap() + 90_000,
+        "{unreplicated:?} {after:?}"
+    );
+    assert_eq!(rec["summary"]["renumbered"], 0, "{rec}");
+    assert_eq!(rec["summary"]["appended"], 5, "{rec}");
+}
+
+#[test]
+fn regression_a_failover_without_uid_gap_has_its_uid_collisions_renumbered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = [
+        ("v1", "127.0.0.76"),
+        ("v2", "127.0.0.77"),
+        ("v3", "127.0.0.78"),
+    ];
+    let (fo, rec, unreplicated, after) =
+        failover_after_unreplicated_appends(tmp.path(), &machines, "uidnogap", &["--uid-gap", "0"]);
+    assert_eq!(fo["stores"][0]["uid_gap_users"], 0, "{fo}");
+    // Without the gap the promoted master gave the same UIDs again ...
+    let lost: Vec<u64> = unreplicated
+        .iter()
+        .map(|a| a["uid"].as_u64().unwrap())
+        .collect();
+    let new: Vec<u64> = after.iter().map(|a| a["uid"].as_u64().unwrap()).collect();
+    assert_eq!(lost, new, "the scenario must produce collisions");
+    // ... and reconcile renumbered each collision (the check above: those
+    // UIDs name nothing now, both messages are present).
+    assert_eq!(rec["summary"]["renumbered"], 5, "{rec}");
+    assert_eq!(rec["summary"]["appended"], 5, "{rec}");
+}

@@ -515,6 +515,27 @@ impl User {
         })
     }
 
+    /// Raise a mailbox's UIDNEXT by `gap` (a failover's UID gap,
+    /// docs/failover.md): the UIDs skipped are never given. A change like an
+    /// append: a new MODSEQ becomes the mailbox's HIGHESTMODSEQ, so
+    /// replication sends the record (replicas never lower UIDNEXT). Returns
+    /// the new UIDNEXT; refused (`Limit`) if it would pass `u32::MAX`.
+    pub fn raise_uidnext(&self, mailbox: i64, gap: u32) -> Result<u32> {
+        self.write(|w| {
+            let mut m = w.mailbox_by_id(mailbox)?;
+            let Some(next) = m.uidnext.checked_add(gap).filter(|n| *n < u32::MAX) else {
+                return Err(StoreError::Limit(format!(
+                    "mailbox {}: UIDNEXT {} cannot be raised by {gap}",
+                    m.name, m.uidnext
+                )));
+            };
+            m.uidnext = next;
+            m.highestmodseq = w.modseq();
+            w.update_mailbox(&m)?;
+            Ok(next)
+        })
+    }
+
     // ----- subscriptions ---------------------------------------------------
 
     /// Subscribe to a name (it need not exist, RFC 3501 §6.3.6).

@@ -257,3 +257,36 @@ fn a_batch_with_one_bad_body_stores_the_good_ones_and_refuses_the_bad_one() {
     assert!(verdicts[0].as_ref().unwrap_err().is_corruption());
     assert_eq!(r.missing_guids(&[guids[2]]).unwrap(), [guids[2]]);
 }
+
+#[test]
+fn a_raised_uidnext_is_durable_replicated_and_skips_its_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = slot(&dir, "m");
+    let replica = slot(&dir, "r");
+    master.create_user("alice", "pw", false).unwrap();
+    let m = master.user("alice").unwrap();
+    let inbox = m.mailbox("INBOX").unwrap();
+    m.append(inbox.id, &msg(1), &Flags::empty(), None).unwrap();
+    sync_user(&master, &replica, "alice");
+    let before = m.modseq().unwrap();
+    assert_eq!(m.raise_uidnext(inbox.id, 1000).unwrap(), 1002);
+    assert!(m.modseq().unwrap() > before, "a raise is a change");
+    sync_user(&master, &replica, "alice");
+    assert_eq!(view(&master, "alice"), view(&replica, "alice"));
+    let r_inbox = replica.user("alice").unwrap().mailbox("INBOX").unwrap();
+    assert_eq!(r_inbox.uidnext, 1002);
+    // The next append takes the first UID above the gap, on the master and,
+    // after a reopen, durably so.
+    drop(m);
+    drop(master);
+    let master = slot(&dir, "m");
+    let m = master.user("alice").unwrap();
+    let a = m.append(inbox.id, &msg(2), &Flags::empty(), None).unwrap();
+    assert_eq!(a.uid, 1002);
+    // A raise past the UID space is refused and changes nothing.
+    assert!(matches!(
+        m.raise_uidnext(inbox.id, u32::MAX - 10),
+        Err(StoreError::Limit(_))
+    ));
+    assert_eq!(m.mailbox("INBOX").unwrap().uidnext, 1003);
+}
