@@ -15,11 +15,8 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
     /// Create (or truncate) `path`, write all of `data`, fsync it.
     fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     /// Create (or truncate) `path` and write all of `data`, without fsync
-    /// (a batch makes its files durable together with [`Disk::sync_fs`]).
+    /// (a batch makes its files durable afterwards, several at a time).
     fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
-    /// Make everything written on the file system holding `path` durable
-    /// (`syncfs(2)`): file data, inodes and directory entries.
-    fn sync_fs(&self, path: &Path) -> io::Result<()>;
     /// Atomically rename `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync a directory, making renames and creations in it durable.
@@ -54,19 +51,6 @@ impl Disk for RealDisk {
             .truncate(true)
             .open(path)?;
         file.write_all(data)
-    }
-
-    // The one foreign call of the store: std has no syncfs.
-    #[allow(unsafe_code)]
-    fn sync_fs(&self, path: &Path) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let file = File::open(path)?;
-        // SAFETY: syncfs takes a file descriptor we own for the whole call.
-        if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -109,8 +93,6 @@ pub enum Fault {
     RenameFailed,
     /// `sync_dir` fails with EIO.
     DirSyncFailed,
-    /// `sync_fs` fails with EIO (a batch's flush).
-    SyncFsFailed,
 }
 
 /// A `RealDisk` that fails with `fault` from the `countdown`-th matching
@@ -181,13 +163,6 @@ impl Disk for FaultyDisk {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         RealDisk.write_unsynced(path, data)
-    }
-
-    fn sync_fs(&self, path: &Path) -> io::Result<()> {
-        if self.trip(Fault::SyncFsFailed) {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        RealDisk.sync_fs(path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -19,10 +19,9 @@ use crate::user::{DbContext, Tx, User, mailbox_from_row, meta_int};
 use rusqlite::{OptionalExtension, params};
 
 /// The smallest batch of bodies [`User::put_bodies`] makes durable with
-/// concurrent fsyncs (docs/storage.md, "Batch of bodies"; the name is from
-/// when that path used `syncfs`); a smaller one fsyncs each file and its
-/// directory one after the other.
-pub const SYNCFS_BATCH_MIN: usize = 32;
+/// concurrent fsyncs (docs/storage.md, "Batch of bodies"); a smaller one
+/// fsyncs each file and its directory one after the other.
+pub const BATCH_PARALLEL_MIN: usize = 32;
 
 /// A mailbox record as the master sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +154,7 @@ impl User {
             n => {
                 let items: Vec<(Guid, &[u8])> =
                     accepted.iter().map(|(g, raw, _)| (*g, *raw)).collect();
-                if n >= SYNCFS_BATCH_MIN {
+                if n >= BATCH_PARALLEL_MIN {
                     if let Err((e, renamed)) = self.blobs().put_batch(&items) {
                         self.discard_uncontented(&renamed);
                         return Err(e);

@@ -97,9 +97,7 @@ fn os_error_in(e: &StoreError) -> Option<i32> {
 fn expected_errno(fault: Fault) -> i32 {
     match fault {
         Fault::NoSpace => libc::ENOSPC,
-        Fault::SyncFailed | Fault::RenameFailed | Fault::DirSyncFailed | Fault::SyncFsFailed => {
-            libc::EIO
-        }
+        Fault::SyncFailed | Fault::RenameFailed | Fault::DirSyncFailed => libc::EIO,
     }
 }
 
@@ -363,7 +361,7 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
             // for the first ones).
             let mut bodies: Vec<Vec<u8>> =
                 (0..4).map(|n| msg_in_new_fan(&user, "batch", n)).collect();
-            bodies.extend((4..SYNCFS_BATCH_MIN as u32).map(|n| msg("batch", n)));
+            bodies.extend((4..BATCH_PARALLEL_MIN as u32).map(|n| msg("batch", n)));
             let batch: Vec<(Guid, &[u8])> =
                 bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
             let guids: Vec<Guid> = batch.iter().map(|(g, _)| *g).collect();
@@ -406,12 +404,9 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
     }
 }
 
-/// A batch below `SYNCFS_BATCH_MIN` (each file made durable on its own):
+/// A batch below `BATCH_PARALLEL_MIN` (each file made durable on its own):
 /// a write or rename fault fails the whole batch and leaves nothing.
 fn small_batch_fault_case(fault: Fault) {
-    if fault == Fault::SyncFsFailed {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let root = populated_slot(dir.path());
     let disk = Arc::new(FaultyDisk::new(fault, 2));

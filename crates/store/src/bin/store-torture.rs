@@ -208,7 +208,7 @@ fn run_bodies(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), St
         let n = if rng.below(2) == 0 {
             2 + rng.below(30)
         } else {
-            slotmail_store::SYNCFS_BATCH_MIN as u64 + rng.below(64)
+            slotmail_store::BATCH_PARALLEL_MIN as u64 + rng.below(64)
         };
         let bad = rng.below(n);
         let owned: Vec<(slotmail_store::Guid, Vec<u8>)> = (seq..seq + n)
