@@ -548,6 +548,51 @@ impl Replicator {
         Replicator { shared }
     }
 
+    /// Queue `guid`, found corrupt or missing in this (master) slot, for
+    /// repair from this replica: the user's next round fetches the
+    /// replica's copy (as after [`Replicator::scrub_and_repair`]).
+    pub fn repair(&self, user: &str, guid: Guid) {
+        self.shared.state().mark_dirty(
+            user,
+            Dirty {
+                repair: BTreeSet::from([guid]),
+                ..Dirty::default()
+            },
+        );
+        self.shared.wake.notify_waiters();
+    }
+
+    /// On a master: read every body of this slot once in the background,
+    /// paced ([`crate::verify`]), and queue each one that fails for repair
+    /// from every replica in `replicators`. A repair a scrub queued lives
+    /// only in memory; after a restart this pass finds the damage again.
+    /// The pass ends when the first replicator is shut down.
+    pub fn verify_and_repair_in_background(replicators: &[Replicator]) {
+        let Some(first) = replicators.first() else {
+            return;
+        };
+        let shared = first.shared.clone();
+        let all = replicators.to_vec();
+        first.shared.tracker.spawn(async move {
+            let pass = crate::verify::verify_bodies(
+                shared.slot.clone(),
+                shared.exec(),
+                crate::limits::VERIFY_BYTES_PER_SEC,
+                |_, _| false,
+                |user, guid| {
+                    for r in &all {
+                        r.repair(user, guid);
+                    }
+                },
+            );
+            tokio::select! {
+                biased;
+                _ = shared.stop.cancelled() => {}
+                _ = pass => {}
+            }
+        });
+    }
+
     /// The replica's slot id.
     pub fn replica(&self) -> &str {
         &self.shared.config.to_slot

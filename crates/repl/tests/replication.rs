@@ -529,6 +529,58 @@ async fn corruption_on_the_master_is_not_replicated_and_is_repaired_from_the_rep
     replicator.shutdown().await;
 }
 
+/// Found by the fault-injection harness (docs/reliability.md, finding 4):
+/// a repair a scrub queued lived only in the master's memory, so a master
+/// restarted before the repair round kept answering `NO [CORRUPTION]` while
+/// its replica held the good copy. A master's start now verifies its bodies
+/// and queues every damaged one for repair again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_masters_pending_repair_was_lost_when_it_restarted() {
+    let mdir = tempfile::tempdir().unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let rotten = {
+        let master = open_slot(mdir.path());
+        master.create_user("ivy", "pw", false).unwrap();
+        let u = master.user("ivy").unwrap();
+        let inbox = u.mailbox("INBOX").unwrap().id;
+        let mut appended = Vec::new();
+        for n in 0..5 {
+            appended.push(
+                u.append(inbox, &message(n, 900), &flags(&[]), None)
+                    .unwrap(),
+            );
+        }
+        let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+        settle(&replicator, &master, &replica.slot, "before the damage").await;
+        replicator.shutdown().await;
+        // The file rots while the master is down; no scrub is run.
+        corrupt_file(&master, "ivy", &appended[2].guid);
+        appended[2].guid
+    };
+    let master = open_slot(mdir.path());
+    let u = master.user("ivy").unwrap();
+    assert!(u.read_message(&rotten, first_len(&u, &rotten)).is_err());
+    let replicator = Replicator::start(master.clone(), config(1), tcp(replica.addr));
+    Replicator::verify_and_repair_in_background(std::slice::from_ref(&replicator));
+    assert!(
+        eventually(SETTLE, || replicator.status().repaired == 1).await,
+        "{:?}",
+        replicator.status()
+    );
+    let len = first_len(&u, &rotten);
+    assert_eq!(
+        u.read_message(&rotten, len).unwrap(),
+        replica
+            .slot
+            .user("ivy")
+            .unwrap()
+            .read_message(&rotten, len)
+            .unwrap(),
+        "the master's copy is the replica's again"
+    );
+    replicator.shutdown().await;
+}
+
 fn first_len(u: &slotmail_store::User, guid: &Guid) -> u64 {
     u.content_size(guid).unwrap().unwrap()
 }

@@ -144,6 +144,9 @@ impl Replication {
                 ));
             }
         }
+        // A body damaged here while the slot was down (or a repair queued
+        // before a restart) is found again and fetched from a replica.
+        Replicator::verify_and_repair_in_background(&replicators);
         let durable = match (sync.durable, sync.role) {
             (Some(settings), config::Role::Master) => {
                 tracing::info!(slot = %config.name, wait = ?settings.wait, on_timeout = ?settings.on_timeout, "durable delivery on");
