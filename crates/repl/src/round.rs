@@ -665,7 +665,7 @@ impl Window {
         // answers never pile up unread.
         while !self.inflight.is_empty() {
             match conn.try_recv().await? {
-                Some(frame) => self.on_answer(shared, user, frame)?,
+                Some(frame) => self.answer(shared, conn, user, frame).await?,
                 None => break,
             }
         }
@@ -703,7 +703,29 @@ impl Window {
     ) -> Result<(), SyncError> {
         self.flush(conn).await?;
         let frame = conn.recv_within(RESPONSE_TIMEOUT, "a response").await?;
-        self.on_answer(shared, user, frame)
+        self.answer(shared, conn, user, frame).await
+    }
+
+    /// Take one answer. A refusal that ends the round (a store error on the
+    /// replica) leaves the answers to the later transfers on the stream:
+    /// they are read and dropped first, so the stream's next request gets
+    /// its own answer, not one of theirs.
+    async fn answer(
+        &mut self,
+        shared: &Shared,
+        conn: &mut Conn,
+        user: &str,
+        frame: Frame,
+    ) -> Result<(), SyncError> {
+        let result = self.on_answer(shared, user, frame);
+        if result.is_err() {
+            self.flush(conn).await?;
+            while self.inflight.pop_front().is_some() {
+                conn.recv_within(RESPONSE_TIMEOUT, "a response").await?;
+            }
+            self.bytes = 0;
+        }
+        result
     }
 
     /// Take every outstanding answer: the stream is free for other

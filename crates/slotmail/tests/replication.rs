@@ -856,6 +856,16 @@ fn admin(
     request: slotmail_slot::admin::Request,
 ) -> slotmail_slot::admin::Response {
     let socket = slot.data.join(slotmail_slot::admin::SOCKET_NAME);
+    // The slot binds its admin socket after its IMAP listener: wait for it.
+    let since = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "no admin socket at {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let response = slotmail_slot::admin::admin_request(&socket, &request)
         .unwrap_or_else(|e| panic!("admin {request:?}: {e}"));
     assert!(
