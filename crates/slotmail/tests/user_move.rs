@@ -385,7 +385,14 @@ fn a_user_moves_between_stores_while_writing() {
     }
     let ended: Value = serde_json::from_str(&std::fs::read_to_string(&hold_out).unwrap()).unwrap();
     let why = ended["ended"].as_str().unwrap_or("");
-    assert!(why.contains("UNAVAILABLE"), "{ended}");
+    // The session ends; usually with the proxy's BYE [UNAVAILABLE]. When the
+    // old master drops the moved user's connection before the proxy sees the
+    // directory change, the client sees the stream end instead (a known
+    // race, docs/operations.md "Not there yet").
+    assert!(
+        why.contains("UNAVAILABLE") || why.contains("EOF"),
+        "{ended}"
+    );
 
     // New mail goes to the new store.
     let new_mail = mail(&[mail_spec(&cluster, ANN.0, ANN.1, Some("after the move"))]);
