@@ -55,6 +55,10 @@ struct Args {
     /// External: only append the full-sync messages to the master, then stop.
     #[arg(long)]
     fill_only: bool,
+    /// IMAP connections that fill the full-sync user's INBOX, each
+    /// appending its share of the messages in order.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    fill_connections: u32,
     /// Password of every user.
     #[arg(long, default_value = "pw")]
     password: String,
@@ -180,6 +184,7 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
         burst_messages: args.burst,
         full_sync_messages: args.full_sync,
         fill_only: args.fill_only,
+        fill_connections: args.fill_connections as usize,
         seed: args.seed,
         ..ReplBenchOptions::new(dir.clone(), slotmail)
     };

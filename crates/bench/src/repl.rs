@@ -218,6 +218,8 @@ pub struct ReplBenchOptions {
     pub full_sync_messages: u32,
     /// Fill the full-sync user only (external): no timing.
     pub fill_only: bool,
+    /// IMAP connections of the fill (each appends its share in order).
+    pub fill_connections: usize,
     /// Seed of the pauses.
     pub seed: u64,
 }
@@ -257,6 +259,7 @@ impl ReplBenchOptions {
             burst_messages: 10_000,
             full_sync_messages: 10_000,
             fill_only: false,
+            fill_connections: 1,
             seed: 1,
         }
     }
@@ -946,21 +949,37 @@ async fn fill(
     user: &str,
     password: &str,
     n: u32,
+    connections: usize,
     messages: &mut Messages,
 ) -> Result<(f64, u64)> {
-    let mut c = login(addr, user, password).await?;
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    for i in 0..n {
-        let m = messages.take("full");
-        bytes += m.len() as u64;
-        c.append("INBOX", &[], None, &m)
-            .await
-            .map_err(imap_err(&format!("APPEND {i} to {user}"), addr))?;
+    let bodies: Vec<Vec<u8>> = (0..n).map(|_| messages.take("full")).collect();
+    let bytes = bodies.iter().map(|m| m.len() as u64).sum();
+    let connections = connections.clamp(1, bodies.len().max(1));
+    let share = bodies.len().div_ceil(connections).max(1);
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        clients.push(login(addr, user, password).await?);
     }
-    let secs = start.elapsed().as_secs_f64();
-    let _ = c.logout().await;
-    Ok((secs, bytes))
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut chunks = bodies.chunks(share).map(<[Vec<u8>]>::to_vec);
+    for mut c in clients {
+        let chunk = chunks.next().unwrap_or_default();
+        let (addr, user) = (addr.to_string(), user.to_string());
+        tasks.spawn(async move {
+            for (i, m) in chunk.iter().enumerate() {
+                c.append("INBOX", &[], None, m)
+                    .await
+                    .map_err(imap_err(&format!("APPEND {i} to {user}"), &addr))?;
+            }
+            let _ = c.logout().await;
+            Ok::<(), ReplBenchError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| ReplBenchError::Failed(format!("a fill connection: {e}")))??;
+    }
+    Ok((start.elapsed().as_secs_f64(), bytes))
 }
 
 /// Poll the replica until `user`'s INBOX holds `n` messages; returns when.
@@ -1008,9 +1027,16 @@ async fn run_full_sync(
     let fill_secs = if timed_external {
         0.0
     } else {
-        fill(master_imap, &opts.full_user, &opts.password, n, messages)
-            .await?
-            .0
+        fill(
+            master_imap,
+            &opts.full_user,
+            &opts.password,
+            n,
+            opts.fill_connections,
+            messages,
+        )
+        .await?
+        .0
     };
     let mut report = FullSyncReport {
         messages: n,

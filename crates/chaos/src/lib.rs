@@ -369,35 +369,37 @@ impl Harness {
                 let peer = self.peer_of(&slot)?;
                 let dir = self.data_dir(&slot)?.join("users");
                 let peer_dir = self.data_dir(&peer)?.join("users");
-                let mut files = Vec::new();
+                let mut bodies = Vec::new();
                 // Early in a run a slot may hold no message yet: wait a little.
                 for _ in 0..CORRUPT_WAIT_TRIES {
-                    let mut mine = Vec::new();
-                    collect_message_files(&dir, &mut mine);
-                    files = mine
+                    let theirs: std::collections::BTreeSet<(String, String)> =
+                        stored_bodies(&peer_dir)
+                            .into_iter()
+                            .map(|b| (b.user_dir, b.guid))
+                            .collect();
+                    bodies = stored_bodies(&dir)
                         .into_iter()
-                        .filter(|p| {
-                            p.strip_prefix(&dir)
-                                .is_ok_and(|rel| peer_dir.join(rel).exists())
-                        })
+                        .filter(|b| theirs.contains(&(b.user_dir.clone(), b.guid.clone())))
                         .collect();
-                    if !files.is_empty() {
+                    if !bodies.is_empty() {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(500));
                 }
-                files.sort();
-                if files.is_empty() {
+                if bodies.is_empty() {
                     return Ok((slot, "no message file yet".into()));
                 }
-                let file = &files[(f.param % files.len() as u64) as usize];
-                let mut bytes = std::fs::read(file).map_err(|e| ChaosError::Io(file.clone(), e))?;
-                if bytes.is_empty() {
+                let body = &bodies[(f.param % bodies.len() as u64) as usize];
+                let file = &body.file;
+                if body.len == 0 {
                     return Ok((slot, "empty file".into()));
                 }
-                let at = ((f.param >> 20) % bytes.len() as u64) as usize;
-                bytes[at] ^= 0x20;
-                std::fs::write(file, &bytes).map_err(|e| ChaosError::Io(file.clone(), e))?;
+                let at = body.offset + (f.param >> 20) % body.len;
+                // In place, without creating: a pack compacted away since
+                // it was listed is left alone.
+                if let Err(e) = flip_byte(file, at) {
+                    return Ok((slot, format!("{} changed meanwhile: {e}", file.display())));
+                }
                 // The operator's response to a disk error: scrub the slot
                 // (a master repairs from its replica; a replica marks the
                 // body bad), and restart a replica so that its master
@@ -409,8 +411,9 @@ impl Harness {
                 Ok((
                     slot,
                     format!(
-                        "byte {at} of {} flipped; scrub exit {code}: {}",
+                        "byte {at} of {} (message {}) flipped; scrub exit {code}: {}",
                         file.file_name().unwrap_or_default().to_string_lossy(),
+                        body.guid,
                         out.trim()
                     ),
                 ))
@@ -588,23 +591,108 @@ fn last_line(s: &str) -> &str {
     s.trim().lines().last().unwrap_or_default()
 }
 
-fn collect_message_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
+/// One stored message body: a loose file, or an entry of a pack file
+/// (docs/storage.md, "Pack files").
+struct StoredBody {
+    /// The user's directory name under `users/` (the same on every slot of
+    /// a store).
+    user_dir: String,
+    guid: String,
+    file: PathBuf,
+    offset: u64,
+    len: u64,
+}
+
+/// Every message body under a slot's `users/`, sorted: loose files by their
+/// names, packed bodies by walking each pack's entry headers.
+fn stored_bodies(users: &Path) -> Vec<StoredBody> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(users) else {
+        return out;
     };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect_message_files(&p, out);
-        } else if p
-            .parent()
-            .and_then(|d| d.parent())
-            .and_then(|d| d.file_name())
-            == Some("msg".as_ref())
+    for user in rd.flatten() {
+        let user_dir = user.file_name().to_string_lossy().into_owned();
+        let fans = std::fs::read_dir(user.path().join("msg"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for fan in fans {
+            for f in std::fs::read_dir(fan.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let len = f.metadata().map_or(0, |m| m.len());
+                out.push(StoredBody {
+                    user_dir: user_dir.clone(),
+                    guid: f.file_name().to_string_lossy().into_owned(),
+                    file: f.path(),
+                    offset: 0,
+                    len,
+                });
+            }
+        }
+        for p in std::fs::read_dir(user.path().join("pack"))
+            .into_iter()
+            .flatten()
+            .flatten()
         {
-            out.push(p);
+            let Ok(bytes) = std::fs::read(p.path()) else {
+                continue;
+            };
+            for (guid, offset, len) in pack_entries(&bytes) {
+                out.push(StoredBody {
+                    user_dir: user_dir.clone(),
+                    guid,
+                    file: p.path(),
+                    offset,
+                    len,
+                });
+            }
         }
     }
+    out.sort_by(|a, b| (&a.file, a.offset).cmp(&(&b.file, b.offset)));
+    out
+}
+
+/// XOR one byte of an existing file with 0x20, in place.
+fn flip_byte(file: &Path, at: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)?;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at)?;
+    b[0] ^= 0x20;
+    f.write_all_at(&b, at)
+}
+
+/// (GUID in hex, offset, length) of each entry of a pack file; stops at
+/// the first entry that does not fit.
+fn pack_entries(pack: &[u8]) -> Vec<(String, u64, u64)> {
+    const MAGIC: &[u8] = b"slotmail-pack 1\n";
+    let mut out = Vec::new();
+    if !pack.starts_with(MAGIC) {
+        return out;
+    }
+    let mut at = MAGIC.len();
+    while at + 40 <= pack.len() {
+        let guid: String = pack[at..at + 32]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&pack[at + 32..at + 40]);
+        let len = u64::from_le_bytes(len);
+        let body = (at + 40) as u64;
+        if body + len > pack.len() as u64 {
+            break;
+        }
+        out.push((guid, body, len));
+        at = (body + len) as usize;
+    }
+    out
 }
 
 /// Run the harness: build the cluster under `opts.dir`, inject, check.

@@ -460,13 +460,13 @@ async fn a_newer_epoch_is_adopted_durably_and_fences_the_old_master() {
     old.shutdown().await;
 }
 
-/// Overwrite a user's message file in place (bit rot).
+/// Flip a byte of a user's stored message in place (bit rot), in its
+/// loose file or in its pack.
 fn corrupt_file(slot: &Slot, user: &str, guid: &Guid) {
     let u = slot.user(user).unwrap();
-    let hex = guid.to_hex();
-    let path = u.dir().join("msg").join(&hex[..2]).join(&hex);
+    let (path, offset) = u.stored_at(guid).unwrap().expect("the body is stored");
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[10] ^= 0x55;
+    bytes[offset as usize + 10] ^= 0x55;
     std::fs::write(&path, bytes).unwrap();
 }
 

@@ -157,11 +157,26 @@ fn damage_body(slot: &Slot, user: &str, uid: u32, damage: impl FnOnce(Vec<u8>) -
     let inbox = u.mailbox("INBOX").unwrap();
     let (_, metas) = u.snapshot(inbox.id).unwrap();
     let meta = metas.iter().find(|m| m.uid == uid).unwrap();
-    let hex = meta.guid.to_hex();
-    let path = u.dir().join("msg").join(&hex[..2]).join(&hex);
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes.len() as u64, meta.size);
-    std::fs::write(&path, damage(bytes)).unwrap();
+    let (path, offset) = u
+        .stored_at(&meta.guid)
+        .unwrap()
+        .expect("the body is stored");
+    let mut file = std::fs::read(&path).unwrap();
+    let at = offset as usize;
+    let body = file[at..at + meta.size as usize].to_vec();
+    let damaged = damage(body);
+    if at == 0 && file.len() as u64 == meta.size {
+        // A loose file: its length may change too.
+        file = damaged;
+    } else {
+        // In a pack the body's place keeps its length: the damaged bytes,
+        // then zeros where they are shorter (an emptied or truncated copy).
+        let place = &mut file[at..at + meta.size as usize];
+        place.fill(0);
+        let n = damaged.len().min(place.len());
+        place[..n].copy_from_slice(&damaged[..n]);
+    }
+    std::fs::write(&path, file).unwrap();
 }
 
 #[test]

@@ -19,6 +19,7 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Blobs {
     user: String,
     msg_dir: PathBuf,
+    pack_dir: PathBuf,
     tmp_dir: PathBuf,
     disk: Arc<dyn Disk>,
 }
@@ -35,6 +36,7 @@ impl Blobs {
         Blobs {
             user: user.to_string(),
             msg_dir: user_dir.join("msg"),
+            pack_dir: user_dir.join("pack"),
             tmp_dir: user_dir.join("tmp"),
             disk,
         }
@@ -86,78 +88,137 @@ impl Blobs {
         Ok(())
     }
 
-    /// Make a batch of files durable together (docs/storage.md, "Batch of
-    /// bodies"): each written to `tmp/` and fsynced, up to
-    /// [`BATCH_FLUSH_THREADS`] at a time, renamed to `msg/<aa>/<guid>`,
-    /// then each fan-out directory the batch touched fsynced once (also
-    /// concurrently). On error the temporary files are removed and the
-    /// error comes with the GUIDs already renamed into `msg/` (the caller
-    /// removes those nothing references).
-    pub(crate) fn put_batch(&self, items: &[(Guid, &[u8])]) -> Result<(), (StoreError, Vec<Guid>)> {
-        let mut tmps: Vec<PathBuf> = Vec::with_capacity(items.len());
-        let mut renamed: Vec<Guid> = Vec::new();
-        let result = self.put_batch_via(items, &mut tmps, &mut renamed);
-        if let Err(e) = result {
-            for tmp in &tmps {
-                // Best effort: a leftover in tmp/ is also removed at the next open.
-                let _ = self.disk.remove(tmp);
-            }
-            return Err((e, renamed));
-        }
-        Ok(())
-    }
-
-    fn put_batch_via(
+    /// Make a batch of bodies durable as one pack file (docs/storage.md,
+    /// "Pack files"): written whole to `tmp/` and fsynced, renamed to
+    /// `pack/<id>.pack`, `pack/` fsynced (and the user's directory when
+    /// `pack/` was created now). Returns the pack id and each body's offset.
+    /// On error nothing is left behind (best effort; a leftover is garbage
+    /// that no index row names).
+    pub(crate) fn put_pack(
         &self,
         items: &[(Guid, &[u8])],
-        tmps: &mut Vec<PathBuf>,
-        renamed: &mut Vec<Guid>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(String, Vec<u64>), StoreError> {
+        assert!(!items.is_empty(), "an empty pack");
+        let total: usize = items
+            .iter()
+            .map(|(_, b)| PACK_ENTRY_HEADER + b.len())
+            .sum::<usize>()
+            + PACK_MAGIC.len();
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(PACK_MAGIC);
+        let mut offsets = Vec::with_capacity(items.len());
         for (guid, bytes) in items {
             debug_assert_eq!(
                 Guid::of(bytes),
                 *guid,
                 "put with a GUID that is not the bytes' hash"
             );
-            tmps.push(self.tmp_path(guid));
+            buf.extend_from_slice(&guid.0);
+            buf.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            offsets.push(buf.len() as u64);
+            buf.extend_from_slice(bytes);
         }
-        // Concurrent fsyncs let the disk take the whole batch in few
-        // flushes, and unlike syncfs they wait for our files only.
-        let paths: &[PathBuf] = tmps;
-        concurrently(items.len(), |i| {
+        let id = crate::user::random_id();
+        let tmp = self.tmp_dir.join(format!(
+            "{}.{}.pack",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let final_path = self.pack_path(&id);
+        let result = (|| {
             self.disk
-                .write_synced(&paths[i], items[i].1)
-                .map_err(io_err("write message file", &paths[i]))
-        })?;
-        let mut fan_dirs: Vec<PathBuf> = Vec::new();
-        let mut created_any = false;
-        for ((guid, _), tmp) in items.iter().zip(tmps.iter()) {
-            let final_path = self.path(guid);
-            let fan_dir = final_path.parent().expect("message path has a parent");
-            created_any |= self
+                .write_synced(&tmp, &buf)
+                .map_err(io_err("write pack file", &tmp))?;
+            let created = self
                 .disk
-                .create_dir(fan_dir)
-                .map_err(io_err("create directory", fan_dir))?;
+                .create_dir(&self.pack_dir)
+                .map_err(io_err("create directory", &self.pack_dir))?;
+            if created {
+                let user_dir = self.pack_dir.parent().expect("pack/ has a parent");
+                self.disk
+                    .sync_dir(user_dir)
+                    .map_err(io_err("fsync directory", user_dir))?;
+            }
             self.disk
-                .rename(tmp, &final_path)
-                .map_err(io_err("rename message file", &final_path))?;
-            renamed.push(*guid);
-            if !fan_dirs.iter().any(|d| d == fan_dir) {
-                fan_dirs.push(fan_dir.to_path_buf());
+                .rename(&tmp, &final_path)
+                .map_err(io_err("rename pack file", &final_path))?;
+            self.disk
+                .sync_dir(&self.pack_dir)
+                .map_err(io_err("fsync directory", &self.pack_dir))
+        })();
+        if let Err(e) = result {
+            let _ = self.disk.remove(&tmp);
+            let _ = self.disk.remove(&final_path);
+            return Err(e);
+        }
+        Ok((id, offsets))
+    }
+
+    pub(crate) fn pack_path(&self, id: &str) -> PathBuf {
+        self.pack_dir.join(format!("{id}.pack"))
+    }
+
+    pub(crate) fn pack_exists(&self, id: &str) -> bool {
+        self.pack_path(id).is_file()
+    }
+
+    /// Unlink a pack no row references any more.
+    pub(crate) fn remove_pack(&self, id: &str) {
+        let path = self.pack_path(id);
+        if let Err(e) = self.disk.remove(&path) {
+            tracing::warn!(user = %self.user, path = %path.display(), cause = %e, "could not remove pack file");
+        }
+    }
+
+    /// Every pack present, by id, plus names in `pack/` that are not packs.
+    pub(crate) fn list_packs(&self) -> Result<(Vec<String>, Vec<PathBuf>), StoreError> {
+        let mut ids = Vec::new();
+        let mut strays = Vec::new();
+        let entries = match std::fs::read_dir(&self.pack_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((ids, strays)),
+            Err(e) => return Err(io_err("list directory", &self.pack_dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("list directory", &self.pack_dir))?;
+            let name = entry.file_name();
+            match name.to_str().and_then(|n| n.strip_suffix(".pack")) {
+                Some(id) if is_pack_id(id) => ids.push(id.to_string()),
+                _ => strays.push(entry.path()),
             }
         }
-        tmps.clear();
-        concurrently(fan_dirs.len(), |i| {
-            self.disk
-                .sync_dir(&fan_dirs[i])
-                .map_err(io_err("fsync directory", &fan_dirs[i]))
+        Ok((ids, strays))
+    }
+
+    /// Read and verify a body stored in a pack.
+    pub(crate) fn read_packed(
+        &self,
+        guid: &Guid,
+        size: u64,
+        pack: &str,
+        offset: u64,
+    ) -> Result<Read, StoreError> {
+        let path = self.pack_path(pack);
+        let len = usize::try_from(size).map_err(|_| {
+            io_err("read pack file", &path)(io::Error::from(io::ErrorKind::InvalidData))
         })?;
-        if created_any {
-            self.disk
-                .sync_dir(&self.msg_dir)
-                .map_err(io_err("fsync directory", &self.msg_dir))?;
+        let bytes = match self.disk.read_at(&path, offset, len) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Read::Missing),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Ok(Read::Bad(format!(
+                    "message {guid}: pack {pack} ends before offset {offset} + {size}"
+                )));
+            }
+            Err(e) => return Err(io_err("read pack file", path)(e)),
+        };
+        let actual = Guid::of(&bytes);
+        if actual != *guid {
+            return Ok(Read::Bad(format!(
+                "message {guid} in pack {pack} at {offset} hashes to {actual}"
+            )));
         }
-        Ok(())
+        Ok(Read::Good(bytes))
     }
 
     fn tmp_path(&self, guid: &Guid) -> PathBuf {
@@ -254,47 +315,12 @@ impl Blobs {
     }
 }
 
-/// How many files of a batch are written and fsynced at the same time
-/// (docs/storage.md, "Batch of bodies").
-pub const BATCH_FLUSH_THREADS: usize = 16;
+/// First bytes of a pack file (docs/storage.md, "Pack files").
+pub(crate) const PACK_MAGIC: &[u8; 16] = b"slotmail-pack 1\n";
 
-/// Run `job(0..n)` on up to [`BATCH_FLUSH_THREADS`] scoped threads; the
-/// first error is returned (the remaining jobs are not started).
-fn concurrently<F>(n: usize, job: F) -> Result<(), StoreError>
-where
-    F: Fn(usize) -> Result<(), StoreError> + Sync,
-{
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
-    if n == 0 {
-        return Ok(());
-    }
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<StoreError>> = Mutex::new(None);
-    let worker = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                return;
-            }
-            if let Err(e) = job(i) {
-                let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
-                slot.get_or_insert(e);
-                // Stop every worker: no further job starts.
-                next.store(n, Ordering::Relaxed);
-                return;
-            }
-        }
-    };
-    let threads = n.min(BATCH_FLUSH_THREADS);
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(worker);
-        }
-        worker();
-    });
-    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+/// Bytes before each body in a pack: its GUID and its length.
+const PACK_ENTRY_HEADER: usize = 32 + 8;
+
+fn is_pack_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

@@ -14,9 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait Disk: Send + Sync + std::fmt::Debug {
     /// Create (or truncate) `path`, write all of `data`, fsync it.
     fn write_synced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
-    /// Create (or truncate) `path` and write all of `data`, without fsync
-    /// (a batch makes its files durable afterwards, several at a time).
-    fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     /// Atomically rename `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync a directory, making renames and creations in it durable.
@@ -25,6 +22,9 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
     fn create_dir(&self, dir: &Path) -> io::Result<bool>;
     /// Read a whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Read `len` bytes at `offset` (a body in a pack file); a file that
+    /// ends before is `UnexpectedEof`.
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Remove a file; a missing file is not an error.
     fn remove(&self, path: &Path) -> io::Result<()>;
 }
@@ -42,15 +42,6 @@ impl Disk for RealDisk {
             .open(path)?;
         file.write_all(data)?;
         file.sync_all()
-    }
-
-    fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        file.write_all(data)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -73,6 +64,13 @@ impl Disk for RealDisk {
         fs::read(path)
     }
 
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        File::open(path)?.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         match fs::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -84,8 +82,7 @@ impl Disk for RealDisk {
 /// Which operation a `FaultyDisk` fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// `write_synced` or `write_unsynced` fails with ENOSPC after writing
-    /// half of the data.
+    /// `write_synced` fails with ENOSPC after writing half of the data.
     NoSpace,
     /// `write_synced` fails with EIO at fsync.
     SyncFailed,
@@ -156,15 +153,6 @@ impl Disk for FaultyDisk {
         Ok(())
     }
 
-    fn write_unsynced(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        if self.trip(Fault::NoSpace) {
-            let mut file = File::create(path)?;
-            file.write_all(&data[..data.len() / 2])?;
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        RealDisk.write_unsynced(path, data)
-    }
-
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         if self.trip(Fault::RenameFailed) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -185,6 +173,10 @@ impl Disk for FaultyDisk {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         RealDisk.read(path)
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        RealDisk.read_at(path, offset, len)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -40,7 +40,7 @@ pub use names::{
     MAILBOX_DEPTH_MAX, MAILBOX_NAME_LEN_MAX, SEPARATOR, is_inferior,
     normalize as normalize_mailbox_name,
 };
-pub use replica::{ApplyOutcome, BATCH_PARALLEL_MIN, MailboxApply, flags_from_parts};
+pub use replica::{ApplyOutcome, MailboxApply, PACK_MIN, flags_from_parts};
 pub use slot::{Options, Slot, hash_password, validate_user_name};
 pub use user::{DEFAULT_MAILBOXES, SPECIAL_USES, User};
 

@@ -15,13 +15,13 @@ use crate::flags::Flags;
 use crate::guid::Guid;
 use crate::model::{Account, MailboxInfo, MessageMeta, Subscription};
 use crate::slot::Slot;
-use crate::user::{DbContext, Tx, User, mailbox_from_row, meta_int};
+use crate::user::{DbContext, Location, Tx, User, location_in, mailbox_from_row, meta_int};
 use rusqlite::{OptionalExtension, params};
 
-/// The smallest batch of bodies [`User::put_bodies`] makes durable with
-/// concurrent fsyncs (docs/storage.md, "Batch of bodies"); a smaller one
-/// fsyncs each file and its directory one after the other.
-pub const BATCH_PARALLEL_MIN: usize = 32;
+/// The smallest batch of bodies [`User::put_bodies`] stores as one pack
+/// file (docs/storage.md, "Batch of bodies"); a smaller one stores each body
+/// as a loose file, fsynced with its directory one after the other.
+pub const PACK_MIN: usize = 4;
 
 /// A mailbox record as the master sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +82,9 @@ impl User {
     /// Which of these GUIDs this user does not hold a body for.
     pub fn missing_guids(&self, guids: &[Guid]) -> Result<Vec<Guid>> {
         self.read(|c, p| {
-            let mut stmt = c
-                .prepare_cached("SELECT 1 FROM contents WHERE guid = ?1")
-                .db(p)?;
             let mut missing = Vec::new();
             for g in guids {
-                if !stmt.exists([&g.0[..]]).db(p)? || !self.blobs().exists(g) {
+                if !self.has_body(c, p, g)? {
                     missing.push(*g);
                 }
             }
@@ -151,32 +148,39 @@ impl User {
                 let (guid, raw, info) = &accepted[0];
                 self.put_verified(guid, raw, info)?;
             }
-            n => {
+            n if n >= PACK_MIN => {
                 let items: Vec<(Guid, &[u8])> =
                     accepted.iter().map(|(g, raw, _)| (*g, *raw)).collect();
-                if n >= BATCH_PARALLEL_MIN {
-                    if let Err((e, renamed)) = self.blobs().put_batch(&items) {
-                        self.discard_uncontented(&renamed);
-                        return Err(e);
+                let (pack, offsets) = self.blobs().put_pack(&items)?;
+                let result = self.write(|w| {
+                    for ((guid, raw, info), offset) in accepted.iter().zip(&offsets) {
+                        w.insert_content_packed(guid, raw.len() as u64, info, &pack, *offset)?;
                     }
-                } else {
-                    // Few files: each made durable on its own (its fsync and
-                    // its directory's), which costs less than flushing the
-                    // whole file system; still one commit for all.
-                    for (k, (guid, raw)) in items.iter().enumerate() {
-                        if let Err(e) = self.blobs().put(guid, raw) {
-                            // The failed one too: a failed directory fsync
-                            // comes after its rename into msg/.
-                            let done: Vec<Guid> = items[..=k].iter().map(|(g, _)| *g).collect();
-                            self.discard_uncontented(&done);
-                            return Err(e);
-                        }
+                    Ok(())
+                });
+                if let Err(e) = result {
+                    // Nothing references the pack: the commit failed.
+                    self.blobs().remove_pack(&pack);
+                    return Err(e);
+                }
+            }
+            _ => {
+                // Few bodies: each made durable on its own (its fsync and
+                // its directory's), which costs less than a pack of its own;
+                // still one commit for all.
+                for (k, (guid, raw, _)) in accepted.iter().enumerate() {
+                    if let Err(e) = self.blobs().put(guid, raw) {
+                        // The failed one too: a failed directory fsync
+                        // comes after its rename into msg/.
+                        let done: Vec<Guid> = accepted[..=k].iter().map(|(g, ..)| *g).collect();
+                        self.discard_uncontented(&done);
+                        return Err(e);
                     }
                 }
                 let result = self.write(|w| {
                     for (guid, raw, info) in &accepted {
-                        // An expunge may have unlinked a file between the
-                        // batch's flush and taking the lock: write it again.
+                        // An expunge may have unlinked a file between its
+                        // put and taking the lock: write it again.
                         if !self.blobs().exists(guid) {
                             self.blobs().put(guid, raw)?;
                         }
@@ -210,11 +214,10 @@ impl User {
     /// keeps the file (a leftover costs space, not correctness).
     fn discard_uncontented(&self, guids: &[Guid]) {
         let _ = self.read(|c, p| {
-            let mut stmt = c
-                .prepare_cached("SELECT 1 FROM contents WHERE guid = ?1")
-                .db(p)?;
             for g in guids {
-                if let Ok(false) = stmt.exists([&g.0[..]]) {
+                // No row, or a row whose body is in a pack: the loose file
+                // is ours and unreferenced.
+                if let Ok(None | Some(Location::Packed { .. })) = location_in(c, p, g) {
                     self.blobs().remove(g);
                 }
             }
@@ -229,7 +232,13 @@ impl User {
         if Guid::of(raw) != *guid {
             return Err(self.corrupt(format!("repair bytes for {guid} do not hash to it")));
         }
-        self.write(|_w| self.blobs().put(guid, raw))?;
+        let size = raw.len() as u64;
+        let info = slotmail_mime::analyze(raw).to_bytes();
+        self.write(|w| {
+            self.blobs().put(guid, raw)?;
+            // A packed copy is replaced by the loose file.
+            w.insert_content(guid, size, &info)
+        })?;
         tracing::warn!(user = %self.name(), %guid, "repaired message file from a good copy");
         Ok(())
     }

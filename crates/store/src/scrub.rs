@@ -10,7 +10,7 @@ use crate::blobs::Read;
 use crate::guid::Guid;
 use crate::slot::Slot;
 use crate::user::{
-    DbContext, User, content_crc, mailbox_crc, mailbox_from_row, message_crc, meta_int,
+    DbContext, Location, User, content_crc, mailbox_crc, mailbox_from_row, message_crc, meta_int,
 };
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashSet};
@@ -214,7 +214,7 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
     let name = user.name().to_string();
     // Phase 1, under the user's lock: records. A content record that fails
     // its checksum gives no size to hold its file to (`None`).
-    let contents: BTreeMap<Guid, Option<u64>> = user.with_conn(|c, p| {
+    let contents: BTreeMap<Guid, (Option<u64>, Location)> = user.with_conn(|c, p| {
         quick_check(c, p, &name, report);
         let mut mailbox_names = BTreeMap::new();
         let mut stmt = c
@@ -232,13 +232,16 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
         }
         drop(stmt);
         let mut contents = BTreeMap::new();
-        let mut stmt = c.prepare("SELECT guid, size, info, crc FROM contents").db(p)?;
+        let mut stmt = c
+            .prepare("SELECT guid, size, info, crc, pack, pack_offset FROM contents")
+            .db(p)?;
         let mut rows = stmt.query([]).db(p)?;
         while let Some(r) = rows.next().db(p)? {
             let raw: Vec<u8> = r.get(0).db(p)?;
             let size = r.get::<_, i64>(1).db(p)? as u64;
             let info: Vec<u8> = r.get(2).db(p)?;
             let crc: i64 = r.get(3).db(p)?;
+            let location = Location::from_columns(r.get(4).db(p)?, r.get(5).db(p)?);
             let Some(guid) = Guid::from_slice(&raw) else {
                 report.push(Finding::new(&name, Kind::BadRecord, format!("content record with a {}-byte GUID", raw.len())));
                 continue;
@@ -248,7 +251,7 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
                     guid: Some(guid.to_hex()),
                     ..Finding::new(&name, Kind::RecordChecksum, "content record fails its checksum".into())
                 });
-                contents.insert(guid, None);
+                contents.insert(guid, (None, location));
                 continue;
             }
             if let Err(e) = slotmail_mime::MessageInfo::from_bytes(&info) {
@@ -257,7 +260,7 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
                     ..Finding::new(&name, Kind::BadRecord, format!("parsed facts do not decode: {e}"))
                 });
             }
-            contents.insert(guid, Some(size));
+            contents.insert(guid, (Some(size), location));
         }
         drop(rows);
         drop(stmt);
@@ -316,17 +319,29 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
         report.messages += count;
         Ok(contents)
     })?;
-    // Phase 2, without the lock: files.
-    for (guid, size) in &contents {
-        // Without a trustworthy size, the file is checked against its GUID
-        // alone: a damaged record must not be reported as a damaged file.
-        let size = size
-            .unwrap_or_else(|| std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len()));
-        match user.blobs().read(guid, size)? {
+    // Phase 2, without the lock: files and packs.
+    for (guid, (size, location)) in &contents {
+        let read = match (size, location) {
+            // Follows a body that a compaction moved meanwhile.
+            (Some(size), _) => user.read_stored(guid, *size)?,
+            // Without a trustworthy size, a loose file is checked against
+            // its GUID alone: a damaged record must not be reported as a
+            // damaged file. A packed body cannot be cut out without it.
+            (None, Location::Loose) => {
+                let size = std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len());
+                user.blobs().read(guid, size)?
+            }
+            (None, Location::Packed { .. }) => continue,
+        };
+        let whose = match location {
+            Location::Loose => "message file".to_string(),
+            Location::Packed { pack, .. } => format!("pack {pack}"),
+        };
+        match read {
             Read::Good(b) => report.bytes_verified += b.len() as u64,
             Read::Missing => report.push(Finding {
                 guid: Some(guid.to_hex()),
-                ..Finding::new(&name, Kind::MissingFile, "message file is missing".into())
+                ..Finding::new(&name, Kind::MissingFile, format!("{whose} is missing"))
             }),
             Read::Bad(why) => report.push(Finding {
                 guid: Some(guid.to_hex()),
@@ -334,9 +349,9 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
             }),
         }
     }
-    let (present, strays) = user.blobs().list()?;
+    let (present, mut strays) = user.blobs().list()?;
     for guid in present {
-        if !contents.contains_key(&guid) {
+        if !matches!(contents.get(&guid), Some((_, Location::Loose))) {
             if repair {
                 user.blobs().remove(&guid);
                 report.removed += 1;
@@ -345,6 +360,29 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
                     guid: Some(guid.to_hex()),
                     ..Finding::new(&name, Kind::Garbage, "unreferenced message file".into())
                 });
+            }
+        }
+    }
+    let referenced: std::collections::BTreeSet<&str> = contents
+        .values()
+        .filter_map(|(_, l)| match l {
+            Location::Packed { pack, .. } => Some(pack.as_str()),
+            Location::Loose => None,
+        })
+        .collect();
+    let (packs, pack_strays) = user.blobs().list_packs()?;
+    strays.extend(pack_strays);
+    for pack in packs {
+        if !referenced.contains(pack.as_str()) {
+            if repair {
+                user.blobs().remove_pack(&pack);
+                report.removed += 1;
+            } else {
+                report.push(Finding::new(
+                    &name,
+                    Kind::Garbage,
+                    format!("unreferenced pack file {pack}"),
+                ));
             }
         }
     }

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// The content of `FORMAT` for this version.
-pub const FORMAT_LINE: &str = "slotmail-slot 1\n";
+pub const FORMAT_LINE: &str = "slotmail-slot 2\n";
+/// The content of `FORMAT` of format 1 (upgraded at open).
+const FORMAT_LINE_1: &str = "slotmail-slot 1\n";
 
 /// Longest login name, in bytes.
 pub const USER_NAME_LEN_MAX: usize = 255;
@@ -125,6 +127,13 @@ impl Slot {
         let format_path = root.join("FORMAT");
         match std::fs::read_to_string(&format_path) {
             Ok(s) if s == FORMAT_LINE => {}
+            // Format 1 is upgraded in place (docs/storage.md, "Version
+            // history"): FORMAT first, so that a binary of format 1 refuses
+            // the slot from now on; each user's index when it is opened.
+            Ok(s) if s == FORMAT_LINE_1 => {
+                crate::write_file_durably(&format_path, FORMAT_LINE.as_bytes())?;
+                tracing::info!(slot = %root.display(), "upgraded the slot from format 1 to 2");
+            }
             Ok(found) => {
                 return Err(OpenError::UnknownFormat {
                     path: root,

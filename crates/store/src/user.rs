@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-/// The index schema of format 1 (docs/storage.md).
+/// The index schema of format 2 (docs/storage.md).
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE mailboxes (
@@ -37,7 +37,8 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_modseq ON messages (mailbox, modseq);
 CREATE INDEX messages_by_guid ON messages (guid);
 CREATE TABLE contents (guid BLOB PRIMARY KEY, size INTEGER NOT NULL, info BLOB NOT NULL,
-  crc INTEGER NOT NULL) WITHOUT ROWID;
+  crc INTEGER NOT NULL, pack TEXT, pack_offset INTEGER) WITHOUT ROWID;
+CREATE INDEX contents_by_pack ON contents (pack) WHERE pack IS NOT NULL;
 CREATE TABLE expunged (mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
   PRIMARY KEY (mailbox, uid)) WITHOUT ROWID;
 CREATE INDEX expunged_by_modseq ON expunged (mailbox, modseq);
@@ -46,6 +47,37 @@ CREATE TABLE mailbox_tombstones (mailbox_id TEXT PRIMARY KEY, name TEXT NOT NULL
 CREATE TABLE subscriptions (name TEXT PRIMARY KEY, subscribed INTEGER NOT NULL,
   modseq INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// The format of a user's index (`meta.format`).
+const INDEX_FORMAT: i64 = 2;
+
+/// Upgrade of an index of format 1 to 2: pack files (docs/storage.md,
+/// "Version history").
+const UPGRADE_1_TO_2: &str = "
+ALTER TABLE contents ADD COLUMN pack TEXT;
+ALTER TABLE contents ADD COLUMN pack_offset INTEGER;
+CREATE INDEX contents_by_pack ON contents (pack) WHERE pack IS NOT NULL;
+UPDATE meta SET value = 2 WHERE key = 'format';
+";
+
+/// Where a body is stored (docs/storage.md, "Pack files").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    Loose,
+    Packed { pack: String, offset: u64 },
+}
+
+impl Location {
+    pub(crate) fn from_columns(pack: Option<String>, offset: Option<i64>) -> Location {
+        match pack {
+            Some(pack) => Location::Packed {
+                pack,
+                offset: offset.unwrap_or(0).max(0) as u64,
+            },
+            None => Location::Loose,
+        }
+    }
+}
 
 /// Mailboxes every new user gets, with their special-use attribute.
 pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
@@ -142,7 +174,7 @@ pub(crate) fn create_user_dir(dir: &Path, user_id: &str, with_defaults: bool) ->
         .db(&db_path)?;
     tx.execute_batch(SCHEMA).db(&db_path)?;
     for (k, v) in [
-        ("format", rusqlite::types::Value::Integer(1)),
+        ("format", rusqlite::types::Value::Integer(INDEX_FORMAT)),
         ("user_id", rusqlite::types::Value::Text(user_id.to_string())),
         ("modseq", rusqlite::types::Value::Integer(0)),
         ("uidvalidity_last", rusqlite::types::Value::Integer(0)),
@@ -183,7 +215,8 @@ impl User {
                 what: format!("index {} is missing", db_path.display()),
             });
         }
-        let conn = open_db(&db_path)?;
+        let mut conn = open_db(&db_path)?;
+        upgrade_index(&mut conn, &db_path)?;
         let stored_id: String = conn
             .query_row("SELECT value FROM meta WHERE key = 'user_id'", [], |r| {
                 r.get(0)
@@ -259,11 +292,14 @@ impl User {
         let mut w = Tx::begin(tx, &self.db_path, &self.name)?;
         w.blobs = Some(&self.blobs);
         let out = f(&mut w)?;
-        let (modseq, unlink) = w.finish()?;
+        let (modseq, unlink, packs) = w.finish()?;
         // Unlink under the lock: an append that finds its file present under
         // the lock can then rely on it until its own commit.
         for guid in &unlink {
             self.blobs.remove(guid);
+        }
+        for pack in &packs {
+            self.settle_pack(&mut conn, pack);
         }
         drop(conn);
         if let Some(modseq) = modseq {
@@ -979,7 +1015,7 @@ impl User {
     /// The bytes of a message, verified against its GUID and size. A message
     /// that fails verification is never returned: `StoreError::Corrupt`.
     pub fn read_message(&self, guid: &Guid, size: u64) -> Result<Vec<u8>> {
-        match self.blobs.read(guid, size)? {
+        match self.read_stored(guid, size)? {
             Read::Good(bytes) => Ok(bytes),
             Read::Bad(why) => Err(self.corrupt(why)),
             Read::Missing => {
@@ -997,6 +1033,144 @@ impl User {
                 }
             }
         }
+    }
+
+    /// The file holding the body of `guid` and the offset of its first byte
+    /// there (0 for a loose file; docs/storage.md, "Pack files"); `None`
+    /// without a content row. For operators and tests that must reach the
+    /// bytes behind the store's back.
+    pub fn stored_at(&self, guid: &Guid) -> Result<Option<(PathBuf, u64)>> {
+        Ok(self.location(guid)?.map(|l| match l {
+            Location::Loose => (self.blobs.path(guid), 0),
+            Location::Packed { pack, offset } => (self.blobs.pack_path(&pack), offset),
+        }))
+    }
+
+    /// Where the body of `guid` is stored; `None` without a content row.
+    pub(crate) fn location(&self, guid: &Guid) -> Result<Option<Location>> {
+        self.read(|c, p| location_in(c, p, guid))
+    }
+
+    /// Read a stored body, loose or packed, verified. A pack may be
+    /// compacted (its bodies moved, then the pack unlinked) between looking
+    /// the location up and reading it: a missing pack is looked up again.
+    pub(crate) fn read_stored(&self, guid: &Guid, size: u64) -> Result<Read> {
+        let mut location = self.location(guid)?.unwrap_or(Location::Loose);
+        for _ in 0..PACK_READ_ATTEMPTS {
+            let read = match &location {
+                Location::Loose => return self.blobs.read(guid, size),
+                Location::Packed { pack, offset } => {
+                    self.blobs.read_packed(guid, size, pack, *offset)?
+                }
+            };
+            let Read::Missing = read else {
+                return Ok(read);
+            };
+            match self.location(guid)? {
+                Some(now) if now != location => location = now,
+                _ => return Ok(Read::Missing),
+            }
+        }
+        Ok(Read::Missing)
+    }
+
+    /// Whether the body of `guid` is stored here (a content row whose file
+    /// or pack is present).
+    pub(crate) fn has_body(&self, c: &Connection, p: &Path, guid: &Guid) -> Result<bool> {
+        Ok(match location_in(c, p, guid)? {
+            None => false,
+            Some(Location::Loose) => self.blobs.exists(guid),
+            Some(Location::Packed { pack, .. }) => self.blobs.pack_exists(&pack),
+        })
+    }
+
+    /// After a commit that released bodies of `pack` (under the lock):
+    /// unlink it when nothing references it, compact it when less than half
+    /// of its bytes are still referenced (docs/storage.md, "Pack files").
+    /// Failures are logged: a pack left behind costs space, not correctness.
+    fn settle_pack(&self, conn: &mut Connection, pack: &str) {
+        if let Err(e) = self.settle_pack_in(conn, pack) {
+            tracing::warn!(user = %self.name, pack, cause = %e, "could not compact pack file");
+        }
+    }
+
+    fn settle_pack_in(&self, conn: &mut Connection, pack: &str) -> Result<()> {
+        let p = &self.db_path;
+        let live: Vec<(Guid, u64, u64)> = {
+            let mut stmt = conn
+                .prepare_cached("SELECT guid, size, pack_offset FROM contents WHERE pack = ?1")
+                .db(p)?;
+            let rows = stmt
+                .query_map([pack], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })
+                .db(p)?;
+            let mut live = Vec::new();
+            for row in rows {
+                let (raw, size, offset) = row.db(p)?;
+                let guid = Guid::from_slice(&raw).ok_or_else(|| {
+                    self.corrupt(format!("content record with a {}-byte GUID", raw.len()))
+                })?;
+                live.push((guid, size.max(0) as u64, offset.unwrap_or(0).max(0) as u64));
+            }
+            live
+        };
+        if live.is_empty() {
+            self.blobs.remove_pack(pack);
+            return Ok(());
+        }
+        let file_len = match std::fs::metadata(self.blobs.pack_path(pack)) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(crate::error::io_err(
+                    "stat pack file",
+                    self.blobs.pack_path(pack),
+                )(e));
+            }
+        };
+        let live_len: u64 = live.iter().map(|(_, size, _)| size + 40).sum::<u64>() + 16;
+        if live_len.saturating_mul(2) >= file_len {
+            return Ok(());
+        }
+        let mut bodies = Vec::with_capacity(live.len());
+        for (guid, size, offset) in &live {
+            match self.blobs.read_packed(guid, *size, pack, *offset)? {
+                Read::Good(b) => bodies.push((*guid, b)),
+                // A damaged body stays where it is, for repair to find.
+                Read::Bad(_) | Read::Missing => return Ok(()),
+            }
+        }
+        let items: Vec<(Guid, &[u8])> = bodies.iter().map(|(g, b)| (*g, b.as_slice())).collect();
+        let (new_pack, offsets) = self.blobs.put_pack(&items)?;
+        let moved = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db(p)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE contents SET pack = ?1, pack_offset = ?2 WHERE guid = ?3 AND pack = ?4",
+                    )
+                    .db(p)?;
+                for ((guid, _), offset) in items.iter().zip(&offsets) {
+                    stmt.execute(params![new_pack, *offset as i64, &guid.0[..], pack])
+                        .db(p)?;
+                }
+            }
+            tx.commit().db(p)
+        })();
+        if let Err(e) = moved {
+            self.blobs.remove_pack(&new_pack);
+            return Err(e);
+        }
+        self.blobs.remove_pack(pack);
+        tracing::debug!(user = %self.name, old = pack, new = %new_pack, bodies = items.len(), "compacted pack file");
+        Ok(())
     }
 
     /// Quota usage and limits.
@@ -1095,6 +1269,8 @@ pub(crate) struct Tx<'c> {
     modseq_old: u64,
     modseq_new: Option<u64>,
     unlink: Vec<Guid>,
+    /// Packs some of whose bodies this transaction released.
+    packs: Vec<String>,
     blobs: Option<&'c Blobs>,
     /// Set by replication's apply: the MODSEQ to announce to listeners when
     /// nothing allocated a new one (the records carry the master's MODSEQs).
@@ -1111,6 +1287,7 @@ impl<'c> Tx<'c> {
             modseq_old,
             modseq_new: None,
             unlink: Vec::new(),
+            packs: Vec::new(),
             blobs: None,
             notify: None,
         })
@@ -1121,9 +1298,9 @@ impl<'c> Tx<'c> {
         *self.modseq_new.get_or_insert(self.modseq_old + 1)
     }
 
-    /// Commit. Returns the new MODSEQ if anything changed, and the GUIDs whose
-    /// files may now be unlinked.
-    fn finish(self) -> Result<(Option<u64>, Vec<Guid>)> {
+    /// Commit. Returns the new MODSEQ if anything changed, the GUIDs whose
+    /// loose files may now be unlinked and the packs to settle.
+    fn finish(self) -> Result<(Option<u64>, Vec<Guid>, Vec<String>)> {
         if let Some(m) = self.modseq_new {
             assert!(m > self.modseq_old, "MODSEQ must grow");
             self.tx
@@ -1134,7 +1311,7 @@ impl<'c> Tx<'c> {
                 .db(self.path)?;
         }
         self.tx.commit().db(self.path)?;
-        Ok((self.modseq_new.or(self.notify), self.unlink))
+        Ok((self.modseq_new.or(self.notify), self.unlink, self.packs))
     }
 
     fn corrupt(&self, what: String) -> StoreError {
@@ -1343,7 +1520,20 @@ impl<'c> Tx<'c> {
         }
     }
 
-    pub(crate) fn insert_content(&self, guid: &Guid, size: u64, info: &[u8]) -> Result<()> {
+    /// Record a body stored loose. A row that points at a pack is moved to
+    /// the loose file (the pack's copy is released).
+    pub(crate) fn insert_content(&mut self, guid: &Guid, size: u64, info: &[u8]) -> Result<()> {
+        if let Some(Location::Packed { pack, .. }) = location_in(&self.tx, self.path, guid)? {
+            self.tx
+                .prepare_cached(
+                    "UPDATE contents SET pack = NULL, pack_offset = NULL WHERE guid = ?1",
+                )
+                .db(self.path)?
+                .execute([&guid.0[..]])
+                .db(self.path)?;
+            self.release_pack(pack);
+            return Ok(());
+        }
         self.tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO contents (guid, size, info, crc) VALUES (?1, ?2, ?3, ?4)",
@@ -1357,6 +1547,47 @@ impl<'c> Tx<'c> {
             ])
             .db(self.path)?;
         Ok(())
+    }
+
+    /// Record a body stored in `pack` at `offset`. An existing row (a damaged
+    /// or missing copy being healed) is pointed at the pack; what it pointed
+    /// at before is released.
+    pub(crate) fn insert_content_packed(
+        &mut self,
+        guid: &Guid,
+        size: u64,
+        info: &[u8],
+        pack: &str,
+        offset: u64,
+    ) -> Result<()> {
+        match location_in(&self.tx, self.path, guid)? {
+            Some(Location::Loose) if !self.unlink.contains(guid) => self.unlink.push(*guid),
+            Some(Location::Packed { pack: old, .. }) => self.release_pack(old),
+            Some(Location::Loose) | None => {}
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO contents (guid, size, info, crc, pack, pack_offset) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (guid) DO UPDATE SET size = excluded.size, info = excluded.info,
+                   crc = excluded.crc, pack = excluded.pack, pack_offset = excluded.pack_offset",
+            )
+            .db(self.path)?
+            .execute(params![
+                &guid.0[..],
+                size as i64,
+                info,
+                content_crc(guid, size, info),
+                pack,
+                offset as i64
+            ])
+            .db(self.path)?;
+        Ok(())
+    }
+
+    fn release_pack(&mut self, pack: String) {
+        if !self.packs.contains(&pack) {
+            self.packs.push(pack);
+        }
     }
 
     pub(crate) fn insert_message(&self, mailbox: i64, m: &MessageMeta) -> Result<()> {
@@ -1498,12 +1729,16 @@ impl<'c> Tx<'c> {
                 .exists([&guid.0[..]])
                 .db(self.path)?;
             if !used && !self.unlink.contains(&guid) {
+                let location = location_in(&self.tx, self.path, &guid)?;
                 self.tx
                     .prepare_cached("DELETE FROM contents WHERE guid = ?1")
                     .db(self.path)?
                     .execute([&guid.0[..]])
                     .db(self.path)?;
-                self.unlink.push(guid);
+                match location {
+                    Some(Location::Packed { pack, .. }) => self.release_pack(pack),
+                    _ => self.unlink.push(guid),
+                }
             }
         }
         Ok(())
@@ -1615,6 +1850,42 @@ impl<'c> Tx<'c> {
 }
 
 // ----- rows and checksums -----------------------------------------------------
+
+/// How often a read follows a body that a compaction moved.
+const PACK_READ_ATTEMPTS: usize = 3;
+
+/// Where the body of `guid` is stored; `None` without a content row.
+pub(crate) fn location_in(c: &Connection, p: &Path, guid: &Guid) -> Result<Option<Location>> {
+    c.prepare_cached("SELECT pack, pack_offset FROM contents WHERE guid = ?1")
+        .db(p)?
+        .query_row([&guid.0[..]], |r| {
+            Ok(Location::from_columns(r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .db(p)
+}
+
+/// Bring an index of an older format up to [`INDEX_FORMAT`] (one
+/// transaction; docs/storage.md, "Version history").
+fn upgrade_index(conn: &mut Connection, p: &Path) -> Result<()> {
+    let format = meta_int(conn, p, "format")?;
+    match format as i64 {
+        INDEX_FORMAT => Ok(()),
+        1 => {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db(p)?;
+            tx.execute_batch(UPGRADE_1_TO_2).db(p)?;
+            tx.commit().db(p)?;
+            tracing::info!(index = %p.display(), "upgraded the index from format 1 to 2");
+            Ok(())
+        }
+        other => Err(StoreError::Corrupt {
+            user: p.display().to_string(),
+            what: format!("index format {other} is unknown to this version"),
+        }),
+    }
+}
 
 pub(crate) fn meta_int(c: &Connection, p: &Path, key: &str) -> Result<u64> {
     let v: i64 = c

@@ -52,6 +52,8 @@ struct Visible {
     modseq: u64,
     /// Message files: exactly the referenced ones.
     files: Vec<String>,
+    /// Pack files (a failed batch leaves none).
+    packs: Vec<String>,
 }
 
 fn visible(user: &User) -> Visible {
@@ -64,6 +66,10 @@ fn visible(user: &User) -> Visible {
         quota: user.quota().unwrap(),
         modseq: user.modseq().unwrap(),
         files: files_in(&user.dir().join("msg")),
+        packs: match user.dir().join("pack") {
+            p if p.is_dir() => files_in(&p),
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -335,8 +341,8 @@ fn refused_append_leaves_no_file_behind() {
 
 /// Replication's batched body put (docs/storage.md, "Batch of bodies"):
 /// a fault at any step fails the whole batch — no content record, no file
-/// left in `tmp/` or `msg/` that nothing references — and the same batch
-/// succeeds once the fault clears.
+/// left in `tmp/`, `msg/` or `pack/` that nothing references — and the same
+/// batch succeeds once the fault clears.
 #[test]
 fn every_disk_fault_fails_a_body_batch_cleanly() {
     for fault in [
@@ -347,9 +353,10 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
     ] {
         // The small-batch path (each file fsynced) fails the same way.
         small_batch_fault_case(fault);
-        // The first or a later file (or fan-out directory) of the batch;
-        // the files are flushed concurrently, so which one is not fixed.
-        for skip in 0..3 {
+        // A pack is one file write and one rename; two directory fsyncs
+        // (the user's directory, as `pack/` is new here, then `pack/`).
+        let points = if fault == Fault::DirSyncFailed { 2 } else { 1 };
+        for skip in 0..points {
             let case = format!("{fault:?}, skip {skip}");
             let dir = tempfile::tempdir().unwrap();
             let root = populated_slot(dir.path());
@@ -357,11 +364,9 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
             let slot = Slot::open_with_disk(&root, Options::default(), disk.clone()).unwrap();
             let user = slot.user("u").unwrap();
             let before = visible(&user);
-            // Enough bodies for the batch path (new fan-out directories
-            // for the first ones).
-            let mut bodies: Vec<Vec<u8>> =
-                (0..4).map(|n| msg_in_new_fan(&user, "batch", n)).collect();
-            bodies.extend((4..BATCH_PARALLEL_MIN as u32).map(|n| msg("batch", n)));
+            // Enough bodies for a pack.
+            let bodies: Vec<Vec<u8>> = (0..32).map(|n| msg("batch", n)).collect();
+            assert!(bodies.len() >= PACK_MIN);
             let batch: Vec<(Guid, &[u8])> =
                 bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
             let guids: Vec<Guid> = batch.iter().map(|(g, _)| *g).collect();
@@ -404,7 +409,7 @@ fn every_disk_fault_fails_a_body_batch_cleanly() {
     }
 }
 
-/// A batch below `BATCH_PARALLEL_MIN` (each file made durable on its own):
+/// A batch below `PACK_MIN` (each file made durable on its own):
 /// a write or rename fault fails the whole batch and leaves nothing.
 fn small_batch_fault_case(fault: Fault) {
     let dir = tempfile::tempdir().unwrap();
@@ -413,7 +418,7 @@ fn small_batch_fault_case(fault: Fault) {
     let slot = Slot::open_with_disk(&root, Options::default(), disk.clone()).unwrap();
     let user = slot.user("u").unwrap();
     let before = visible(&user);
-    let bodies: Vec<Vec<u8>> = (0..4).map(|n| msg("small", n)).collect();
+    let bodies: Vec<Vec<u8>> = (0..PACK_MIN as u32 - 1).map(|n| msg("small", n)).collect();
     let batch: Vec<(Guid, &[u8])> = bodies.iter().map(|b| (Guid::of(b), b.as_slice())).collect();
     let err = user.put_bodies(&batch).unwrap_err();
     assert_eq!(

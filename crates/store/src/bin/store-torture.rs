@@ -203,12 +203,13 @@ fn run_bodies(dir: &str, seed: u64, round: u64, first_seq: u64) -> Result<(), St
     let mut rng = Rng::new(seed ^ round.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x6264);
     let mut seq = first_seq;
     loop {
-        // Small batches (each file fsynced in turn) and large ones
-        // (concurrent fsyncs).
+        // Small batches (each file fsynced in turn) and large ones (one
+        // pack file).
+        let pack_min = slotmail_store::PACK_MIN as u64;
         let n = if rng.below(2) == 0 {
-            2 + rng.below(30)
+            2 + rng.below(pack_min - 2)
         } else {
-            slotmail_store::BATCH_PARALLEL_MIN as u64 + rng.below(64)
+            pack_min + rng.below(64)
         };
         let bad = rng.below(n);
         let owned: Vec<(slotmail_store::Guid, Vec<u8>)> = (seq..seq + n)
