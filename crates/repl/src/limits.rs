@@ -91,12 +91,14 @@ pub const STAGING_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Most body transfers the master has sent on one stream and not yet had
 /// answered (its window; docs/replication.md, "Pipelined body transfers").
-/// Small enough that the answers of a full window fit the socket buffers.
-pub const BODIES_IN_FLIGHT_MAX: usize = 256;
+/// Four replica batches, so that the replica receives the next batch while
+/// it makes the previous one durable; small enough that the answers of a
+/// full window fit the socket buffers.
+pub const BODIES_IN_FLIGHT_MAX: usize = 4 * BODY_BATCH_MAX;
 
 /// Most body bytes in the master's window (a single larger body is sent
 /// alone).
-pub const BODY_BYTES_IN_FLIGHT_MAX: usize = 32 * 1024 * 1024;
+pub const BODY_BYTES_IN_FLIGHT_MAX: usize = 64 * 1024 * 1024;
 
 /// Most bodies the replica makes durable together (one `put_bodies`).
 pub const BODY_BATCH_MAX: usize = 256;

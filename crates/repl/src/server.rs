@@ -637,21 +637,43 @@ impl Pending {
     }
 }
 
-/// Store the batch (one `put_bodies` per user in it) and send every owed
-/// answer, in order, in one write.
-async fn flush(
-    inner: &Arc<Inner>,
-    conn: &mut Conn,
-    pending: &mut Pending,
-) -> Result<(), SyncError> {
+/// A batch being made durable in the background while the stream reads
+/// on, with the answers owed for it in request order.
+struct Storing {
+    task: tokio::task::JoinHandle<Vec<Frame>>,
+    answers: Vec<Option<Frame>>,
+}
+
+/// Start storing the batch (one `put_bodies` per user in it) in the
+/// background; its answers are sent by [`finish`]. The caller finishes the
+/// batch before (answers go out in request order).
+fn start_store(inner: &Arc<Inner>, pending: &mut Pending) -> Option<Storing> {
     if pending.is_empty() {
-        return Ok(());
+        return None;
     }
     let bodies = std::mem::take(&mut pending.bodies);
     pending.bytes = 0;
-    let mut verdicts = std::collections::VecDeque::from(store_bodies(inner, bodies).await);
+    let worker = inner.clone();
+    Some(Storing {
+        task: tokio::spawn(async move { store_bodies(&worker, bodies).await }),
+        answers: std::mem::take(&mut pending.answers),
+    })
+}
+
+/// Wait for a batch being stored and send every answer owed for it, in
+/// order, in one write.
+async fn finish(conn: &mut Conn, storing: &mut Option<Storing>) -> Result<(), SyncError> {
+    let Some(Storing { task, answers }) = storing.take() else {
+        return Ok(());
+    };
+    let verdicts = task.await.map_err(|e| {
+        SyncError::Io(std::io::Error::other(format!(
+            "storing a batch of bodies: {e}"
+        )))
+    })?;
+    let mut verdicts = std::collections::VecDeque::from(verdicts);
     let mut out = Vec::new();
-    for answer in std::mem::take(&mut pending.answers) {
+    for answer in answers {
         let frame = match answer {
             Some(frame) => frame,
             None => verdicts.pop_front().expect("one verdict per stored body"),
@@ -659,6 +681,19 @@ async fn flush(
         out.extend_from_slice(&encode_frame(&frame));
     }
     conn.send_encoded(&out).await
+}
+
+/// Store the pending batch and send every owed answer, the batch being
+/// stored first: nothing is owed when this returns.
+async fn flush(
+    inner: &Arc<Inner>,
+    conn: &mut Conn,
+    pending: &mut Pending,
+    storing: &mut Option<Storing>,
+) -> Result<(), SyncError> {
+    finish(conn, storing).await?;
+    *storing = start_store(inner, pending);
+    finish(conn, storing).await
 }
 
 async fn serve_requests(
@@ -671,10 +706,13 @@ async fn serve_requests(
     let mut receiver = BodyReceiver::new(size_max);
     let mut staging: Vec<u8> = Vec::new();
     let mut pending = Pending::default();
+    // The previous batch, made durable while the next one is received.
+    let mut storing: Option<Storing> = None;
     loop {
-        // Never wait for input while answers are owed: store the batch
-        // once nothing more is at hand.
-        let ready = if pending.is_empty() {
+        // Never wait for input while answers are owed: once nothing more is
+        // at hand, finish the batch being stored and start on the pending
+        // one, and only wait when nothing is owed.
+        let ready = if pending.is_empty() && storing.is_none() {
             None
         } else {
             match conn.try_recv().await {
@@ -685,8 +723,12 @@ async fn serve_requests(
         };
         let frame = match ready {
             Some(f) => f,
+            None if !pending.is_empty() || storing.is_some() => {
+                finish(conn, &mut storing).await?;
+                storing = start_store(inner, &mut pending);
+                continue;
+            }
             None => {
-                flush(inner, conn, &mut pending).await?;
                 match conn
                     .recv_within(SERVER_IDLE_TIMEOUT, "the master's next request")
                     .await
@@ -752,7 +794,8 @@ async fn serve_requests(
                     pending.bodies.push((chunk.user, Guid(guid), bytes));
                     pending.answers.push(None);
                     if pending.full() {
-                        flush(inner, conn, &mut pending).await?;
+                        finish(conn, &mut storing).await?;
+                        storing = start_store(inner, &mut pending);
                     }
                 }
                 Ok(BodyEvent::Failed(reply)) => {
@@ -771,7 +814,7 @@ async fn serve_requests(
             continue;
         }
         // Any other request: the answers owed for bodies go first.
-        flush(inner, conn, &mut pending).await?;
+        flush(inner, conn, &mut pending, &mut storing).await?;
         if receiver.in_progress().is_some() {
             let text = format!("{} inside a body transfer", frame.frame_type());
             conn.send(&Frame::Error(ErrorReply::new(
