@@ -6,11 +6,12 @@
 //! connection limits, edge throttling and a silent backend.
 
 use slotmail_directory::{Directory, Machine, Slot, SqliteDirectory, SqliteOptions, StoreSpec};
+use slotmail_imap_proto::sasl::base64_decode;
+use slotmail_proxy::Limits;
 use slotmail_proxy::imap::{ImapShared, serve};
 use slotmail_proxy::limits::{LoginThrottle, UserSessions};
 use slotmail_proxy::preauth::PreAuthConfig;
 use slotmail_proxy::routes::Routes;
-use slotmail_proxy::{Limits, preauth::base64_decode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
