@@ -33,14 +33,15 @@ use crate::control::{
     REQUEST_LINE_MAX_BYTES, SlotProcess,
 };
 use slotmail_directory::{Directory, SqliteDirectory};
+use slotmail_slot::admin::AdminError;
+use slotmail_slot::unix_socket::PrivateListener;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
@@ -195,53 +196,38 @@ mod tokio_util_free {
     }
 }
 
-fn bind_control(path: &Path) -> Result<UnixListener, CtlError> {
-    let io = |source| CtlError::Io {
-        what: "listening on",
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = path.as_os_str().len();
-    if len > slotmail_slot::admin::SOCKET_PATH_LEN_MAX_BYTES {
-        return Err(CtlError::Usage(format!(
+fn bind_control(path: &Path) -> Result<PrivateListener, CtlError> {
+    PrivateListener::bind(path, "control").map_err(|e| match e {
+        AdminError::PathTooLong { len, .. } => CtlError::Usage(format!(
             "control socket path {} is {len} bytes; a Unix socket path has at most {} (use a shorter state_dir)",
             path.display(),
             slotmail_slot::admin::SOCKET_PATH_LEN_MAX_BYTES
-        )));
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    Ok(listener)
+        )),
+        AdminError::Listen { source, .. } => CtlError::Io {
+            what: "listening on",
+            path: path.to_path_buf(),
+            source,
+        },
+        other => CtlError::Io {
+            what: "listening on",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 type Job = (ControlRequest, oneshot::Sender<ControlResponse>);
 
-async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<Job>, stop: tokio_util_free::Flag) {
+async fn accept_loop(
+    listener: PrivateListener,
+    tx: mpsc::Sender<Job>,
+    stop: tokio_util_free::Flag,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-    let owner = rustix::process::getuid().as_raw();
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(cause = %e, "control accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let stream = listener.accept().await;
         if stop.is_set() {
             return;
-        }
-        match stream.peer_cred() {
-            Ok(c) if c.uid() == owner || c.uid() == 0 => {}
-            _ => {
-                tracing::warn!("control connection from another user refused");
-                continue;
-            }
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tokio::spawn(reply_once(

@@ -692,6 +692,25 @@ fn all_fences(c: &Connection, ctx: &Ctx<'_>) -> Result<Vec<Fence>> {
 
 /// The master change shared by `set_master` and `fail_over`: returns (old
 /// master, new epoch).
+/// Refuse to make `slot` a master while it is fenced: `InvalidValue`
+/// "slot S is fenced: `why`".
+fn refuse_fenced(c: &Connection, ctx: &Ctx<'_>, slot: &str, why: &str) -> Result<()> {
+    let fenced: Option<String> = c
+        .query_row(
+            "SELECT slot FROM fences WHERE slot = ?1",
+            params![slot],
+            |r| r.get(0),
+        )
+        .optional()
+        .db(ctx)?;
+    match fenced {
+        Some(_) => Err(DirectoryError::InvalidValue(format!(
+            "slot {slot} is fenced: {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn change_master(
     c: &Connection,
     ctx: &Ctx<'_>,
@@ -1148,19 +1167,7 @@ impl Directory for SqliteDirectory {
     ) -> Result<u64> {
         validate_text("reason", reason)?;
         self.write("set_master", |c, ctx| {
-            let fenced: Option<String> = c
-                .query_row(
-                    "SELECT slot FROM fences WHERE slot = ?1",
-                    params![new_master],
-                    |r| r.get(0),
-                )
-                .optional()
-                .db(ctx)?;
-            if fenced.is_some() {
-                return Err(DirectoryError::InvalidValue(format!(
-                    "slot {new_master} is fenced: reconcile or rebuild it first"
-                )));
-            }
+            refuse_fenced(c, ctx, new_master, "reconcile or rebuild it first")?;
             Ok(change_master(c, ctx, store, new_master, expected_epoch, reason)?.1)
         })
     }
@@ -1174,19 +1181,7 @@ impl Directory for SqliteDirectory {
     ) -> Result<u64> {
         validate_text("reason", reason)?;
         self.write("fail_over", |c, ctx| {
-            let fenced: Option<String> = c
-                .query_row(
-                    "SELECT slot FROM fences WHERE slot = ?1",
-                    params![new_master],
-                    |r| r.get(0),
-                )
-                .optional()
-                .db(ctx)?;
-            if fenced.is_some() {
-                return Err(DirectoryError::InvalidValue(format!(
-                    "slot {new_master} is fenced: it cannot be promoted"
-                )));
-            }
+            refuse_fenced(c, ctx, new_master, "it cannot be promoted")?;
             let (old, epoch) = change_master(c, ctx, store, new_master, expected_epoch, reason)?;
             c.execute(
                 "INSERT OR REPLACE INTO fences (slot, store, epoch, at_ms, reason)

@@ -384,8 +384,18 @@ fn fail_over_fences_the_old_master_in_the_same_change() {
     // A fenced slot cannot be promoted, by either path; a stale epoch loses.
     let e = refused(&d, |d| d.set_master("s1", "a1", 2, "back").map(drop));
     assert!(matches!(e, DirectoryError::InvalidValue(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("slot a1 is fenced: reconcile or rebuild it first"),
+        "{e}"
+    );
     let e = refused(&d, |d| d.fail_over("s1", "a1", 2, "back").map(drop));
     assert!(matches!(e, DirectoryError::InvalidValue(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("slot a1 is fenced: it cannot be promoted"),
+        "{e}"
+    );
     let e = refused(&d, |d| d.fail_over("s1", "c1", 1, "late").map(drop));
     assert!(matches!(e, DirectoryError::StaleEpoch { .. }), "{e}");
     // Unfencing makes it a plain replica again; twice is refused.

@@ -17,6 +17,8 @@
 //! * [`ResponseReader`] is the client-side counterpart of the framer: it is
 //!   fed bytes and yields parsed [`Response`]s.
 //! * [`mutf7`] converts mailbox names between UTF-8 and modified UTF-7.
+//! * [`sasl`] decodes `AUTHENTICATE PLAIN` responses (BASE64 and the
+//!   PLAIN message) for the server and the proxy.
 //!
 //! Nothing in this crate panics on peer input; [`fuzz_command`] exercises
 //! that claim and the encode/parse round trip.
@@ -70,6 +72,7 @@ pub mod mutf7;
 mod parse;
 mod reader;
 pub mod response;
+pub mod sasl;
 mod seqset;
 mod syntax;
 mod types;

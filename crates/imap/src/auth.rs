@@ -12,6 +12,7 @@
 
 use crate::session::{Action, Login, Out, Outcome, Reply, Res, Session, State, lossy};
 use slotmail_imap_proto::response::write_continuation;
+use slotmail_imap_proto::sasl::{PlainError, SaslPlain};
 use slotmail_imap_proto::{IdParams, ResponseCode, Tag};
 
 impl Session {
@@ -78,10 +79,9 @@ impl Session {
                 self.auth_tag = Some(tag.clone());
                 Ok(Reply::continuation(Action::AuthContinue))
             }
-            Some("=") => Ok(self.sasl_plain(b"")),
-            Some(b64) => match base64_decode(b64.as_bytes()) {
-                Some(data) => Ok(self.sasl_plain(&data)),
-                None => Err(Reply::bad("Invalid BASE64 in initial response")),
+            Some(ir) => match SaslPlain::decode_initial(ir.as_bytes()) {
+                Err(PlainError::Base64) => Err(Reply::bad("Invalid BASE64 in initial response")),
+                plain => Ok(self.sasl_plain(plain)),
             },
         }
     }
@@ -95,9 +95,9 @@ impl Session {
         let reply = if line == b"*" {
             Reply::bad("AUTHENTICATE cancelled")
         } else {
-            match base64_decode(line) {
-                Some(data) => self.sasl_plain(&data),
-                None => Reply::bad("Invalid BASE64 in AUTHENTICATE data"),
+            match SaslPlain::decode(line) {
+                Err(PlainError::Base64) => Reply::bad("Invalid BASE64 in AUTHENTICATE data"),
+                plain => self.sasl_plain(plain),
             }
         };
         self.finish(&tag, reply, true, out)
@@ -109,24 +109,18 @@ impl Session {
     }
 
     /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
-    fn sasl_plain(&mut self, data: &[u8]) -> Reply {
-        let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-        let [authz, authc, pass] = parts[..] else {
+    fn sasl_plain(&mut self, plain: Result<SaslPlain, PlainError>) -> Reply {
+        let Ok(plain) = plain else {
             return Reply::bad(
                 "Malformed PLAIN response (expected authzid NUL authcid NUL password)",
             );
         };
-        if let Some(refusal) = self.throttled(authc) {
+        if let Some(refusal) = self.throttled(&plain.authcid) {
             return refusal;
         }
-        let (Ok(authz), Ok(authc), Ok(pass)) = (
-            std::str::from_utf8(authz),
-            std::str::from_utf8(authc),
-            std::str::from_utf8(pass),
-        ) else {
-            return self.login_failed(authc);
+        let Some((authz, authc, pass)) = plain.to_utf8() else {
+            return self.login_failed(&plain.authcid);
         };
-        let authz = (!authz.is_empty() && authz != authc).then_some(authz);
         self.log_in(authz, authc, pass)
     }
 
@@ -310,95 +304,5 @@ impl Session {
             .as_bytes(),
         );
         Reply::ok("ID completed")
-    }
-}
-
-/// Decode standard BASE64 (RFC 4648 §4, padding required when the length
-/// is not a multiple of 4 is tolerated missing). `None` on bad input.
-pub(crate) fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let trimmed = input
-        .strip_suffix(b"==")
-        .or_else(|| input.strip_suffix(b"="))
-        .unwrap_or(input);
-    if !input.len().is_multiple_of(4) && trimmed.len() != input.len() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in trimmed {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be padding zeros, and 6 leftover bits is a truncated quantum.
-    if bits >= 6 || acc != 0 {
-        return None;
-    }
-    Some(out)
-}
-
-/// Encode standard BASE64 with padding.
-#[cfg(test)]
-fn base64_encode(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn base64_known_values() {
-        assert_eq!(base64_encode(b"\0alice\0secret"), "AGFsaWNlAHNlY3JldA==");
-        assert_eq!(
-            base64_decode(b"AGFsaWNlAHNlY3JldA==").unwrap(),
-            b"\0alice\0secret"
-        );
-        assert_eq!(base64_decode(b"").unwrap(), b"");
-        assert_eq!(base64_decode(b"Zm9v").unwrap(), b"foo");
-        assert_eq!(base64_decode(b"Zm8=").unwrap(), b"fo");
-        assert!(base64_decode(b"Zm9v!").is_none());
-        assert!(base64_decode(b"Zm9=").is_none(), "non-zero padding bits");
-        assert!(base64_decode(b"Z").is_none());
-    }
-
-    proptest! {
-        #[test]
-        fn base64_round_trip(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-            prop_assert_eq!(base64_decode(base64_encode(&data).as_bytes()).unwrap(), data);
-        }
     }
 }

@@ -3,9 +3,15 @@
 //! wakes IDLE when another session, LMTP or replication commits a change.
 //!
 //! The store calls one change listener after every commit; [`Hub::notify`]
-//! is that listener's body. Entries exist only while a user has a logged-in
-//! session, so the map holds at most one entry per connected user. Nothing
-//! here is async: `tokio::sync::watch` works from any thread.
+//! is that listener's body. The store reports MODSEQ 0 for a user whose
+//! account is gone (deleted, as the last step of moving it to another
+//! store): the hub then also signals a *removal notice*, on which every
+//! session of that user checks its account and, if it is gone, says
+//! `* BYE [UNAVAILABLE]` and closes (`Session::account_check`). A notice is
+//! only a hint; the session's check decides. Entries exist only while a
+//! user has a logged-in session, so the map holds at most one entry per
+//! connected user. Nothing here is async: `tokio::sync::watch` works from
+//! any thread.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +27,8 @@ pub struct Hub {
 #[derive(Debug)]
 struct Entry {
     changes: watch::Sender<u64>,
+    /// Counts removal notices (MODSEQ 0 from the store).
+    removals: watch::Sender<u64>,
     connections: usize,
 }
 
@@ -30,6 +38,7 @@ pub struct Registration {
     hub: Arc<Hub>,
     user: String,
     changes: watch::Receiver<u64>,
+    removals: watch::Receiver<u64>,
 }
 
 impl Hub {
@@ -45,9 +54,13 @@ impl Hub {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A change of `user` was committed, the user's MODSEQ is now `modseq`.
+    /// A change of `user` was committed, the user's MODSEQ is now `modseq`;
+    /// 0 means the user's account may be gone (a removal notice).
     pub fn notify(&self, user: &str, modseq: u64) {
         if let Some(entry) = self.users().get(user) {
+            if modseq == 0 {
+                entry.removals.send_modify(|n| *n = n.wrapping_add(1));
+            }
             entry.changes.send_replace(modseq);
         }
     }
@@ -58,6 +71,7 @@ impl Hub {
         let mut users = self.users();
         let entry = users.entry(user.to_string()).or_insert_with(|| Entry {
             changes: watch::Sender::new(0),
+            removals: watch::Sender::new(0),
             connections: 0,
         });
         if entry.connections >= self.per_user_max {
@@ -68,6 +82,7 @@ impl Hub {
             hub: self.clone(),
             user: user.to_string(),
             changes: entry.changes.subscribe(),
+            removals: entry.removals.subscribe(),
         })
     }
 
@@ -91,6 +106,21 @@ impl Registration {
     /// A receiver that changes whenever the user's data changes.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+
+    /// A receiver that changes on every removal notice of the user.
+    pub fn removals(&self) -> watch::Receiver<u64> {
+        self.removals.clone()
+    }
+
+    /// Whether a removal notice came since the last call (or since the
+    /// registration); marks it seen.
+    pub fn removal_noticed(&mut self) -> bool {
+        let noticed = self.removals.has_changed().unwrap_or(false);
+        if noticed {
+            self.removals.borrow_and_update();
+        }
+        noticed
     }
 }
 
@@ -141,5 +171,27 @@ mod tests {
         assert!(ra.has_changed().unwrap());
         assert_eq!(*ra.borrow_and_update(), 7);
         assert!(!rb.has_changed().unwrap());
+    }
+
+    #[test]
+    fn modseq_zero_is_a_removal_notice_for_that_user_only() {
+        let hub = Hub::new(10);
+        let mut a = hub.register("alice").unwrap();
+        let mut a2 = hub.register("alice").unwrap();
+        let mut b = hub.register("bob").unwrap();
+        let ra = a.removals();
+        hub.notify("alice", 5);
+        assert!(!a.removal_noticed(), "a commit is no removal notice");
+        assert!(!ra.has_changed().unwrap());
+        hub.notify("alice", 0);
+        hub.notify("carol", 0);
+        assert!(ra.has_changed().unwrap());
+        assert!(a.removal_noticed());
+        assert!(!a.removal_noticed(), "seen once");
+        // Every session of the user gets its own notice.
+        assert!(a2.removal_noticed());
+        assert!(!b.removal_noticed());
+        // The change receiver (IDLE) wakes too.
+        assert_eq!(*a.changes().borrow(), 0);
     }
 }

@@ -12,7 +12,9 @@
 //!   found with `User::delta` at every command boundary and during IDLE.
 //! * the **tokio shell** ([`serve`], `server.rs`): listeners, TLS
 //!   (implicit and STARTTLS), COMPRESS=DEFLATE, literal continuations,
-//!   IDLE wake-ups through the per-user [`Hub`], timers and shutdown.
+//!   IDLE wake-ups through the per-user [`Hub`] (which also ends the
+//!   sessions of a deleted user with `* BYE [UNAVAILABLE]`), timers and
+//!   shutdown.
 //!
 //! ```no_run
 //! # async fn run(slot: std::sync::Arc<slotmail_store::Slot>) -> std::io::Result<()> {
@@ -50,5 +52,5 @@ pub use config::{
 };
 pub use hub::{Hub, Registration};
 pub use server::{serve, serve_with_context};
-pub use session::{Action, Context, Out, Outcome, Session, State};
+pub use session::{ACCOUNT_GONE_TEXT, Action, Context, Out, Outcome, Session, State};
 pub use throttle::LoginThrottle;

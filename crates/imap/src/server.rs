@@ -1,6 +1,8 @@
 //! The tokio shell around [`Session`]: listeners, connection limits, TLS
 //! (implicit and STARTTLS), COMPRESS=DEFLATE, literal continuations, IDLE
-//! wake-ups, timers and graceful shutdown.
+//! wake-ups, the end of a deleted user's sessions (a removal notice from
+//! the `Hub` runs `Session::account_check`, which says `* BYE
+//! [UNAVAILABLE]`), timers and graceful shutdown.
 //!
 //! Each connection is one task. Commands run on a blocking thread
 //! (`spawn_blocking`), since the session calls the store synchronously;
@@ -314,6 +316,8 @@ struct Connection {
     framer: Framer,
     session: Option<Box<Session>>,
     changes: Option<watch::Receiver<u64>>,
+    /// Removal notices of the logged-in user (see `Hub`).
+    removals: Option<watch::Receiver<u64>>,
     ctx: Arc<Context>,
     starttls: Option<Arc<rustls::ServerConfig>>,
     cancel: CancellationToken,
@@ -353,6 +357,7 @@ impl Connection {
             framer: Framer::new(framer_limits(&ctx.config)),
             session: None,
             changes: None,
+            removals: None,
             ctx,
             starttls,
             cancel,
@@ -458,6 +463,7 @@ impl Connection {
         };
         if self.changes.is_none() {
             self.changes = session.changes();
+            self.removals = session.removals();
         }
         self.session = Some(session);
         if let Some(e) = write_error {
@@ -504,6 +510,14 @@ impl Connection {
                         return Ok(());
                     }
                     self.conn.feed(n, &mut self.framer)?;
+                }
+                () = changed(&mut self.removals) => {
+                    // The user's account may be gone (deleted, moved away):
+                    // the session says BYE [UNAVAILABLE] if it is.
+                    let outcome = self.run_session(|s, out| s.account_check(out)).await?;
+                    if outcome.action == Action::Close {
+                        return Ok(());
+                    }
                 }
                 _ = tokio::time::sleep(timeout) => {
                     self.bye("Autologout; idle for too long").await;
@@ -654,7 +668,7 @@ impl Connection {
     }
 }
 
-/// Resolves when the user's data changed (never without a receiver).
+/// Resolves when the watched value changed (never without a receiver).
 async fn changed(rx: &mut Option<watch::Receiver<u64>>) {
     match rx {
         Some(rx) => {

@@ -413,6 +413,79 @@ impl Session {
         self.login.as_ref().map(|l| l.registration.changes())
     }
 
+    /// A receiver that changes on every removal notice of the logged-in
+    /// user (see [`crate::Hub`]); the shell answers it with
+    /// [`Session::account_check`].
+    pub fn removals(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.login.as_ref().map(|l| l.registration.removals())
+    }
+
+    /// Whether the logged-in user's account is still the one this session
+    /// logged in to. `false` once it was deleted (as the last step of moving
+    /// the user to another store) or replaced by a new account of the same
+    /// name; a store error counts as still there (the commands report it).
+    fn account_present(&self) -> bool {
+        let Some(login) = &self.login else {
+            return true;
+        };
+        match self.ctx.slot.account(login.store.name()) {
+            Ok(Some(a)) => a.user_id == login.store.user_id(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(user = login.store.name(), cause = %e, "IMAP: cannot read the account");
+                true
+            }
+        }
+    }
+
+    /// `* BYE [UNAVAILABLE]` for a session whose account is gone.
+    fn bye_account_gone(&mut self, out: &mut Out) -> Outcome {
+        if let Some(login) = &self.login {
+            tracing::info!(
+                user = login.store.name(),
+                "IMAP: account gone, ending the session"
+            );
+        }
+        self.idle_tag = None;
+        self.auth_tag = None;
+        write_status(
+            out,
+            None,
+            StatusKind::Bye,
+            Some(&ResponseCode::Unavailable),
+            ACCOUNT_GONE_TEXT,
+        );
+        self.logout_state();
+        out.boundary();
+        Outcome::of(Action::Close)
+    }
+
+    /// After a removal notice: if the logged-in user's account is gone,
+    /// write `* BYE [UNAVAILABLE] ...` and return [`Action::Close`] (any
+    /// command or IDLE in progress ends with it, untagged); otherwise
+    /// [`Action::None`] and nothing is written. The shell calls it when
+    /// [`Session::removals`] changes, between commands and during IDLE;
+    /// commands check by themselves.
+    pub fn account_check(&mut self, out: &mut Out) -> Outcome {
+        if let Some(login) = self.login.as_mut() {
+            login.registration.removal_noticed();
+        }
+        if self.account_present() {
+            return Outcome::of(Action::None);
+        }
+        self.bye_account_gone(out)
+    }
+
+    /// A removal notice not handled yet, and the account is gone (checked
+    /// at a command's start and on IDLE wake-ups).
+    fn removal_confirmed(&mut self) -> bool {
+        let noticed = self
+            .login
+            .as_mut()
+            .is_some_and(|l| l.registration.removal_noticed());
+        noticed && !self.account_present()
+    }
+
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls
@@ -592,6 +665,9 @@ impl Session {
     /// Execute a parsed command.
     pub fn execute(&mut self, cmd: Command, out: &mut Out) -> Outcome {
         self.reported.clear();
+        if self.removal_confirmed() {
+            return self.bye_account_gone(out);
+        }
         let Command { tag, body } = cmd;
         let expunge_ok = !matches!(
             body,
@@ -884,8 +960,11 @@ impl Session {
     }
 
     /// During IDLE: report what changed. Returns `Action::Close` if the
-    /// selected mailbox disappeared.
+    /// selected mailbox or the user's account disappeared.
     pub fn idle_poll(&mut self, out: &mut Out) -> Outcome {
+        if self.removal_confirmed() {
+            return self.bye_account_gone(out);
+        }
         if self.state == State::Selected
             && let Err(gone) = self.sync(out, true)
         {
@@ -914,6 +993,10 @@ impl Session {
         self.idle_tag.is_some()
     }
 }
+
+/// The text of the BYE that ends a session whose account is gone.
+pub const ACCOUNT_GONE_TEXT: &str =
+    "Your mailbox is no longer served here (deleted or moved to another server); please reconnect";
 
 /// Text of a client string for logs and replies (lossy).
 pub(crate) fn lossy(bytes: &[u8]) -> String {

@@ -1413,6 +1413,71 @@ fn selected_mailbox_deleted_by_another_session() {
     assert!(a.closed);
 }
 
+const GONE_BYE: &str = "* BYE [UNAVAILABLE] Your mailbox is no longer served here (deleted or moved to another server); please reconnect";
+
+#[test]
+fn a_deleted_users_sessions_end_with_bye_unavailable() {
+    let f = Fixture::new();
+    let ctx = f.context(Fixture::config());
+    let (mut a, _) = Client::new(ctx.clone(), false, false);
+    let (mut idle, _) = Client::new(ctx.clone(), false, false);
+    let (mut b, _) = Client::new(ctx, false, false);
+    a.login("alice");
+    idle.login("alice");
+    b.login("bob");
+    a.send("s SELECT INBOX");
+    idle.send("s SELECT INBOX");
+    idle.run("i1 IDLE", &["+ idling"]);
+    let removals = a.session.removals().unwrap();
+    assert!(!removals.has_changed().unwrap());
+
+    // What `slotmail ctl user move` does last on the old master.
+    f.slot.delete_user("alice").unwrap();
+    assert!(removals.has_changed().unwrap(), "the hub gave no notice");
+    // The next command gets the untagged BYE instead of its answer.
+    let got = a.send("n NOOP");
+    check_lines(&got, &[GONE_BYE]);
+    assert!(a.closed);
+    assert_eq!(a.last_action, Action::Close);
+    assert_eq!(a.session.state(), State::Logout);
+    // IDLE ends with it on the wake-up, untagged.
+    check_lines(&idle.poll(), &[GONE_BYE]);
+    assert_eq!(idle.last_action, Action::Close);
+    assert!(!idle.session.idling());
+    // Another user's session goes on.
+    b.run("n NOOP", &["n OK NOOP completed"]);
+    let got = b.send("s SELECT INBOX");
+    assert!(
+        got.ends_with("s OK [READ-WRITE] SELECT completed\r\n"),
+        "{got}"
+    );
+}
+
+#[test]
+fn account_check_between_commands_and_false_notices() {
+    let f = Fixture::new();
+    let ctx = f.context(Fixture::config());
+    let (mut a, _) = Client::new(ctx.clone(), false, false);
+    a.login("alice");
+    // A notice for an account that is still there changes nothing.
+    ctx.hub.notify("alice", 0);
+    let mut out = slotmail_imap::Out::new();
+    assert_eq!(a.session.account_check(&mut out).action, Action::None);
+    assert!(out.is_empty());
+    ctx.hub.notify("alice", 0);
+    a.run("n NOOP", &["n OK NOOP completed"]);
+    // Deleted and created again under the same name: the session belongs
+    // to the old account and ends; a new login gets the new one.
+    f.slot.delete_user("alice").unwrap();
+    f.slot.create_user("alice", PASSWORD, false).unwrap();
+    let mut out = slotmail_imap::Out::new();
+    assert_eq!(a.session.account_check(&mut out).action, Action::Close);
+    check_lines(&String::from_utf8_lossy(&out.take()), &[GONE_BYE]);
+    let (mut again, _) = Client::new(ctx, false, false);
+    again.login("alice");
+    again.run("n NOOP", &["n OK NOOP completed"]);
+}
+
 #[test]
 fn renamed_selected_mailbox_keeps_working() {
     let f = Fixture::new();

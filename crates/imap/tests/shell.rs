@@ -528,6 +528,35 @@ store commit (LMTP path) → EXISTS: max {store_max:?} (all {store_latencies:?})
 }
 
 #[test]
+fn a_deleted_users_connections_get_bye_unavailable_unprompted() {
+    let f = Fixture::new();
+    let server = Running::start(&f, Fixture::config(), None);
+    let addr = server.addr;
+    let mut waiting = Raw::login(addr, "alice");
+    waiting.ok("S", "SELECT INBOX");
+    let mut idler = Raw::login(addr, "alice");
+    idler.ok("S", "SELECT INBOX");
+    idler.send(b"I IDLE\r\n");
+    assert_eq!(idler.text(), "+ idling");
+    let mut bob = Raw::login(addr, "bob");
+    let started = Instant::now();
+    f.slot.delete_user("alice").unwrap();
+    for c in [&mut waiting, &mut idler] {
+        let line = c.text();
+        assert!(
+            line.starts_with("* BYE [UNAVAILABLE] Your mailbox is no longer served here"),
+            "{line}"
+        );
+        // Then the server closes.
+        let mut tmp = [0u8; 64];
+        assert_eq!(c.s.read(&mut tmp).unwrap(), 0, "closed after the BYE");
+        assert!(c.buf.is_empty());
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    bob.ok("N", "NOOP");
+}
+
+#[test]
 fn qresync_reselect_reports_exact_vanished_set() {
     let f = Fixture::new();
     for i in 0..10 {

@@ -12,7 +12,8 @@
 //! Every wait is bounded by the timeouts passed in, every line by
 //! [`BACKEND_LINE_BYTES_MAX`].
 
-use crate::preauth::{Credentials, base64_encode};
+use crate::preauth::Credentials;
+use slotmail_imap_proto::sasl::base64_encode;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -8,10 +8,17 @@
 //! either side closes, when the proxy shuts down, or when the session's
 //! slot stops being its store's master: the client then gets
 //! `* BYE [UNAVAILABLE]` and reconnects, and its next login goes to the new
-//! master. The BYE is written only where it cannot land inside another
-//! response (the last byte relayed ended a line) and the stream is not
-//! compressed (a `COMPRESS` was never sent); otherwise the connection is
-//! just closed, which clients treat the same way.
+//! master. The same holds when the slot ends the session first, as it does
+//! for a user moved to another store (deleted there as the move's last
+//! step) before the proxy's snapshot shows the switch: a slot's BYE then
+//! passes (or is replaced by the proxy's when the master moved), and a
+//! slot that closes without one makes the proxy read the directory at once
+//! and say BYE [UNAVAILABLE] itself if the user's master moved or the user
+//! is being moved. The client never gets two BYEs. A BYE is written only
+//! where it cannot land inside another response (the last byte relayed
+//! ended a line) and the stream is not compressed (a `COMPRESS` was never
+//! sent); otherwise the connection is just closed, which clients treat the
+//! same way.
 
 use crate::backend::{self, BackendError, BackendSession, contains_ci};
 use crate::config::Limits;
@@ -346,8 +353,12 @@ async fn login(
 enum End {
     /// One side closed or failed.
     Closed,
-    /// The slot is no longer the store's master.
+    /// The slot is no longer the master of the user's store, or the user
+    /// is in another store now.
     MasterMoved,
+    /// The backend ended the session while the user is being moved to
+    /// another store (`ctl user move`), before the switch.
+    Moving,
     /// The proxy is shutting down.
     Shutdown,
 }
@@ -423,12 +434,23 @@ async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         &compressed_flag,
         moved,
     );
-    let (up, (mut client_w, clean, down_bytes, replaced), end) = tokio::join!(up, down, watch);
+    let (up, down, watched) = tokio::join!(up, down, watch);
     let (compressed, up_bytes) = up;
-    let end = if replaced { End::MasterMoved } else { end };
+    let Down {
+        writer: mut client_w,
+        clean,
+        bytes: down_bytes,
+        bye_last,
+        end: down_end,
+    } = down;
+    // What the relay found out when the backend spoke BYE or ended wins
+    // over the watcher's "closed".
+    let end = down_end.unwrap_or(watched);
     let bye: Option<&[u8]> = match end {
-        _ if replaced => None,
+        // The client has its BYE already (the slot's, or ours in its place).
+        _ if bye_last => None,
         End::MasterMoved => Some(MOVED_BYE),
+        End::Moving => Some(MOVING_BYE),
         End::Shutdown => Some(b"* BYE [UNAVAILABLE] Proxy shutting down; please reconnect\r\n"),
         End::Closed => None,
     };
@@ -491,9 +513,29 @@ where
     (compressed, total)
 }
 
-/// Backend → client, starting with `first`. Returns the writer, whether
-/// the last byte written ended a line (and nothing was cut short), and
-/// the bytes relayed.
+/// How the backend → client direction ended.
+struct Down<W> {
+    /// The client's writer.
+    writer: W,
+    /// The last byte written ended a line, and nothing was cut short.
+    clean: bool,
+    /// Bytes relayed.
+    bytes: u64,
+    /// The last line the client got is a `* BYE` (the slot's or ours).
+    bye_last: bool,
+    /// Why the session ended, when the relay found out itself: the slot
+    /// said BYE or closed while the directory says the user's master
+    /// moved or the user is in a move.
+    end: Option<End>,
+}
+
+/// Backend → client, starting with `first`.
+///
+/// A slot's `* BYE` is replaced by the proxy's `BYE [UNAVAILABLE]` when the
+/// directory says the master moved. When the slot closes without a BYE
+/// (it deleted the moved user before this proxy saw the switch), the
+/// directory is read at once: if the user's master moved or the user is
+/// being moved, `end` says so and the caller says BYE [UNAVAILABLE].
 #[allow(clippy::too_many_arguments)]
 async fn pump_down<R, W>(
     mut r: R,
@@ -504,7 +546,7 @@ async fn pump_down<R, W>(
     stop: &CancellationToken,
     compressed: &AtomicBool,
     moved: MovedCheck<'_>,
-) -> (W, bool, u64, bool)
+) -> Down<W>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -514,21 +556,24 @@ where
     buf.resize(size.max(n), 0);
     let mut clean = true;
     let mut total = 0u64;
-    let mut replaced = false;
+    let mut bye_last = false;
+    let mut end = None;
     loop {
         if n > 0 {
             // A slot says BYE when it shuts down, as it does when it stops
             // being master: if the directory says the master moved, the
             // client gets the proxy's BYE [UNAVAILABLE] instead.
+            let mut replaced = false;
             if clean
-                && buf[..n].starts_with(b"* BYE ")
+                && starts_with_bye(&buf[..n])
                 && !compressed.load(Ordering::Relaxed)
-                && moved.master_moved().await
+                && moved.check().await == Some(End::MasterMoved)
             {
                 buf.clear();
                 buf.extend_from_slice(MOVED_BYE);
                 n = buf.len();
                 replaced = true;
+                end = Some(End::MasterMoved);
             }
             let chunk = &buf[..n];
             let write = tokio::time::timeout(write_timeout, async {
@@ -543,6 +588,7 @@ where
                     break;
                 },
             }
+            bye_last = last_line_is_bye(chunk, clean);
             clean = chunk.ends_with(b"\r\n");
             total += n as u64;
             if replaced {
@@ -553,18 +599,62 @@ where
         n = tokio::select! {
             _ = stop.cancelled() => break,
             r = r.read(&mut buf[..size]) => match r {
-                Ok(0) | Err(_) => { stop.cancel(); break; }
+                Ok(0) | Err(_) => {
+                    // The slot ended the session without a BYE: a user it
+                    // no longer serves (moved away) still gets one.
+                    if clean && !bye_last && !compressed.load(Ordering::Relaxed) {
+                        end = moved.check().await;
+                    }
+                    stop.cancel();
+                    break;
+                }
                 Ok(n) => n,
             },
         };
     }
-    (w, clean, total, replaced)
+    Down {
+        writer: w,
+        clean,
+        bytes: total,
+        bye_last,
+        end,
+    }
+}
+
+/// Whether `chunk` starts with an untagged BYE.
+fn starts_with_bye(chunk: &[u8]) -> bool {
+    const BYE: &[u8] = b"* BYE ";
+    chunk.len() >= BYE.len() && chunk[..BYE.len()].eq_ignore_ascii_case(BYE)
+}
+
+/// Whether the last complete line of `chunk` is an untagged BYE;
+/// `at_line_start`: the chunk begins a line. Only the chunk's own bytes
+/// are looked at (the relay keeps no parse state): a BYE split across two
+/// reads, or a literal's last line that reads like one, is taken as what
+/// it looks like in this chunk, which at worst costs the client the
+/// proxy's own BYE.
+fn last_line_is_bye(chunk: &[u8], at_line_start: bool) -> bool {
+    let Some(body) = chunk.strip_suffix(b"\r\n") else {
+        return false;
+    };
+    match body.windows(2).rposition(|w| w == b"\r\n") {
+        Some(i) => starts_with_bye(&body[i + 2..]),
+        None => at_line_start && starts_with_bye(body),
+    }
 }
 
 /// The BYE for sessions whose slot stopped being master.
 const MOVED_BYE: &[u8] = b"* BYE [UNAVAILABLE] Your mail store moved; please reconnect\r\n";
 
-/// Asks the directory, now, whether a session's slot is still master.
+/// The BYE for sessions that a slot ended while their user is being moved.
+const MOVING_BYE: &[u8] =
+    b"* BYE [UNAVAILABLE] Your mailbox is being moved to another server; please reconnect\r\n";
+
+/// Longest wait for the directory when a session's backend spoke BYE or
+/// ended; after it the last snapshot decides.
+const DIRECTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the directory, now, whether a session's slot still serves its user.
 #[derive(Clone, Copy)]
 struct MovedCheck<'a> {
     routes: &'a Routes,
@@ -572,10 +662,49 @@ struct MovedCheck<'a> {
 }
 
 impl MovedCheck<'_> {
-    async fn master_moved(&self) -> bool {
-        if let Err(e) = self.routes.refresh().await {
-            tracing::warn!(cause = %e, "reading the directory failed");
+    /// `MasterMoved` when the slot is no longer the master of the user's
+    /// store (or the user is in another store), `Moving` when the user is
+    /// in a move, `None` otherwise.
+    async fn check(&self) -> Option<End> {
+        match tokio::time::timeout(DIRECTORY_CHECK_TIMEOUT, self.routes.refresh()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(cause = %e, "reading the directory failed"),
+            Err(_) => tracing::warn!("reading the directory timed out"),
         }
-        !self.binding.still_current(&self.routes.snapshot())
+        let topology = self.routes.snapshot();
+        if !self.binding.still_current(&topology) {
+            Some(End::MasterMoved)
+        } else if topology.moves.contains_key(&self.binding.user) {
+            Some(End::Moving)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bye_detection_looks_at_the_chunk_only() {
+        assert!(starts_with_bye(b"* BYE [UNAVAILABLE] gone\r\n"));
+        assert!(starts_with_bye(b"* bye x\r\n"));
+        assert!(!starts_with_bye(b"* BY"));
+        assert!(!starts_with_bye(b"a1 OK done\r\n* BYE x\r\n"));
+        // The last complete line.
+        assert!(last_line_is_bye(b"* BYE [UNAVAILABLE] gone\r\n", true));
+        assert!(last_line_is_bye(
+            b"t OK done\r\n* BYE [UNAVAILABLE] gone\r\n",
+            true
+        ));
+        assert!(last_line_is_bye(b"t OK done\r\n* BYE x\r\n", false));
+        assert!(!last_line_is_bye(b"* BYE x\r\nt OK done\r\n", true));
+        assert!(!last_line_is_bye(b"* BYE x\r\n* 3 EXISTS", true));
+        assert!(!last_line_is_bye(b"t OK done\r\n", true));
+        // A chunk that starts inside a line is no BYE line by itself.
+        assert!(!last_line_is_bye(b"* BYE x\r\n", false));
+        assert!(!last_line_is_bye(b"", true));
+        assert!(!last_line_is_bye(b"\r\n", true));
     }
 }

@@ -13,6 +13,7 @@
 //! backend. [`PreAuth::login_succeeded`] returns them, unread.
 
 use slotmail_imap_proto::response::{write_continuation, write_status};
+use slotmail_imap_proto::sasl::{PlainError, SaslPlain};
 use slotmail_imap_proto::{
     CommandBody, Framer, FramerEvent, InputOverflow, Limits, ResponseCode, StatusKind, Tag,
     parse_command,
@@ -83,13 +84,12 @@ impl Credentials {
 
     /// SASL PLAIN's message for the backend: `authzid NUL authcid NUL password`.
     pub fn sasl_plain(&self) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend_from_slice(self.authzid.as_deref().unwrap_or("").as_bytes());
-        m.push(0);
-        m.extend_from_slice(self.username.as_bytes());
-        m.push(0);
-        m.extend_from_slice(self.password.as_bytes());
-        m
+        SaslPlain {
+            authzid: self.authzid.as_deref().unwrap_or("").as_bytes().to_vec(),
+            authcid: self.username.as_bytes().to_vec(),
+            password: self.password.as_bytes().to_vec(),
+        }
+        .message()
     }
 }
 
@@ -419,10 +419,11 @@ impl PreAuth {
                             self.bad(&tag, None, "AUTHENTICATE must not be pipelined")
                         }
                     }
-                    Some("=") => self.sasl_plain(tag, b""),
-                    Some(b64) => match base64_decode(b64.as_bytes()) {
-                        Some(data) => self.sasl_plain(tag, &data),
-                        None => self.bad(&tag, None, "Invalid BASE64 in initial response"),
+                    Some(ir) => match SaslPlain::decode_initial(ir.as_bytes()) {
+                        Err(PlainError::Base64) => {
+                            self.bad(&tag, None, "Invalid BASE64 in initial response")
+                        }
+                        plain => self.sasl_plain(tag, plain),
                     },
                 }
             }
@@ -441,39 +442,33 @@ impl PreAuth {
         if line == b"*" {
             return self.bad(&tag, None, "AUTHENTICATE cancelled");
         }
-        match base64_decode(line) {
-            Some(data) => self.sasl_plain(tag, &data),
-            None => self.bad(&tag, None, "Invalid BASE64 in AUTHENTICATE data"),
+        match SaslPlain::decode(line) {
+            Err(PlainError::Base64) => self.bad(&tag, None, "Invalid BASE64 in AUTHENTICATE data"),
+            plain => self.sasl_plain(tag, plain),
         }
     }
 
     /// SASL PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
-    fn sasl_plain(&mut self, tag: Tag, data: &[u8]) -> Option<Step> {
-        let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-        let [authz, authc, pass] = parts[..] else {
+    fn sasl_plain(&mut self, tag: Tag, plain: Result<SaslPlain, PlainError>) -> Option<Step> {
+        let Ok(plain) = plain else {
             return self.bad(
                 &tag,
                 None,
                 "Malformed PLAIN response (expected authzid NUL authcid NUL password)",
             );
         };
-        let (Ok(authz), Ok(authc), Ok(pass)) = (
-            std::str::from_utf8(authz),
-            std::str::from_utf8(authc),
-            std::str::from_utf8(pass),
-        ) else {
+        let Some((authzid, username, password)) = plain.to_utf8() else {
             return self.no(
                 &tag,
                 ResponseCode::AuthenticationFailed,
                 "Authentication failed",
             );
         };
-        let authzid = (!authz.is_empty() && authz != authc).then(|| authz.to_string());
         self.credentials(Credentials {
             tag,
-            username: authc.to_string(),
-            password: pass.to_string(),
-            authzid,
+            username: username.to_string(),
+            password: password.to_string(),
+            authzid: authzid.map(str::to_string),
         })
     }
 
@@ -560,68 +555,10 @@ impl PreAuth {
     }
 }
 
-/// Standard BASE64 (RFC 4648 §4), with padding.
-pub fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decode standard BASE64; `None` on bad input.
-pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let trimmed = input
-        .strip_suffix(b"==")
-        .or_else(|| input.strip_suffix(b"="))
-        .unwrap_or(input);
-    if !input.len().is_multiple_of(4) && trimmed.len() != input.len() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in trimmed {
-        acc = (acc << 6) | value(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if bits >= 6 || acc != 0 {
-        return None;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slotmail_imap_proto::sasl::base64_encode;
 
     fn config(plaintext: bool, starttls: bool) -> PreAuthConfig {
         PreAuthConfig {
@@ -831,13 +768,5 @@ mod tests {
                 p.consume_output(n);
             }
         }
-    }
-
-    #[test]
-    fn base64_round_trip() {
-        for data in [&b""[..], b"a", b"ab", b"abc", b"\0alice\0pw\xff"] {
-            assert_eq!(base64_decode(base64_encode(data).as_bytes()).unwrap(), data);
-        }
-        assert_eq!(base64_decode(b"!!!!"), None);
     }
 }

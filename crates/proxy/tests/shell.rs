@@ -1,15 +1,17 @@
 //! The IMAP shell in one process: a real directory (SQLite in a temporary
 //! directory), fake slots on loopback that greet, check a password and tag
 //! every answer with their name, and the proxy's listener in between.
-//! Covers the relay, the master-change BYE, the per-user and overall
+//! Covers the relay, the master-change BYE (also when the slot ends the
+//! session first, with or without its own BYE), the per-user and overall
 //! connection limits, edge throttling and a silent backend.
 
 use slotmail_directory::{Directory, Machine, Slot, SqliteDirectory, SqliteOptions, StoreSpec};
+use slotmail_imap_proto::sasl::base64_decode;
+use slotmail_proxy::Limits;
 use slotmail_proxy::imap::{ImapShared, serve};
 use slotmail_proxy::limits::{LoginThrottle, UserSessions};
 use slotmail_proxy::preauth::PreAuthConfig;
 use slotmail_proxy::routes::Routes;
-use slotmail_proxy::{Limits, preauth::base64_decode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -21,7 +23,10 @@ use tokio_util::task::TaskTracker;
 const T: Duration = Duration::from_secs(5);
 
 /// A fake slot named `name`: greets (unless `silent`), accepts the
-/// password "pw", then answers every command with `* SLOT name` and OK.
+/// password "pw", then answers every command with `* SLOT name` and OK;
+/// `VANISH` closes the connection without a word, `GONE` answers OK and
+/// `* BYE [UNAVAILABLE]` in one write and closes (as a slot does for a
+/// user deleted there).
 async fn fake_slot(ip: &str, name: &'static str, silent: bool) -> u16 {
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -62,8 +67,17 @@ async fn fake_slot(ip: &str, name: &'static str, silent: bool) -> u16 {
                     if s.read_line(&mut line).await.unwrap_or(0) == 0 {
                         return;
                     }
-                    let tag = line.split(' ').next().unwrap().to_string();
-                    let reply = format!("* SLOT {name}\r\n{tag} OK done\r\n");
+                    let mut words = line.trim_end().split(' ');
+                    let tag = words.next().unwrap().to_string();
+                    let reply = match words.next() {
+                        Some("VANISH") => return,
+                        Some("GONE") => {
+                            let bye = format!("{tag} OK done\r\n{GONE_BYE}");
+                            let _ = s.get_mut().write_all(bye.as_bytes()).await;
+                            return;
+                        }
+                        _ => format!("* SLOT {name}\r\n{tag} OK done\r\n"),
+                    };
                     if s.get_mut().write_all(reply.as_bytes()).await.is_err() {
                         return;
                     }
@@ -73,6 +87,12 @@ async fn fake_slot(ip: &str, name: &'static str, silent: bool) -> u16 {
     });
     port
 }
+
+/// What the fake slot says for `GONE`.
+const GONE_BYE: &str = "* BYE [UNAVAILABLE] Your mailbox is no longer served here\r\n";
+
+/// The proxy's BYE for a session whose master moved.
+const MOVED_BYE: &str = "* BYE [UNAVAILABLE] Your mail store moved; please reconnect\r\n";
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -86,6 +106,11 @@ struct Setup {
 /// never take a port another test picked on 127.0.0.1) holding alice,
 /// fake slots behind both, and a proxy with `limits`. `silent`: a1 never greets.
 async fn setup(limits: Limits, silent: bool) -> Setup {
+    setup_polling(limits, silent, Duration::from_millis(20)).await
+}
+
+/// [`setup`] with the proxy reading the directory every `poll`.
+async fn setup_polling(limits: Limits, silent: bool, poll: Duration) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let directory = Arc::new(
         SqliteDirectory::open_with(
@@ -136,7 +161,7 @@ async fn setup(limits: Limits, silent: bool) -> Setup {
     let cancel = CancellationToken::new();
     {
         let (routes, cancel) = (routes.clone(), cancel.clone());
-        tokio::spawn(async move { routes.follow(Duration::from_millis(20), cancel).await });
+        tokio::spawn(async move { routes.follow(poll, cancel).await });
     }
     let shared = Arc::new(ImapShared {
         preauth: PreAuthConfig {
@@ -325,5 +350,103 @@ async fn a_silent_backend_is_a_prompt_no_unavailable() {
             .await
             .ends_with("t OK CAPABILITY completed\r\n")
     );
+    s.cancel.cancel();
+}
+
+/// A proxy that never re-reads the directory by itself, so only the check
+/// when a backend ends sees a change.
+async fn setup_not_following() -> Setup {
+    setup_polling(limits(), false, Duration::from_secs(3600)).await
+}
+
+/// Read until the connection closes; everything read.
+async fn rest(c: &mut Client) -> String {
+    let mut out = String::new();
+    loop {
+        let line = c.line().await;
+        if line.is_empty() {
+            return out;
+        }
+        out.push_str(&line);
+    }
+}
+
+#[tokio::test]
+async fn a_slot_closing_after_the_master_moved_still_gets_the_client_a_bye() {
+    let s = setup_not_following().await;
+    let (mut c, _) = Client::connect(s.addr).await;
+    assert!(c.cmd("LOGIN alice pw").await.starts_with("t OK"));
+    assert_eq!(c.cmd("NOOP").await, "* SLOT a1\r\nt OK done\r\n");
+    s.directory.set_master("s1", "b1", 1, "test").unwrap();
+    // The slot drops the session before the proxy looked at the directory.
+    assert_eq!(c.cmd("VANISH").await, MOVED_BYE);
+    assert_eq!(c.line().await, "", "closed after the BYE");
+    s.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_slots_own_bye_is_passed_once() {
+    let s = setup_not_following().await;
+    let (mut c, _) = Client::connect(s.addr).await;
+    assert!(c.cmd("LOGIN alice pw").await.starts_with("t OK"));
+    s.directory.set_master("s1", "b1", 1, "test").unwrap();
+    c.s.get_mut().write_all(b"t GONE\r\n").await.unwrap();
+    let rest = rest(&mut c).await;
+    // The slot's BYE, or the proxy's in its place if it came in a read of
+    // its own: one BYE either way.
+    let bye = rest.strip_prefix("t OK done\r\n").expect(&rest);
+    assert!(bye == GONE_BYE || bye == MOVED_BYE, "{rest}");
+    s.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_slot_closing_while_the_user_is_being_moved_gets_the_client_a_bye() {
+    let s = setup_not_following().await;
+    // A second store to move to (its slots are not contacted).
+    for (slot, machine, port) in [("c1", "a", 1u16), ("d1", "b", 2)] {
+        s.directory
+            .add_slot(&Slot {
+                id: slot.into(),
+                machine: machine.into(),
+                data_dir: format!("/srv/{slot}"),
+                imap_port: port,
+                lmtp_port: port + 10,
+                sync_port: port + 20,
+                weight: 1,
+            })
+            .unwrap();
+    }
+    s.directory
+        .create_store(
+            &StoreSpec {
+                id: "s2".into(),
+                slots: vec!["c1".into(), "d1".into()],
+                sync: false,
+            },
+            "test",
+        )
+        .unwrap();
+    let (mut c, _) = Client::connect(s.addr).await;
+    assert!(c.cmd("LOGIN alice pw").await.starts_with("t OK"));
+    s.directory.begin_move("alice", "s1", "s2").unwrap();
+    assert_eq!(
+        c.cmd("VANISH").await,
+        "* BYE [UNAVAILABLE] Your mailbox is being moved to another server; please reconnect\r\n"
+    );
+    assert_eq!(c.line().await, "", "closed after the BYE");
+    s.cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_slot_closing_for_no_reason_the_directory_knows_just_closes() {
+    let s = setup_not_following().await;
+    let (mut c, _) = Client::connect(s.addr).await;
+    assert!(c.cmd("LOGIN alice pw").await.starts_with("t OK"));
+    assert_eq!(c.cmd("VANISH").await, "", "closed, no BYE of the proxy's");
+    // A slot's own BYE passes as it is.
+    let (mut c, _) = Client::connect(s.addr).await;
+    assert!(c.cmd("LOGIN alice pw").await.starts_with("t OK"));
+    c.s.get_mut().write_all(b"t GONE\r\n").await.unwrap();
+    assert_eq!(rest(&mut c).await, format!("t OK done\r\n{GONE_BYE}"));
     s.cancel.cancel();
 }

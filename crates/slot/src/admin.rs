@@ -30,16 +30,16 @@
 //! [`OPERATION_TIMEOUT`] ([`SCRUB_TIMEOUT`] for a scrub). Store calls run on
 //! blocking threads, never on the async executor.
 
+use crate::unix_socket::PrivateListener;
 use serde::{Deserialize, Serialize};
 use slotmail_store::{Slot, StoreError};
 use std::future::Future;
 use std::io::{BufRead, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 
 /// The socket's file name in the slot's data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -432,12 +432,6 @@ pub async fn serve_admin_with_moves(
     shutdown: impl Future,
 ) -> Result<(), AdminError> {
     let listener = bind(&path)?;
-    let owner = std::fs::metadata(&path)
-        .map_err(|source| AdminError::Listen {
-            path: path.clone(),
-            source,
-        })?
-        .uid();
     tracing::info!(socket = %path.display(), "admin endpoint listening");
     let ctx = Arc::new(Ctx {
         slot,
@@ -454,26 +448,7 @@ pub async fn serve_admin_with_moves(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(cause = %e, "admin accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                match stream.peer_cred() {
-                    Ok(cred) if cred.uid() == owner || cred.uid() == 0 => {}
-                    Ok(cred) => {
-                        tracing::warn!(uid = cred.uid(), "admin connection from another user refused");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(cause = %e, "admin connection without credentials refused");
-                        continue;
-                    }
-                }
+            stream = listener.accept() => {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     connections.spawn(refuse_busy(stream));
                     continue;
@@ -493,27 +468,10 @@ pub async fn serve_admin_with_moves(
     Ok(())
 }
 
-/// Remove a leftover socket, bind, and make the socket 0600.
-fn bind(path: &Path) -> Result<UnixListener, AdminError> {
-    let len = path.as_os_str().len();
-    if len > SOCKET_PATH_LEN_MAX_BYTES {
-        return Err(AdminError::PathTooLong {
-            path: path.to_path_buf(),
-            len,
-        });
-    }
-    let listen_err = |source| AdminError::Listen {
-        path: path.to_path_buf(),
-        source,
-    };
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(listen_err(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(listen_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
-    Ok(listener)
+/// Remove a leftover socket, bind, and make the socket 0600 (accepting the
+/// slot's user and root only).
+fn bind(path: &Path) -> Result<PrivateListener, AdminError> {
+    PrivateListener::bind(path, "admin")
 }
 
 struct Ctx {
@@ -976,6 +934,7 @@ mod tests {
     use super::*;
     use slotmail_store::Options;
     use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixStream as StdStream;
 
     struct Running {

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod durable;
 pub mod moves;
 pub mod tls;
+pub mod unix_socket;
 
 pub use config::{ConfigError, SlotConfig};
 
