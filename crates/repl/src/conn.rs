@@ -205,10 +205,15 @@ impl Conn {
     /// The next frame if one is buffered or can be read without waiting,
     /// else `None` (nothing is lost: reading is cancel-safe here, since the
     /// only await point is the stream's read).
+    ///
+    /// The read is polled once: a zero timeout would not do, since the
+    /// timer fires on its next tick, about a millisecond later, and a
+    /// window of bodies asks before every transfer.
     pub async fn try_recv(&mut self) -> Result<Option<Frame>, SyncError> {
-        match tokio::time::timeout(Duration::ZERO, self.recv()).await {
-            Ok(frame) => frame.map(Some),
-            Err(_) => Ok(None),
+        tokio::select! {
+            biased;
+            frame = self.recv() => frame.map(Some),
+            () = std::future::ready(()) => Ok(None),
         }
     }
 
