@@ -210,6 +210,48 @@ pub(crate) fn scrub_slot(slot: &Slot, repair: bool) -> Report {
     report
 }
 
+/// Phase 2 of [`scrub_user`]: read every message file of `contents` (the
+/// content records phase 1 found) and verify it. A file found missing is
+/// reported only if its content record still exists: on a running slot an
+/// expunge between the two phases drops the record and unlinks the file,
+/// which is not damage (run D of docs/reliability.md saw that false
+/// report).
+fn check_files(
+    user: &User,
+    contents: &BTreeMap<Guid, Option<u64>>,
+    report: &mut Report,
+) -> crate::Result<()> {
+    let name = user.name().to_string();
+    for (guid, size) in contents {
+        // Without a trustworthy size, the file is checked against its GUID
+        // alone: a damaged record must not be reported as a damaged file.
+        let size = size
+            .unwrap_or_else(|| std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len()));
+        match user.blobs().read(guid, size)? {
+            Read::Good(b) => report.bytes_verified += b.len() as u64,
+            Read::Missing => {
+                let referenced = user.with_conn(|c, p| {
+                    c.prepare_cached("SELECT 1 FROM contents WHERE guid = ?1")
+                        .db(p)?
+                        .exists([&guid.0[..]])
+                        .db(p)
+                })?;
+                if referenced {
+                    report.push(Finding {
+                        guid: Some(guid.to_hex()),
+                        ..Finding::new(&name, Kind::MissingFile, "message file is missing".into())
+                    });
+                }
+            }
+            Read::Bad(why) => report.push(Finding {
+                guid: Some(guid.to_hex()),
+                ..Finding::new(&name, Kind::CorruptFile, why)
+            }),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crate::Result<()> {
     let name = user.name().to_string();
     // Phase 1, under the user's lock: records. A content record that fails
@@ -317,23 +359,7 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
         Ok(contents)
     })?;
     // Phase 2, without the lock: files.
-    for (guid, size) in &contents {
-        // Without a trustworthy size, the file is checked against its GUID
-        // alone: a damaged record must not be reported as a damaged file.
-        let size = size
-            .unwrap_or_else(|| std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len()));
-        match user.blobs().read(guid, size)? {
-            Read::Good(b) => report.bytes_verified += b.len() as u64,
-            Read::Missing => report.push(Finding {
-                guid: Some(guid.to_hex()),
-                ..Finding::new(&name, Kind::MissingFile, "message file is missing".into())
-            }),
-            Read::Bad(why) => report.push(Finding {
-                guid: Some(guid.to_hex()),
-                ..Finding::new(&name, Kind::CorruptFile, why)
-            }),
-        }
-    }
+    check_files(user, &contents, report)?;
     let (present, strays) = user.blobs().list()?;
     for guid in present {
         if !contents.contains_key(&guid) {
@@ -366,3 +392,54 @@ fn message_from_row_offset(
 }
 
 pub(crate) use crate::user::message_from_row_at;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Flags, Options};
+
+    /// Run D of docs/reliability.md: the scrub of a running master
+    /// reported a message file "missing" that an expunge had removed
+    /// between the scrub's two phases (records under the lock, then files
+    /// without it). A file is missing only while its content record is
+    /// still there.
+    #[test]
+    fn regression_scrub_reported_a_file_expunged_while_it_ran_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Slot::open(dir.path(), Options::default()).unwrap();
+        slot.create_user("sam", "pw", false).unwrap();
+        let user = slot.user("sam").unwrap();
+        let inbox = user.mailbox("INBOX").unwrap().id;
+        let kept = user
+            .append(
+                inbox,
+                b"Subject: kept\r\n\r\nkept\r\n",
+                &Flags::empty(),
+                None,
+            )
+            .unwrap();
+        let deleted = Flags::from_names(["\\Deleted"]).unwrap();
+        let gone = user
+            .append(inbox, b"Subject: gone\r\n\r\ngone\r\n", &deleted, None)
+            .unwrap();
+        // Phase 1 as it saw both messages.
+        let contents: BTreeMap<Guid, Option<u64>> =
+            [(kept.guid, None), (gone.guid, None)].into_iter().collect();
+        // Then, before phase 2: `gone` expunged (record and file), and the
+        // file of `kept` lost (damage).
+        assert_eq!(
+            user.expunge(inbox, Some(&[gone.uid])).unwrap(),
+            vec![gone.uid]
+        );
+        assert!(!user.blobs().path(&gone.guid).exists());
+        std::fs::remove_file(user.blobs().path(&kept.guid)).unwrap();
+        let mut report = Report::default();
+        check_files(&user, &contents, &mut report).unwrap();
+        let missing: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.guid.clone()))
+            .collect();
+        assert_eq!(missing, vec![(Kind::MissingFile, Some(kept.guid.to_hex()))]);
+    }
+}
