@@ -499,6 +499,7 @@ impl Harness {
                 ])?;
                 if code == 0 {
                     done.push(format!("reconciled {slot}: {}", doc["summary"]));
+                    self.drop_kept(&slot)?;
                     progress = true;
                 } else if !self.fenced(&slot)? {
                     // Reconciled, but the rebuild did not finish in time:
@@ -557,6 +558,23 @@ impl Harness {
                 "heal: rebuild {slot} --resume: exit {code} {}",
                 last_line(&err)
             ));
+            if code == 0 {
+                self.drop_kept(&slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete the data a finished reconcile and rebuild of `slot` kept
+    /// aside (`DATA.before-rebuild-TIME`), as an operator does once they
+    /// are done: on machine m3's 512 MiB volume the copies left by repeated
+    /// failovers filled the disk for good in run D (docs/reliability.md).
+    fn drop_kept(&mut self, slot: &str) -> Result<(), ChaosError> {
+        let data = self.data_dir(slot)?;
+        for kept in kept_aside(&data) {
+            if let Err(e) = std::fs::remove_dir_all(&kept) {
+                self.note(&format!("removing {}: {e}", kept.display()));
+            }
         }
         Ok(())
     }
@@ -585,6 +603,24 @@ impl Harness {
             .iter()
             .any(|s| s["id"] == slot && s["role"] == "fenced"))
     }
+}
+
+/// The directories `ctl rebuild` kept aside for the slot whose data
+/// directory is `data`: its siblings named `NAME.before-rebuild-TIME`.
+fn kept_aside(data: &Path) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (data.parent(), data.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.before-rebuild-", name.to_string_lossy());
+    let mut out: Vec<PathBuf> = std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
 fn last_line(s: &str) -> &str {
@@ -1066,5 +1102,37 @@ fn converge(ctl: &Ctl, users: usize) -> Result<(Value, u64), ChaosError> {
             return Ok((doc, if clean { 0 } else { diverged.max(1) }));
         }
         std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run D: the data kept aside by each rebuild filled the 512 MiB
+    /// volume of `disk_full` for good. The harness deletes a slot's kept
+    /// copies, and only that slot's, once its reconcile and rebuild are done.
+    #[test]
+    fn regression_kept_aside_data_of_rebuilds_filled_the_small_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "m3-1",
+            "m3-1.before-rebuild-1795963165050",
+            "m3-1.before-rebuild-1795963349701",
+            "m3-10.before-rebuild-1795963410142",
+            "m3-2.before-rebuild-1795963166527",
+        ];
+        for n in names {
+            std::fs::create_dir(dir.path().join(n)).unwrap();
+        }
+        let kept = kept_aside(&dir.path().join("m3-1"));
+        assert_eq!(
+            kept,
+            vec![
+                dir.path().join("m3-1.before-rebuild-1795963165050"),
+                dir.path().join("m3-1.before-rebuild-1795963349701"),
+            ]
+        );
+        assert!(kept_aside(&dir.path().join("m3-3")).is_empty());
     }
 }

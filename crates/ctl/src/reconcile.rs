@@ -10,13 +10,15 @@
 
 use crate::control::ControlRequest;
 use crate::failover::{FailoverRecord, record_path};
-use crate::verify::{self, digests, ms, now_unix_ms, prove_equal, reload};
+use crate::verify::{self, digests, ms, now_unix_ms, reload};
 use crate::{CtlError, Ctx, Exit, Report};
 use serde::Serialize;
 use serde_json::json;
 use slotmail_directory::{Directory, Slot as SlotInfo, Topology};
 use slotmail_slot::admin::{Request, Response};
-use slotmail_slot::admin_mail::{DigestSide, MailChange, MailState, MailboxState, MessageState};
+use slotmail_slot::admin_mail::{
+    DigestSide, MailChange, MailState, MailboxState, MessageState, UserDigest,
+};
 use slotmail_store::{MessageMeta, Options, Slot, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -695,39 +697,43 @@ fn rebuild_slot(
     }
     let limit = timeout;
     let mut last_shown = usize::MAX;
+    let mut progress = RebuildProgress::default();
     let equality = loop {
         let m = digests(ctx, &master, DigestSide::Master)?;
-        let e = match digests(ctx, &s, DigestSide::Replica) {
-            Ok(r) => prove_equal(&m, &r),
-            Err(_) => verify::Equality {
-                users: m.len(),
-                ..Default::default()
-            },
-        };
-        if e.users_equal != last_shown {
+        let r = digests(ctx, &s, DigestSide::Replica).ok();
+        let e = progress.poll(&m, r.as_ref());
+        if e.done != last_shown {
             eprintln!(
                 "rebuild {slot_id}: {}/{} users equal ({} ms)",
-                e.users_equal,
+                e.done,
                 e.users,
                 ms(started)
             );
-            last_shown = e.users_equal;
+            last_shown = e.done;
         }
-        if e.equal {
+        if e.complete {
             break e;
         }
         if started.elapsed() >= limit {
             return Err(CtlError::Failed(format!(
                 "rebuild of {slot_id}: {}/{} users equal after {} s; the sync goes on — wait with `ctl rebuild {slot_id} --resume`",
-                e.users_equal,
+                e.done,
                 e.users,
                 limit.as_secs()
             )));
         }
         std::thread::sleep(REBUILD_POLL);
     };
+    let caught_up = if equality.caught_up > 0 {
+        format!(
+            " ({} of them still being written: caught up with the master's state at the start)",
+            equality.caught_up
+        )
+    } else {
+        String::new()
+    };
     let text = format!(
-        "rebuilt {slot_id} as a replica of {} (store {}): {} users equal to the master after {} ms{}\n",
+        "rebuilt {slot_id} as a replica of {} (store {}): {} users equal to the master{caught_up} after {} ms{}\n",
         master.id,
         store.id,
         equality.users,
@@ -743,12 +749,87 @@ fn rebuild_slot(
             "store": store.id,
             "master": master.id,
             "users": equality.users,
-            "equal": equality.equal,
+            "equal": equality.complete,
+            "proven_equal": equality.users - equality.caught_up,
+            "caught_up": equality.caught_up,
             "elapsed_ms": ms(started),
             "kept": kept,
         }),
         exit: Exit::Ok,
     })
+}
+
+/// When a rebuild is done, user by user, over its polls of both sides'
+/// digests. A user is done when one poll proved it equal (same position
+/// and digest on both sides, as `prove_equal`), or, for a user the master
+/// kept changing, when the replica's position passed the master's position
+/// at the first poll that saw the user: the full sync has then brought
+/// everything the master held when the rebuild began, and what follows is
+/// ordinary replication (each round checks its mailboxes' digests). A user
+/// written without pause (a few commits per replication round) is almost
+/// never at the same position on both sides at one poll, so requiring the
+/// proof for it kept a rebuild waiting until its time limit under load
+/// (chaos finding 6). A user the master did not change since the first
+/// poll must still be proven equal.
+#[derive(Debug, Default)]
+struct RebuildProgress {
+    /// The master's (user id, MODSEQ) at the first poll that saw the user.
+    targets: BTreeMap<String, (String, u64)>,
+    /// Users proven equal at some poll, with their user id.
+    proven: BTreeMap<String, String>,
+}
+
+/// One poll of [`RebuildProgress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RebuildPoll {
+    /// Users on the master.
+    users: usize,
+    /// Users done (proven equal, or caught up while being written).
+    done: usize,
+    /// Of those, done by position only.
+    caught_up: usize,
+    /// Every user done, and the replica holds no user the master lacks.
+    complete: bool,
+}
+
+impl RebuildProgress {
+    fn poll(
+        &mut self,
+        master: &BTreeMap<String, UserDigest>,
+        replica: Option<&BTreeMap<String, UserDigest>>,
+    ) -> RebuildPoll {
+        let empty = BTreeMap::new();
+        let replica = replica.unwrap_or(&empty);
+        let mut done = 0;
+        let mut caught_up = 0;
+        for (name, m) in master {
+            let target = self
+                .targets
+                .entry(name.clone())
+                .or_insert_with(|| (m.user_id.clone(), m.modseq));
+            if target.0 != m.user_id {
+                // The user was deleted and created again: start over.
+                *target = (m.user_id.clone(), m.modseq);
+            }
+            let r = replica.get(name).filter(|r| r.user_id == m.user_id);
+            if r.is_some_and(|r| r.modseq == m.modseq && r.digest == m.digest) {
+                self.proven.insert(name.clone(), m.user_id.clone());
+            }
+            if self.proven.get(name) == Some(&m.user_id) {
+                done += 1;
+            } else if m.modseq > target.1 && r.is_some_and(|r| r.modseq >= target.1) {
+                done += 1;
+                caught_up += 1;
+            }
+        }
+        let extra = replica.keys().any(|name| !master.contains_key(name));
+        RebuildPoll {
+            users: master.len(),
+            done,
+            caught_up,
+            complete: done == master.len() && !extra,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -799,5 +880,92 @@ mod tests {
         assert_eq!(collision(4, "A", &nm), None);
         assert!(nm.messages.iter().all(|x| x.uid != 4));
         assert_eq!(present(4, "C", &nm).map(|x| x.uid), Some(7));
+    }
+
+    fn digest(name: &str, modseq: u64, digest: &str) -> (String, UserDigest) {
+        let d = UserDigest {
+            name: name.into(),
+            user_id: format!("id-{name}"),
+            modseq,
+            digest: digest.into(),
+            mailboxes: 1,
+        };
+        (name.into(), d)
+    }
+
+    /// Chaos finding 6: a user the master kept writing (tens of commits a
+    /// second) was never at the same position on both sides at one poll,
+    /// so `rebuild` waited for its whole time limit although the full sync
+    /// had finished within seconds. It is done once the replica passed the
+    /// master's position at the first poll; a quiet user still needs the
+    /// digest proof, and a user only the replica holds keeps it waiting.
+    #[test]
+    fn regression_a_rebuild_never_ended_while_a_user_was_written() {
+        let mut p = RebuildProgress::default();
+        let poll =
+            |p: &mut RebuildProgress, m: &[(String, UserDigest)], r: &[(String, UserDigest)]| {
+                let m: BTreeMap<_, _> = m.iter().cloned().collect();
+                let r: BTreeMap<_, _> = r.iter().cloned().collect();
+                p.poll(&m, Some(&r))
+            };
+        // First poll: the replica is empty; busy is at 100, quiet at 7.
+        let e = poll(
+            &mut p,
+            &[digest("busy", 100, "b100"), digest("quiet", 7, "q7")],
+            &[],
+        );
+        assert_eq!((e.users, e.done, e.complete), (2, 0, false));
+        // The replica has not reached busy's first position yet.
+        let e = poll(
+            &mut p,
+            &[digest("busy", 140, "b140"), digest("quiet", 7, "q7")],
+            &[digest("busy", 90, "b90"), digest("quiet", 7, "q7")],
+        );
+        assert_eq!(
+            (e.done, e.caught_up, e.complete),
+            (1, 0, false),
+            "quiet is proven"
+        );
+        // Past it, though never at the master's position of the same poll.
+        let e = poll(
+            &mut p,
+            &[digest("busy", 180, "b180"), digest("quiet", 7, "q7")],
+            &[digest("busy", 120, "b120"), digest("quiet", 7, "q7")],
+        );
+        assert_eq!((e.done, e.caught_up, e.complete), (2, 1, true));
+        // A quiet user at the same position with another digest is not done.
+        let mut p = RebuildProgress::default();
+        let e = poll(
+            &mut p,
+            &[digest("quiet", 7, "q7")],
+            &[digest("quiet", 7, "other")],
+        );
+        assert_eq!((e.done, e.complete), (0, false));
+        let e = poll(
+            &mut p,
+            &[digest("quiet", 7, "q7")],
+            &[digest("quiet", 9, "other")],
+        );
+        assert_eq!(
+            (e.done, e.complete),
+            (0, false),
+            "a position past a quiet master proves nothing"
+        );
+        // A user on the replica only keeps the rebuild waiting.
+        let e = poll(
+            &mut p,
+            &[digest("quiet", 7, "q7")],
+            &[digest("quiet", 7, "q7"), digest("gone", 3, "g3")],
+        );
+        assert_eq!((e.done, e.complete), (1, false));
+        // Another user id under the same name (deleted and created again)
+        // is not the user the replica holds.
+        let mut p = RebuildProgress::default();
+        let (name, mut again) = digest("busy", 50, "b50");
+        poll(&mut p, &[(name.clone(), again.clone())], &[]);
+        again.user_id = "id-new".into();
+        again.modseq = 60;
+        let e = poll(&mut p, &[(name, again)], &[digest("busy", 55, "b55")]);
+        assert_eq!((e.done, e.complete), (0, false));
     }
 }

@@ -953,6 +953,13 @@ enum Work {
 /// replicator stops (`Ok`).
 async fn run_stream(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncError> {
     let mut next_compare = Instant::now() + shared.config.compare_interval;
+    let ping_idle = Duration::from_secs(PING_IDLE_SECS);
+    // When this stream pings if it has sent nothing by then. Kept across
+    // wake-ups that bring it no work (another stream took the job, or the
+    // changed user is in a round elsewhere): a fresh timer per wake-up
+    // never fired while a long round's user kept changing, and the replica
+    // closed the quiet stream (chaos finding 7).
+    let mut ping_at = Instant::now() + ping_idle;
     loop {
         let work = {
             let notified = shared.wake.notified();
@@ -971,7 +978,7 @@ async fn run_stream(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncErr
             match work {
                 Some(w) => w,
                 None => {
-                    let idle = tokio::time::sleep(Duration::from_secs(PING_IDLE_SECS));
+                    let idle = tokio::time::sleep_until(ping_at);
                     tokio::select! {
                         biased;
                         _ = shared.stop.cancelled() => return Ok(()),
@@ -983,6 +990,7 @@ async fn run_stream(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncErr
                         _ = idle => {
                             let marks = round::ping(conn).await?;
                             shared.replica_marks(marks);
+                            ping_at = Instant::now() + ping_idle;
                         }
                     }
                     continue;
@@ -1034,6 +1042,7 @@ async fn run_stream(shared: &Arc<Shared>, conn: &mut Conn) -> Result<(), SyncErr
                 }
             }
         }
+        ping_at = Instant::now() + ping_idle;
     }
 }
 

@@ -13,6 +13,7 @@ use slotmail_repl_proto::{
     Body, ClientConfig, ClientHandshake, ClientStep, ErrorCode, Frame, FrameDecoder, encode_frame,
 };
 use slotmail_store::{FlagOp, Guid, Slot};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -343,6 +344,182 @@ async fn a_stream_cut_in_the_middle_of_a_body_resumes() {
     assert_eq!(cuts.load(Ordering::SeqCst), 3);
     assert!(replicator.status().errors >= 3);
     assert!(replica.slot.scrub(false).is_clean());
+    replicator.shutdown().await;
+}
+
+/// Records when each stream wrote (below TLS), and holds the first large
+/// write once armed: the body transfer of a round, which then stays
+/// running for as long as the hold.
+struct HoldConnector {
+    addr: SocketAddr,
+    next: AtomicUsize,
+    /// (stream, when) of every write that went out.
+    writes: Arc<Mutex<Vec<(usize, Instant)>>>,
+    /// Armed hold: the next write of at least `HOLD_WRITE_MIN` bytes waits
+    /// this long; then (stream, when) of the held write.
+    hold: Arc<Mutex<Option<Duration>>>,
+    held: Arc<Mutex<Option<(usize, Instant)>>>,
+}
+
+/// Pings and round requests are far smaller than this; body windows are
+/// larger.
+const HOLD_WRITE_MIN: usize = 8 * 1024;
+
+struct HoldStream {
+    inner: tokio::net::TcpStream,
+    index: usize,
+    writes: Arc<Mutex<Vec<(usize, Instant)>>>,
+    hold: Arc<Mutex<Option<Duration>>>,
+    held: Arc<Mutex<Option<(usize, Instant)>>>,
+    sleeping: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for HoldStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for HoldStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.sleeping.is_none() && buf.len() >= HOLD_WRITE_MIN {
+            let armed = self.hold.lock().unwrap().take();
+            if let Some(d) = armed {
+                *self.held.lock().unwrap() = Some((self.index, Instant::now()));
+                self.sleeping = Some(Box::pin(tokio::time::sleep(d)));
+            }
+        }
+        if let Some(sleep) = self.sleeping.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleeping = None;
+        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(_)) = &r {
+            let index = self.index;
+            self.writes.lock().unwrap().push((index, Instant::now()));
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Connector for HoldConnector {
+    fn connect(&self) -> ConnectFuture {
+        let addr = self.addr;
+        let index = self.next.fetch_add(1, Ordering::SeqCst);
+        let (writes, hold, held) = (self.writes.clone(), self.hold.clone(), self.held.clone());
+        Box::pin(async move {
+            let inner = tokio::net::TcpStream::connect(addr).await?;
+            let stream = HoldStream {
+                inner,
+                index,
+                writes,
+                hold,
+                held,
+                sleeping: None,
+            };
+            tls::connect(stream, tls::client_config()).await
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (hold)", self.addr)
+    }
+}
+
+/// Chaos finding 7: while one stream ran a long round (a rebuild's full
+/// sync), every commit of that user woke the master's other, idle streams,
+/// which found no work (the user is running) and restarted their ping
+/// timer; they never pinged, and the replica closed them after
+/// `SERVER_IDLE_TIMEOUT` (45 s). Here a round is held for 26 s while the
+/// user keeps changing: every other stream must ping at least twice in
+/// that time (every `PING_IDLE_SECS`, 10 s), and the replica ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_idle_streams_were_not_pinged_during_a_long_round() {
+    const HOLD: Duration = Duration::from_secs(26);
+    let mdir = tempfile::tempdir().unwrap();
+    let master = open_slot(mdir.path());
+    master.create_user("ida", "pw", false).unwrap();
+    let replica = Replica::start(tempfile::tempdir().unwrap(), "127.0.0.1:0", 1).await;
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let hold = Arc::new(Mutex::new(None));
+    let held = Arc::new(Mutex::new(None));
+    let connector = Arc::new(HoldConnector {
+        addr: replica.addr,
+        next: AtomicUsize::new(0),
+        writes: writes.clone(),
+        hold: hold.clone(),
+        held: held.clone(),
+    });
+    let streams = config(1).streams;
+    let replicator = Replicator::start(master.clone(), config(1), connector);
+    settle(&replicator, &master, &replica.slot, "start").await;
+    assert!(
+        eventually(SETTLE, || replicator.status().connected_streams == streams).await,
+        "streams did not connect: {:?}",
+        replicator.status()
+    );
+    let u = master.user("ida").unwrap();
+    let inbox = u.mailbox("INBOX").unwrap().id;
+    // The round of this large message is held in its body transfer.
+    *hold.lock().unwrap() = Some(HOLD);
+    u.append(inbox, &message(0, 1_000_000), &flags(&[]), None)
+        .unwrap();
+    assert!(
+        eventually(SETTLE, || held.lock().unwrap().is_some()).await,
+        "no body transfer was held"
+    );
+    let (held_stream, since) = held.lock().unwrap().unwrap();
+    // The user changes every 300 ms while its round is held: each commit
+    // wakes the idle streams without giving them work.
+    let mut n = 1;
+    while since.elapsed() < HOLD {
+        u.append(inbox, &message(n, 600), &flags(&[]), None)
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    settle(&replicator, &master, &replica.slot, "after the held round").await;
+    let writes = writes.lock().unwrap().clone();
+    let idle_streams: BTreeSet<usize> = writes
+        .iter()
+        .filter(|(i, at)| *i != held_stream && *at < since)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(idle_streams.len(), streams - 1, "writes: {writes:?}");
+    for s in idle_streams {
+        let during = writes
+            .iter()
+            .filter(|(i, at)| *i == s && *at > since && *at < since + HOLD)
+            .count();
+        assert!(
+            during >= 2,
+            "stream {s} wrote {during} times in the {HOLD:?} the round was held ({n} commits woke it)"
+        );
+    }
+    assert_eq!(
+        replicator.status().errors,
+        0,
+        "a stream was lost: {:?}",
+        replicator.status()
+    );
     replicator.shutdown().await;
 }
 

@@ -210,6 +210,61 @@ pub(crate) fn scrub_slot(slot: &Slot, repair: bool) -> Report {
     report
 }
 
+/// Phase 2 of [`scrub_user`]: read every message file of `contents` (the
+/// content records phase 1 found) and verify it. A file found missing is
+/// reported only if its content record still exists: on a running slot an
+/// expunge between the two phases drops the record and unlinks the file,
+/// which is not damage (run D of docs/reliability.md saw that false
+/// report).
+fn check_files(
+    user: &User,
+    contents: &BTreeMap<Guid, (Option<u64>, Location)>,
+    report: &mut Report,
+) -> crate::Result<()> {
+    let name = user.name().to_string();
+    for (guid, (size, location)) in contents {
+        let read = match (size, location) {
+            // Follows a body that a compaction moved meanwhile.
+            (Some(size), _) => user.read_stored(guid, *size)?,
+            // Without a trustworthy size, a loose file is checked against
+            // its GUID alone: a damaged record must not be reported as a
+            // damaged file. A packed body cannot be cut out without it.
+            (None, Location::Loose) => {
+                let size = std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len());
+                user.blobs().read(guid, size)?
+            }
+            (None, Location::Packed { .. }) => continue,
+        };
+        let whose = match location {
+            Location::Loose => "message file".to_string(),
+            Location::Packed { pack, .. } => format!("pack {pack}"),
+        };
+        match read {
+            Read::Good(b) => report.bytes_verified += b.len() as u64,
+            Read::Missing => {
+                // Expunged since phase 1 (record and file gone): not damage.
+                let referenced = user.with_conn(|c, p| {
+                    c.prepare_cached("SELECT 1 FROM contents WHERE guid = ?1")
+                        .db(p)?
+                        .exists([&guid.0[..]])
+                        .db(p)
+                })?;
+                if referenced {
+                    report.push(Finding {
+                        guid: Some(guid.to_hex()),
+                        ..Finding::new(&name, Kind::MissingFile, format!("{whose} is missing"))
+                    });
+                }
+            }
+            Read::Bad(why) => report.push(Finding {
+                guid: Some(guid.to_hex()),
+                ..Finding::new(&name, Kind::CorruptFile, why)
+            }),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crate::Result<()> {
     let name = user.name().to_string();
     // Phase 1, under the user's lock: records. A content record that fails
@@ -320,35 +375,7 @@ pub(crate) fn scrub_user(user: &User, report: &mut Report, repair: bool) -> crat
         Ok(contents)
     })?;
     // Phase 2, without the lock: files and packs.
-    for (guid, (size, location)) in &contents {
-        let read = match (size, location) {
-            // Follows a body that a compaction moved meanwhile.
-            (Some(size), _) => user.read_stored(guid, *size)?,
-            // Without a trustworthy size, a loose file is checked against
-            // its GUID alone: a damaged record must not be reported as a
-            // damaged file. A packed body cannot be cut out without it.
-            (None, Location::Loose) => {
-                let size = std::fs::metadata(user.blobs().path(guid)).map_or(0, |m| m.len());
-                user.blobs().read(guid, size)?
-            }
-            (None, Location::Packed { .. }) => continue,
-        };
-        let whose = match location {
-            Location::Loose => "message file".to_string(),
-            Location::Packed { pack, .. } => format!("pack {pack}"),
-        };
-        match read {
-            Read::Good(b) => report.bytes_verified += b.len() as u64,
-            Read::Missing => report.push(Finding {
-                guid: Some(guid.to_hex()),
-                ..Finding::new(&name, Kind::MissingFile, format!("{whose} is missing"))
-            }),
-            Read::Bad(why) => report.push(Finding {
-                guid: Some(guid.to_hex()),
-                ..Finding::new(&name, Kind::CorruptFile, why)
-            }),
-        }
-    }
+    check_files(user, &contents, report)?;
     let (present, mut strays) = user.blobs().list()?;
     for guid in present {
         if !matches!(contents.get(&guid), Some((_, Location::Loose))) {
@@ -404,3 +431,58 @@ fn message_from_row_offset(
 }
 
 pub(crate) use crate::user::message_from_row_at;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Flags, Options};
+
+    /// Run D of docs/reliability.md: the scrub of a running master
+    /// reported a message file "missing" that an expunge had removed
+    /// between the scrub's two phases (records under the lock, then files
+    /// without it). A file is missing only while its content record is
+    /// still there.
+    #[test]
+    fn regression_scrub_reported_a_file_expunged_while_it_ran_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = Slot::open(dir.path(), Options::default()).unwrap();
+        slot.create_user("sam", "pw", false).unwrap();
+        let user = slot.user("sam").unwrap();
+        let inbox = user.mailbox("INBOX").unwrap().id;
+        let kept = user
+            .append(
+                inbox,
+                b"Subject: kept\r\n\r\nkept\r\n",
+                &Flags::empty(),
+                None,
+            )
+            .unwrap();
+        let deleted = Flags::from_names(["\\Deleted"]).unwrap();
+        let gone = user
+            .append(inbox, b"Subject: gone\r\n\r\ngone\r\n", &deleted, None)
+            .unwrap();
+        // Phase 1 as it saw both messages.
+        let contents: BTreeMap<Guid, (Option<u64>, Location)> = [
+            (kept.guid, (None, Location::Loose)),
+            (gone.guid, (None, Location::Loose)),
+        ]
+        .into_iter()
+        .collect();
+        // Then, before phase 2: `gone` expunged (record and file), and the
+        // file of `kept` lost (damage).
+        assert_eq!(
+            user.expunge(inbox, Some(&[gone.uid])).unwrap(),
+            vec![gone.uid]
+        );
+        assert!(!user.blobs().path(&gone.guid).exists());
+        std::fs::remove_file(user.blobs().path(&kept.guid)).unwrap();
+        let mut report = Report::default();
+        check_files(&user, &contents, &mut report).unwrap();
+        let missing: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.guid.clone()))
+            .collect();
+        assert_eq!(missing, vec![(Kind::MissingFile, Some(kept.guid.to_hex()))]);
+    }
+}
