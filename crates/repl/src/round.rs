@@ -24,6 +24,7 @@
 //! round. A round found different by a full comparison (`check`) first
 //! compares every mailbox digest and sends the differing mailboxes whole.
 
+use crate::Exec;
 use crate::client::{Dirty, Shared};
 use crate::conn::Conn;
 use crate::error::SyncError;
@@ -778,23 +779,42 @@ impl Window {
     }
 }
 
-/// Read a group of bodies through the store's verified read, in one
-/// blocking call: each body's bytes or its error.
-async fn read_bodies(
-    shared: &Shared,
+/// A group of bodies read: each body's bytes or its error.
+type ReadGroup = Vec<(Guid, Result<Vec<u8>, StoreError>)>;
+
+/// The next group of bodies to read: at most [`BODY_READ_BATCH_MAX`]
+/// bodies, and [`BODY_READ_BATCH_BYTES`] unless it is a single body.
+fn take_group(rest: &mut &[(Guid, u64)]) -> Option<Vec<(Guid, u64)>> {
+    if rest.is_empty() {
+        return None;
+    }
+    let mut n = 0;
+    let mut bytes = 0;
+    while n < rest.len() && n < BODY_READ_BATCH_MAX && (n == 0 || bytes < BODY_READ_BATCH_BYTES) {
+        bytes += rest[n].1;
+        n += 1;
+    }
+    let (group, tail) = rest.split_at(n);
+    *rest = tail;
+    Some(group.to_vec())
+}
+
+/// Start reading a group of bodies through the store's verified read, in
+/// one blocking call, while the caller goes on: each body's bytes or its
+/// error. At most one group is read ahead, so the bytes held are bounded
+/// by two groups.
+fn read_ahead(
+    ex: Exec,
     u: &Arc<User>,
     group: Vec<(Guid, u64)>,
-) -> Vec<(Guid, Result<Vec<u8>, StoreError>)> {
+) -> tokio::task::JoinHandle<ReadGroup> {
     let user = u.clone();
-    shared
-        .exec()
-        .run(move || {
-            group
-                .into_iter()
-                .map(|(g, size)| (g, user.read_message(&g, size)))
-                .collect()
-        })
-        .await
+    tokio::spawn(ex.run(move || {
+        group
+            .into_iter()
+            .map(|(g, size)| (g, user.read_message(&g, size)))
+            .collect()
+    }))
 }
 
 /// Give the replica the bodies it lacks, pipelined: each read and verified
@@ -814,17 +834,16 @@ async fn provide_bodies(
     let mut bad = Vec::new();
     let mut gone = Vec::new();
     let mut rest = missing;
-    while !rest.is_empty() {
-        let mut n = 0;
-        let mut bytes = 0;
-        while n < rest.len() && n < BODY_READ_BATCH_MAX && (n == 0 || bytes < BODY_READ_BATCH_BYTES)
-        {
-            bytes += rest[n].1;
-            n += 1;
-        }
-        let (group, tail) = rest.split_at(n);
-        rest = tail;
-        for (guid, read) in read_bodies(shared, u, group.to_vec()).await {
+    // The next group is read while the current one is sent.
+    let mut next = take_group(&mut rest).map(|g| read_ahead(ex, u, g));
+    while let Some(reading) = next.take() {
+        let group = reading.await.unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // The runtime is shutting down: nothing can continue.
+            Err(e) => panic!("reading bodies cancelled: {e}"),
+        });
+        next = take_group(&mut rest).map(|g| read_ahead(ex, u, g));
+        for (guid, read) in group {
             let body = match read {
                 Ok(body) => body,
                 Err(StoreError::Expunged(_)) => {
