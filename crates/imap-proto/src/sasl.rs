@@ -172,6 +172,22 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn rfc4648_test_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), enc);
+            assert_eq!(base64_decode(enc.as_bytes()).unwrap(), plain.as_bytes());
+        }
+    }
+
+    #[test]
     fn base64_known_values() {
         assert_eq!(base64_encode(b"\0alice\0secret"), "AGFsaWNlAHNlY3JldA==");
         assert_eq!(base64_encode(&[0xfb, 0xff]), "+/8=");
