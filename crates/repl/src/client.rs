@@ -424,6 +424,20 @@ impl Shared {
                 st.use_confirmation(user, confirmation);
                 st.lag.remove(user);
             }
+            // A confirmation (an admin deletion, `ctl repl confirm`) that
+            // came while the round ran: the round did not see it (a round
+            // that sees one never holds), so the user runs again with it
+            // instead of waiting for a confirmation already given. An
+            // admin deletion confirms right after the store's change
+            // notice, which can start the round first.
+            Ok(Outcome::Held { .. }) if st.confirmed.contains_key(user) => {
+                st.held.remove(user);
+                // Queued again below, as a user with changes left.
+                st.dirty.entry(user.to_string()).or_default().merge(Dirty {
+                    check: true,
+                    ..Dirty::default()
+                });
+            }
             Ok(Outcome::Held { reason }) => {
                 tracing::warn!(user, %reason, "replication of the user is held until an operator confirms");
                 st.dirty.remove(user);

@@ -105,10 +105,13 @@ class Writer:
             pass
         self.conn = None
 
-    def connect(self):
-        imap, lmtp, slot = master(self.user)
+    def note_master(self, slot):
         if not self.slots or self.slots[-1] != slot:
             self.slots.append(slot)
+
+    def connect(self):
+        imap, lmtp, slot = master(self.user)
+        self.note_master(slot)
         if proxy is not None:
             imap, lmtp = proxy
         if self.kind == "imap":
@@ -127,6 +130,11 @@ class Writer:
             c = smtplib.LMTP(lmtp[0], lmtp[1], timeout=10)
             c.ehlo_or_helo_if_needed()
         self.conn = c
+        if proxy is not None and self.kind == "imap":
+            # The proxy chose the master at login, after the lookup above:
+            # a switch in between sends this session to the new master
+            # (whose refusal or BYE would otherwise be what tells us).
+            self.note_master(master(self.user)[2])
 
     def send(self, raw):
         """True if acknowledged, False if refused; raises on a broken link."""
