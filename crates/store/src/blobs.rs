@@ -319,7 +319,7 @@ impl Blobs {
 pub(crate) const PACK_MAGIC: &[u8; 16] = b"slotmail-pack 1\n";
 
 /// Bytes before each body in a pack: its GUID and its length.
-const PACK_ENTRY_HEADER: usize = 32 + 8;
+pub(crate) const PACK_ENTRY_HEADER: usize = 32 + 8;
 
 fn is_pack_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

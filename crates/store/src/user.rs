@@ -1133,7 +1133,9 @@ impl User {
                 )(e));
             }
         };
-        let live_len: u64 = live.iter().map(|(_, size, _)| size + 40).sum::<u64>() + 16;
+        let entry = crate::blobs::PACK_ENTRY_HEADER as u64;
+        let live_len: u64 = live.iter().map(|(_, size, _)| size + entry).sum::<u64>()
+            + crate::blobs::PACK_MAGIC.len() as u64;
         if live_len.saturating_mul(2) >= file_len {
             return Ok(());
         }
